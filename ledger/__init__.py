@@ -1,0 +1,22 @@
+"""Double-entry points ledger: accounts, balanced transactions, holds, reversals, verify.
+
+SQLAlchemy 2.x only; every function takes a session, flushes and never commits.
+"""
+
+from ledger.accounts import define_asset, get_account, open_account
+from ledger.db import configure_engine, is_retryable, run_in_transaction
+from ledger.errors import *  # noqa: F403
+from ledger.holds import expire_holds, find_hold, get_hold, hold, post_hold, void_hold
+from ledger.models import MAX_AMOUNT, Account, Balance, Base, Hold, Posting, Transaction
+from ledger.reads import AccountBalance, HistoryEntry, HistoryPage, balance, balances, history
+from ledger.transfers import move, reverse, transfer
+from ledger.verify import Report, Violation, verify
+from ledger.writes import Leg
+
+__all__ = [
+    "MAX_AMOUNT", "Account", "AccountBalance", "Balance", "Base", "HistoryEntry", "HistoryPage",
+    "Hold", "Leg", "Posting", "Report", "Transaction", "Violation", "balance", "balances",
+    "configure_engine", "define_asset", "expire_holds", "find_hold", "get_account", "get_hold",
+    "history", "hold", "is_retryable", "move", "open_account", "post_hold", "reverse",
+    "run_in_transaction", "transfer", "verify", "void_hold",
+]

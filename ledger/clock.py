@@ -1,0 +1,8 @@
+"""The ledger's notion of now: naive UTC, the same on SQLite and PostgreSQL."""
+
+from datetime import UTC, datetime
+
+
+def utcnow() -> datetime:
+    """Return the current time as naive UTC."""
+    return datetime.now(UTC).replace(tzinfo=None)

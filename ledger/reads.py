@@ -1,0 +1,120 @@
+"""Reads: balances and an account's history, newest first, with the balance after each row."""
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+import sqlalchemy.orm as so
+
+from ledger.accounts import get_account
+from ledger.models import Account, Balance, Posting, Transaction
+
+
+@dataclass(frozen=True)
+class AccountBalance:
+    """What an account holds: posted, reserved by open holds, and free to spend."""
+
+    address: str
+    asset: str
+    posted: int
+    pending: int
+
+    @property
+    def available(self) -> int:
+        return self.posted - self.pending
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One posting on the account as its owner would read it."""
+
+    posting_id: int
+    transaction_id: int
+    kind: str
+    memo: str
+    meta: dict
+    amount: int
+    balance_after: int
+    created_at: datetime
+    reverses_id: int | None
+
+
+@dataclass(frozen=True)
+class HistoryPage:
+    entries: list[HistoryEntry]
+    next_cursor: int | None
+
+
+def balance(session: so.Session, address: str) -> AccountBalance:
+    """Return the posted, pending and available amounts of the account at `address`."""
+    account = get_account(session, address)
+    posted, pending = session.execute(
+        sa.select(sa.func.coalesce(sa.func.sum(Balance.posted), 0),
+                  sa.func.coalesce(sa.func.sum(Balance.pending), 0))
+        .where(Balance.account_id == account.id)
+    ).one()
+    return AccountBalance(address, account.asset_code, int(posted), int(pending))
+
+
+def balances(session: so.Session, addresses: list[str]) -> dict[str, AccountBalance]:
+    """Return the balances of several accounts in one query; unknown addresses are left out."""
+    rows = session.execute(
+        sa.select(Account.address, Account.asset_code, sa.func.sum(Balance.posted),
+                  sa.func.sum(Balance.pending))
+        .join(Balance, Balance.account_id == Account.id)
+        .where(Account.address.in_(addresses))
+        .group_by(Account.address, Account.asset_code)
+    )
+    return {a: AccountBalance(a, asset, int(p), int(h)) for a, asset, p, h in rows}
+
+
+def history(session: so.Session, address: str, *, limit: int = 50,
+            before: int | None = None) -> HistoryPage:
+    """Return up to `limit` postings older than the cursor `before`, newest first."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 500:
+        raise ValueError("limit is a whole number from 1 to 500")
+    account = get_account(session, address)
+    query = (
+        sa.select(Posting, Transaction)
+        .join(Transaction, Transaction.id == Posting.transaction_id)
+        .where(Posting.account_id == account.id)
+        .order_by(Posting.id.desc())
+        .limit(limit + 1)
+    )
+    if before is not None:
+        query = query.where(Posting.id < before)
+    rows = session.execute(query).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    if account.stripes == 1:
+        afters = [p.balance_after for p, _ in rows]
+    else:
+        # A striped account's rows carry per-stripe running totals; derive the account's
+        # from its current total less everything posted after each row.
+        afters = _striped_balances_after(session, account.id, [p for p, _ in rows])
+    entries = [
+        HistoryEntry(p.id, t.id, t.kind, t.memo, t.meta, p.amount, after, t.created_at,
+                     t.reverses_id)
+        for (p, t), after in zip(rows, afters, strict=True)
+    ]
+    return HistoryPage(entries, entries[-1].posting_id if more else None)
+
+
+def _striped_balances_after(session: so.Session, account_id: int,
+                            postings: list[Posting]) -> list[int]:
+    if not postings:
+        return []
+    total = session.scalar(
+        sa.select(sa.func.coalesce(sa.func.sum(Balance.posted), 0))
+        .where(Balance.account_id == account_id)
+    )
+    newer = session.scalar(
+        sa.select(sa.func.coalesce(sa.func.sum(Posting.amount), 0))
+        .where(Posting.account_id == account_id, Posting.id > postings[0].id)
+    )
+    running = int(total) - int(newer)
+    afters = []
+    for posting in postings:
+        afters.append(running)
+        running -= posting.amount
+    return afters

@@ -1,0 +1,125 @@
+"""Transfers between accounts and reversals of them."""
+
+from collections.abc import Sequence
+from datetime import datetime
+
+import sqlalchemy as sa
+import sqlalchemy.orm as so
+
+from ledger import chain
+from ledger.accounts import get_accounts
+from ledger.clock import utcnow
+from ledger.errors import (
+    AlreadyReversed,
+    AssetMismatch,
+    CannotReverseReversal,
+    InvalidTransaction,
+    UnknownTransaction,
+)
+from ledger.models import Account, Posting, Transaction
+from ledger.writes import (
+    Leg,
+    check_amount,
+    check_balanced,
+    check_key,
+    check_text,
+    lock_balances,
+    lock_balances_by_id,
+    new_transaction,
+    once,
+    post_entries,
+    stripe_for,
+)
+
+
+def transfer(session: so.Session, legs: Sequence[Leg], *, key: str, kind: str, memo: str = "",
+             meta: dict | None = None, asset: str | None = None,
+             now: datetime | None = None) -> Transaction:
+    """Post balanced legs as one transaction, once per idempotency key."""
+    check_key(key)
+    kind, memo, meta = check_text(kind, memo, meta)
+    if not isinstance(legs, Sequence) or len(legs) < 2:
+        raise InvalidTransaction("a transaction has two or more postings")
+    for leg in legs:
+        if not isinstance(leg, Leg):
+            raise InvalidTransaction("postings are given as Leg(address, amount)")
+        check_amount(leg.amount, signed=True)
+    addresses = [leg.address for leg in legs]
+    if len(set(addresses)) != len(addresses):
+        raise InvalidTransaction("an account appears twice in one transaction")
+    request_hash = chain.request_hash(
+        "transfer", legs=[[leg.address, leg.amount] for leg in legs], kind=kind, memo=memo,
+        meta=meta, asset=asset,
+    )
+
+    def write() -> Transaction:
+        accounts = get_accounts(session, addresses)
+        entries = [(accounts[leg.address], leg.amount) for leg in legs]
+        for account, _ in entries:
+            if asset is not None and account.asset_code != asset:
+                raise AssetMismatch(account.address, account.asset_code, asset)
+        check_balanced(entries)
+        tx = new_transaction(session, key=key, request_hash=request_hash, kind=kind, memo=memo,
+                             meta=meta, now=now or utcnow())
+        stripes = {account.id: stripe_for(account) for account, _ in entries}
+        locked = lock_balances(session, stripes.items())
+        post_entries(session, tx, [(a, locked[(a.id, stripes[a.id])], amt) for a, amt in entries])
+        return tx
+
+    return once(session, Transaction, key, request_hash, write)
+
+
+def move(session: so.Session, source: str, destination: str, amount: int, *, key: str,
+         kind: str, memo: str = "", meta: dict | None = None, asset: str | None = None,
+         now: datetime | None = None) -> Transaction:
+    """Move a positive `amount` from `source` to `destination`."""
+    check_amount(amount)
+    return transfer(session, [Leg(source, -amount), Leg(destination, amount)], key=key,
+                    kind=kind, memo=memo, meta=meta, asset=asset, now=now)
+
+
+def reverse(session: so.Session, transaction_id: int, *, key: str, memo: str = "",
+            kind: str = "reversal", meta: dict | None = None,
+            now: datetime | None = None) -> Transaction:
+    """Undo a posted transaction once, putting every amount back where it came from."""
+    check_key(key)
+    kind, memo, meta = check_text(kind, memo, meta)
+    if isinstance(transaction_id, bool) or not isinstance(transaction_id, int):
+        raise UnknownTransaction(transaction_id)
+    request_hash = chain.request_hash("reverse", transaction_id=transaction_id, kind=kind,
+                                      memo=memo, meta=meta)
+
+    def already_reversed() -> None:
+        reversal = session.scalar(
+            sa.select(Transaction.id).where(Transaction.reverses_id == transaction_id)
+        )
+        if reversal is not None:
+            raise AlreadyReversed(transaction_id, reversal)
+
+    def write() -> Transaction:
+        original = session.get(Transaction, transaction_id)
+        if original is None:
+            raise UnknownTransaction(transaction_id)
+        if original.reverses_id is not None:
+            raise CannotReverseReversal(transaction_id)
+        already_reversed()
+        postings = session.scalars(
+            sa.select(Posting).where(Posting.transaction_id == transaction_id)
+            .order_by(Posting.id)
+        ).all()
+        accounts = {
+            a.id: a for a in session.scalars(
+                sa.select(Account).where(Account.id.in_({p.account_id for p in postings}))
+            )
+        }
+        tx = new_transaction(session, key=key, request_hash=request_hash, kind=kind, memo=memo,
+                             meta=meta, now=now or utcnow(), reverses_id=transaction_id)
+        # Each amount returns to the very stripe it came from.
+        locked = lock_balances_by_id(session, [p.balance_id for p in postings])
+        post_entries(session, tx, [
+            (accounts[p.account_id], locked[p.balance_id], -p.amount) for p in postings
+        ])
+        return tx
+
+    return once(session, Transaction, key, request_hash, write, already_reversed)
+

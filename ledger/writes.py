@@ -1,0 +1,175 @@
+"""The one path by which amounts reach the ledger: validate, lock, post, chain.
+
+Every write runs inside a savepoint of the caller's transaction, so a refusal leaves the
+caller's other work untouched and writes nothing of its own. Balance rows are locked in
+ascending id order (SELECT ... FOR NO KEY UPDATE), which keeps concurrent writers from
+deadlocking on each other; on SQLite the caller's transaction is an immediate one.
+"""
+
+import random
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TypeVar
+
+import sqlalchemy as sa
+import sqlalchemy.orm as so
+from sqlalchemy.exc import IntegrityError
+
+from ledger import chain
+from ledger.errors import (
+    IdempotencyConflict,
+    InsufficientFunds,
+    InvalidAmount,
+    InvalidTransaction,
+    UnbalancedTransaction,
+)
+from ledger.models import KEY_LEN, MAX_AMOUNT, Account, Balance, Posting, Transaction
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Leg:
+    """One side of a transfer: a signed amount (credit positive, debit negative) on an address."""
+
+    address: str
+    amount: int
+
+
+def check_amount(amount: object, *, signed: bool = False) -> int:
+    """Return `amount` if it is a whole, non-zero number of points within bounds."""
+    if isinstance(amount, bool) or not isinstance(amount, int):
+        raise InvalidAmount(amount, "amounts are whole numbers")
+    if amount == 0:
+        raise InvalidAmount(amount, "amounts are not zero")
+    if not signed and amount < 0:
+        raise InvalidAmount(amount, "amounts are positive")
+    if abs(amount) > MAX_AMOUNT:
+        raise InvalidAmount(amount, f"amounts are at most {MAX_AMOUNT}")
+    return amount
+
+
+def check_key(key: object) -> str:
+    """Return `key` if it is a usable idempotency key."""
+    if not isinstance(key, str) or not key.strip() or len(key) > KEY_LEN:
+        raise InvalidTransaction(f"an idempotency key is a non-empty text of at most {KEY_LEN}")
+    return key
+
+
+def check_text(kind: object, memo: object, meta: object) -> tuple[str, str, dict]:
+    """Return kind, memo and metadata if they have the shapes the ledger stores."""
+    if not isinstance(kind, str) or not kind or len(kind) > 40:
+        raise InvalidTransaction("a transaction kind is a non-empty text of at most 40 chars")
+    if not isinstance(memo, str) or len(memo) > 2000:
+        raise InvalidTransaction("a memo is a text of at most 2000 chars")
+    meta = {} if meta is None else meta
+    if not isinstance(meta, dict):
+        raise InvalidTransaction("metadata is a JSON object")
+    try:
+        chain.canonical(meta)
+    except (TypeError, ValueError) as exc:
+        raise InvalidTransaction(f"metadata must be plain JSON: {exc}") from None
+    return kind, memo, meta
+
+
+def find_by_key(session: so.Session, model: type[T], key: str, request_hash: str) -> T | None:
+    """Return the row written under `key`, or None; raise if it answered another request."""
+    row = session.scalar(sa.select(model).where(model.idempotency_key == key))
+    if row is not None and row.request_hash != request_hash:
+        raise IdempotencyConflict(key)
+    return row
+
+
+def once(session: so.Session, model: type[T], key: str, request_hash: str,
+         write: Callable[[], T], on_integrity_error: Callable[[], None] | None = None) -> T:
+    """Run `write` in a savepoint unless `key` already did; a concurrent twin yields its result."""
+    existing = find_by_key(session, model, key, request_hash)
+    if existing is not None:
+        return existing
+    try:
+        with session.begin_nested():
+            return write()
+    except IntegrityError:
+        # Another transaction committed the same key while we waited on its row: answer
+        # with its result, as a retry would.
+        existing = find_by_key(session, model, key, request_hash)
+        if existing is not None:
+            return existing
+        if on_integrity_error is not None:
+            on_integrity_error()
+        raise
+
+
+def stripe_for(account: Account) -> int:
+    """Pick the stripe a posting lands on: the only one, or any of a striped account's."""
+    return 0 if account.stripes == 1 else random.randrange(account.stripes)
+
+
+def lock_balances(session: so.Session,
+                  wanted: Iterable[tuple[int, int]]) -> dict[tuple[int, int], Balance]:
+    """Lock the (account id, stripe) balance rows in id order and return them fresh."""
+    wanted = sorted(set(wanted))
+    condition = sa.or_(*(sa.and_(Balance.account_id == a, Balance.stripe == s) for a, s in wanted))
+    return {(b.account_id, b.stripe): b for b in _lock(session, condition)}
+
+
+def lock_balances_by_id(session: so.Session, ids: Iterable[int]) -> dict[int, Balance]:
+    """Lock the balance rows with these ids in id order and return them fresh."""
+    return {b.id: b for b in _lock(session, Balance.id.in_(set(ids)))}
+
+
+def _lock(session: so.Session, condition: sa.ColumnElement[bool]) -> list[Balance]:
+    # FOR NO KEY UPDATE: postings and holds referencing the row may still be inserted.
+    return list(session.scalars(
+        sa.select(Balance)
+        .where(condition)
+        .order_by(Balance.id)
+        .with_for_update(key_share=True)
+        .execution_options(populate_existing=True)
+    ))
+
+
+def new_transaction(session: so.Session, *, key: str, request_hash: str, kind: str, memo: str,
+                    meta: dict, now: datetime, reverses_id: int | None = None) -> Transaction:
+    """Insert the sealed transaction row that postings will hang on."""
+    tx = Transaction(
+        idempotency_key=key, request_hash=request_hash, kind=kind, memo=memo, meta=meta,
+        reverses_id=reverses_id, created_at=now,
+        hash=chain.transaction_hash(key, kind, memo, meta, reverses_id, now),
+    )
+    session.add(tx)
+    session.flush()
+    return tx
+
+
+def post_entries(session: so.Session, tx: Transaction,
+                 entries: list[tuple[Account, Balance, int]]) -> list[Posting]:
+    """Apply signed amounts to locked balance rows, refusing any overdraft, and chain them."""
+    postings = []
+    for account, balance, amount in entries:
+        posted = balance.posted + amount
+        if not balance.allow_negative and posted - balance.pending < 0:
+            raise InsufficientFunds(account.address, -amount, balance.posted - balance.pending)
+        seq = balance.seq + 1
+        digest = chain.posting_hash(balance.head_hash, balance.id, seq, tx.id, tx.hash,
+                                    account.id, account.asset_code, amount, posted)
+        postings.append(Posting(
+            transaction_id=tx.id, account_id=account.id, balance_id=balance.id,
+            asset_code=account.asset_code, amount=amount, seq=seq, balance_after=posted,
+            hash=digest,
+        ))
+        balance.posted, balance.seq, balance.head_hash = posted, seq, digest
+    session.add_all(postings)
+    session.flush()
+    return postings
+
+
+def check_balanced(entries: Iterable[tuple[Account, int]]) -> None:
+    """Refuse postings that do not sum to zero for every asset."""
+    totals: dict[str, int] = {}
+    for account, amount in entries:
+        totals[account.asset_code] = totals.get(account.asset_code, 0) + amount
+    for asset, total in sorted(totals.items()):
+        if total != 0:
+            raise UnbalancedTransaction(asset, total)

@@ -1,0 +1,1 @@
+"""The marketplace: merchants, items and stock, redemptions and settlement (built on `ledger`)."""

@@ -1,0 +1,85 @@
+"""Command-line tools: `flask --app pointsmall ledger ...`, `demo`, `start-demo`."""
+
+import sys
+
+import click
+from flask import Flask, current_app
+from flask.cli import AppGroup
+from flask_migrate import upgrade
+
+import ledger
+from pointsmall.extensions import db
+
+ledger_cli = AppGroup("ledger", help="Check and maintain the points ledger.")
+
+
+@ledger_cli.command("verify")
+@click.option("--batch", default=20_000, show_default=True, help="Rows fetched at a time.")
+def verify_command(batch: int) -> None:
+    """Recompute every ledger invariant; exit 1 naming each violating row."""
+    report = ledger.verify(db.session, batch=batch)
+    db.session.rollback()
+    checked = ", ".join(f"{n} {what}" for what, n in report.counts.items())
+    click.echo(f"checked {checked}")
+    click.echo("checks: balanced, cached_posted, pending, no_overdraft, hash_chain, holds")
+    click.echo(f"seal {report.seal}")
+    if report.ok:
+        click.echo("ledger OK: no violations")
+        return
+    for violation in report.violations:
+        click.echo(f"VIOLATION {violation}", err=True)
+    click.echo(f"ledger BROKEN: {len(report.violations)} violation(s)", err=True)
+    sys.exit(1)
+
+
+@ledger_cli.command("expire-holds")
+@click.option("--batch", default=1000, show_default=True, help="Holds released per commit.")
+def expire_holds_command(batch: int) -> None:
+    """Release every open hold past its deadline; safe to run twice at once."""
+    total = 0
+    while True:
+        released = ledger.run_in_transaction(
+            db.session, lambda s: ledger.expire_holds(s, limit=batch))
+        total += len(released)
+        if len(released) < batch:
+            break
+    click.echo(f"released {total} expired hold(s)")
+
+
+@click.command("demo")
+def demo_command() -> None:
+    """Seed the demo deployment (refused in production)."""
+    from pointsmall import demo
+
+    _refuse_in_production()
+    created = demo.seed(db.session)
+    db.session.commit()
+    click.echo("demo data seeded" if created else "demo data already present")
+
+
+@click.command("start-demo")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True)
+def start_demo_command(host: str, port: int) -> None:
+    """Migrate, seed the demo when the database is empty, and serve it."""
+    from pointsmall import demo
+
+    _refuse_in_production()
+    upgrade()
+    if demo.seed(db.session):
+        db.session.commit()
+        click.echo("demo data seeded")
+    click.echo(f"Points Mall demo: http://{host}:{port}/")
+    current_app.run(host=host, port=port, debug=False, use_reloader=False)
+
+
+def _refuse_in_production() -> None:
+    if current_app.config["PRODUCTION"]:
+        raise click.ClickException("the demo is refused when POINTSMALL_ENV=production")
+
+
+def register(app: Flask) -> None:
+    """Attach the commands to `app`."""
+    app.cli.add_command(ledger_cli)
+    app.cli.add_command(demo_command)
+    app.cli.add_command(start_demo_command)

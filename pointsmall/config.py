@@ -1,0 +1,52 @@
+"""Configuration read from the environment."""
+
+import os
+import secrets
+from pathlib import Path
+
+
+class ConfigError(RuntimeError):
+    """The deployment is configured in a way the app refuses to start with."""
+
+
+def database_url(raw: str | None, instance_path: str) -> str:
+    """Return a SQLAlchemy URL for `raw`, accepting the plain forms hosts hand out."""
+    if not raw:
+        return f"sqlite:///{Path(instance_path) / 'pointsmall.db'}"
+    for prefix in ("postgres://", "postgresql://"):
+        if raw.startswith(prefix):
+            return "postgresql+psycopg://" + raw[len(prefix):]
+    return raw
+
+
+def secret_key(raw: str | None, instance_path: str, production: bool) -> str:
+    """Return SECRET_KEY: from the environment, or kept in instance/ outside production."""
+    if raw:
+        return raw
+    if production:
+        raise ConfigError("SECRET_KEY must be set in production")
+    path = Path(instance_path) / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    key = secrets.token_hex(32)
+    path.write_text(key)
+    path.chmod(0o600)
+    return key
+
+
+def from_environment(instance_path: str) -> dict:
+    """Build the app's settings from environment variables."""
+    env = os.environ
+    production = env.get("POINTSMALL_ENV", "development") == "production"
+    Path(instance_path).mkdir(parents=True, exist_ok=True)
+    return {
+        "ENV_NAME": "production" if production else "development",
+        "PRODUCTION": production,
+        "SECRET_KEY": secret_key(env.get("SECRET_KEY"), instance_path, production),
+        "SQLALCHEMY_DATABASE_URI": database_url(env.get("DATABASE_URL"), instance_path),
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": production,
+        "HOLD_EXPIRY_BATCH": 1000,
+    }

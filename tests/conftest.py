@@ -1,0 +1,131 @@
+"""Fixtures: a database built by the migrations, and a rolled-back transaction per test.
+
+Without TEST_DATABASE_URL the suite runs on a SQLite file; with it, on a fresh PostgreSQL
+database created on that server for this run and dropped afterwards, so parallel runs
+never see each other's rows.
+"""
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+import sqlalchemy.orm as so
+from flask_migrate import upgrade
+
+import ledger
+from pointsmall import create_app
+from pointsmall.config import database_url as normalise_url
+from pointsmall.extensions import db
+
+PG_URL = os.environ.get("TEST_DATABASE_URL")
+
+requires_postgres = pytest.mark.skipif(
+    not PG_URL, reason="needs PostgreSQL: set TEST_DATABASE_URL=postgresql://user@host/db")
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory) -> Iterator[str]:
+    if not PG_URL:
+        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
+        return
+    server = sa.make_url(normalise_url(PG_URL, ""))
+    name = f"pointsmall_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    try:
+        yield server.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def base_app(database_url, tmp_path_factory):
+    """The app, with its schema built by the migrations as in production."""
+    app = create_app({
+        "TESTING": True,
+        "SECRET_KEY": "test-secret",
+        "SQLALCHEMY_DATABASE_URI": database_url,
+    })
+    with app.app_context():
+        upgrade()
+        db.session.remove()
+    return app
+
+
+@pytest.fixture(scope="session")
+def engine(base_app) -> sa.Engine:
+    with base_app.app_context():
+        return db.engine
+
+
+@pytest.fixture(scope="session")
+def dialect(engine) -> str:
+    return engine.dialect.name
+
+
+@pytest.fixture
+def connection(engine) -> Iterator[sa.Connection]:
+    """A connection inside a transaction that is rolled back after the test."""
+    with engine.connect() as conn:
+        outer = conn.begin()
+        yield conn
+        if outer.is_active:
+            outer.rollback()
+
+
+@pytest.fixture
+def session(connection) -> Iterator[so.Session]:
+    """A session whose commits are savepoints of the test's rolled-back transaction."""
+    with so.Session(bind=connection, join_transaction_mode="create_savepoint") as s:
+        yield s
+
+
+@pytest.fixture
+def app(base_app, connection):
+    """The app, its db.session joined to the test's rolled-back transaction."""
+    with base_app.app_context():
+        engines = db.engines
+        original = engines[None]
+        engines[None] = connection
+        db.session.remove()
+        db.session.configure(join_transaction_mode="create_savepoint")
+        try:
+            yield base_app
+        finally:
+            db.session.remove()
+            engines[None] = original
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def committed(engine) -> so.sessionmaker:
+    """Sessions that really commit, for tests of concurrent transactions."""
+    return so.sessionmaker(bind=engine)
+
+
+@pytest.fixture
+def make_account(session):
+    """Build an account, optionally funded from a fresh issuance account."""
+    def build(address: str | None = None, *, points: int = 0, asset: str = "POINTS",
+              allow_negative: bool = False, stripes: int = 1, s: so.Session | None = None):
+        s = s or session
+        address = address or f"volunteer:{uuid.uuid4().hex[:10]}:{asset.lower()}"
+        ledger.open_account(s, address, asset, allow_negative=allow_negative, stripes=stripes)
+        if points:
+            issuance = ledger.open_account(
+                s, f"community:test:issuance:{asset.lower()}", asset, allow_negative=True,
+                stripes=4)
+            ledger.move(s, issuance.address, address, points,
+                        key=f"fund:{address}:{uuid.uuid4().hex}", kind="award")
+        return address
+
+    return build
