@@ -6,7 +6,7 @@ from flask import Flask
 
 import ledger
 from pointsmall import config as config_module
-from pointsmall.extensions import db, migrate
+from pointsmall.extensions import api, babel, csrf, db, login_manager, migrate
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -22,17 +22,35 @@ def create_app(config: dict | None = None) -> Flask:
     if "SQLALCHEMY_DATABASE_URI" in overrides:
         overrides["SQLALCHEMY_DATABASE_URI"] = config_module.database_url(
             overrides["SQLALCHEMY_DATABASE_URI"], app.instance_path)
-    app.config.from_mapping(config_module.from_environment(app.instance_path))
+    app.config.from_mapping(config_module.from_environment(app.instance_path, overrides))
     app.config.from_mapping(overrides)
+
+    from pointsmall import shell
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(ROOT / "migrations"), render_as_batch=True)
     with app.app_context():
         ledger.configure_engine(db.engine)
+    csrf.init_app(app)
+    babel.init_app(app, locale_selector=shell.select_locale,
+                   default_translation_directories=str(ROOT / "pointsmall" / "translations"))
+    login_manager.init_app(app)
+    login_manager.login_view = "auth.login"
+    login_manager.login_message = None
+    api.init_app(app)
 
-    from pointsmall import cli, errors, health
+    from pointsmall import admin, cli, errors, health, home, models  # noqa: F401
+    from pointsmall.api_v1 import register_api
+    from pointsmall.auth import views as auth_views
+    from pointsmall.volunteers import views as volunteer_views
 
+    shell.register(app)
     app.register_blueprint(health.bp)
+    app.register_blueprint(home.bp)
+    app.register_blueprint(auth_views.bp)
+    app.register_blueprint(volunteer_views.bp)
+    app.register_blueprint(admin.bp)
+    register_api(app)
     errors.register(app)
     cli.register(app)
     return app

@@ -6,6 +6,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 from flask_migrate import upgrade
+from werkzeug.serving import run_simple
 
 import ledger
 from pointsmall.extensions import db
@@ -70,7 +71,10 @@ def start_demo_command(host: str, port: int) -> None:
         db.session.commit()
         click.echo("demo data seeded")
     click.echo(f"Points Mall demo: http://{host}:{port}/")
-    current_app.run(host=host, port=port, debug=False, use_reloader=False)
+    click.echo(f"Sign in with admin, staff1, staff2, vol1 ... vol50, merchant1 or market1; "
+               f"the password is {demo.PASSWORD}.")
+    # The Flask CLI refuses app.run(); serve with werkzeug directly (demo only).
+    run_simple(host, port, current_app._get_current_object(), threaded=True)
 
 
 def _refuse_in_production() -> None:

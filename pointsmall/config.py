@@ -34,9 +34,9 @@ def secret_key(raw: str | None, instance_path: str, production: bool) -> str:
     return key
 
 
-def from_environment(instance_path: str) -> dict:
-    """Build the app's settings from environment variables."""
-    env = os.environ
+def from_environment(instance_path: str, overrides: dict | None = None) -> dict:
+    """Build the app's settings from environment variables (`overrides` win)."""
+    env = {**os.environ, **{k: v for k, v in (overrides or {}).items() if isinstance(v, str)}}
     production = env.get("POINTSMALL_ENV", "development") == "production"
     Path(instance_path).mkdir(parents=True, exist_ok=True)
     return {
@@ -49,4 +49,18 @@ def from_environment(instance_path: str) -> dict:
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": production,
         "HOLD_EXPIRY_BATCH": 1000,
+        "MAX_CONTENT_LENGTH": 5 * 1024 * 1024,
+        "WTF_CSRF_TIME_LIMIT": None,
+        "BABEL_DEFAULT_LOCALE": "zh_CN",
+        "BABEL_DEFAULT_TIMEZONE": env.get("POINTSMALL_TIMEZONE", "Asia/Shanghai"),
+        "API_TITLE": "Points Mall API",
+        "API_VERSION": "v1",
+        "OPENAPI_VERSION": "3.0.3",
+        "OPENAPI_URL_PREFIX": "/api",
+        "OPENAPI_JSON_PATH": "openapi.json",
+        "API_SPEC_OPTIONS": {
+            "components": {"securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"}}},
+            "security": [{"bearer": []}],
+        },
     }

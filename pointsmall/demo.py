@@ -1,41 +1,88 @@
-"""Demo data: two communities' issuance accounts, fifty volunteers with some history."""
+"""The demo deployment: two communities, fifty volunteers with history, staff, merchants.
+
+Every demo sign-in uses the password `demo1234`.
+"""
 
 import random
+from datetime import date, timedelta
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
+from werkzeug.security import generate_password_hash
 
 import ledger
+from merchants.models import Merchant
+from pointsmall import communities
+from pointsmall.auth.models import User
+from pointsmall.volunteers import service as volunteers
 
-COMMUNITIES = (1, 2)
+PASSWORD = "demo1234"
+COMMUNITIES = [
+    ("渝能阳光社区", "五里店街道", {"阳光100网格": ["1栋微网格", "2栋微网格", "3栋微网格"],
+                                   "南方上格林网格": ["A区微网格", "B区微网格"]}),
+    ("锦华社区", "锦江街道", {"锦华一网格": ["东苑微网格", "西苑微网格"],
+                              "锦华二网格": ["北苑微网格"]}),
+]
+SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗"
+GIVEN = ["伟", "芳", "娜", "秀英", "敏", "静", "丽", "强", "磊", "军", "洋", "勇", "艳", "杰",
+         "娟", "涛", "明", "超", "秀兰", "霞", "平", "刚", "桂英", "建华", "玉兰"]
+AWARDS = [("社区网格巡查", 20, 20), ("垃圾分类宣传", 10, 10), ("党员活动日", 30, 30),
+          ("消防安全培训", 15, 15), ("微心愿认领", 50, 50)]
 VOLUNTEERS = 50
 
 
 def seed(session: so.Session) -> bool:
-    """Seed the demo ledger unless it is already there; return whether anything was created."""
-    if session.scalar(sa.select(ledger.Account.id).limit(1)) is not None:
+    """Seed the demo unless a community exists already; return whether anything was created."""
+    if session.scalar(sa.select(communities.Community.id).limit(1)) is not None:
         return False
     rng = random.Random(2026)
-    for community in COMMUNITIES:
-        for asset in ("POINTS", "MERIT"):
-            ledger.open_account(session, f"community:{community}:issuance:{asset.lower()}",
-                                asset, allow_negative=True, stripes=8)
-    ledger.open_account(session, "merchant:1:points", "POINTS")
+    password_hash = generate_password_hash(PASSWORD)  # one hash: seeding stays fast
+    made, micro_grids = [], []
+    for name, district, grids in COMMUNITIES:
+        community = communities.create_community(session, name, district)
+        made.append(community)
+        cells = []
+        for grid_name, micros in grids.items():
+            grid = communities.create_grid(session, community.id, grid_name)
+            cells += [communities.create_grid(session, community.id, m, grid.id).id
+                      for m in micros]
+        micro_grids.append(cells)
+    session.add(User(username="admin", name="区级管理员", role="admin",
+                     password_hash=password_hash))
+    for n, community in enumerate(made, start=1):
+        session.add(User(username=f"staff{n}", name=f"社区工作人员{n}", role="staff",
+                         community_id=community.id, password_hash=password_hash))
+    partner = Merchant(name="老街牛肉面", kind="partner", community_id=made[0].id,
+                       address="渝能广场 3 号")
+    market = Merchant(name="渝能爱心超市", kind="charity", community_id=made[0].id,
+                      address="社区服务中心一楼")
+    session.add_all([partner, market])
+    session.flush()
+    for merchant, username in ((partner, "merchant1"), (market, "market1")):
+        ledger.open_account(session, merchant.account(), "POINTS")
+        session.add(User(username=username, name=merchant.name, role="merchant",
+                         merchant_id=merchant.id, password_hash=password_hash))
     for n in range(1, VOLUNTEERS + 1):
-        community = COMMUNITIES[n % 2]
-        points = f"volunteer:{n}:points"
-        ledger.open_account(session, points, "POINTS")
-        ledger.open_account(session, f"volunteer:{n}:merit", "MERIT")
-        for award in range(rng.randint(1, 4)):
-            amount = rng.choice((10, 20, 30, 50))
+        index = 0 if n <= 30 else 1
+        community = made[index]
+        volunteer, _ = volunteers.create_volunteer(session, community.id, {
+            "name": rng.choice(SURNAMES) + rng.choice(GIVEN),
+            "phone": f"138{n:08d}",
+            "grid_id": rng.choice(micro_grids[index]),
+            "joined_on": date.today() - timedelta(days=rng.randint(30, 6 * 365)),
+            "show_on_leaderboard": n % 7 != 0,
+        }, username=f"vol{n}", password_hash=password_hash, audit_it=False)
+        for k in range(rng.randint(1, 5)):
+            title, points, merit = rng.choice(AWARDS)
             ledger.transfer(session, [
-                ledger.Leg(f"community:{community}:issuance:points", -amount),
-                ledger.Leg(points, amount),
-                ledger.Leg(f"community:{community}:issuance:merit", -amount),
-                ledger.Leg(f"volunteer:{n}:merit", amount),
-            ], key=f"demo:award:{n}:{award}", kind="award", memo="社区志愿服务")
-        if n % 5 == 0:
-            held = ledger.hold(session, points, "merchant:1:points", 10,
-                               key=f"demo:redeem:{n}", kind="redemption", memo="爱心超市 大米")
+                ledger.Leg(community.account("POINTS"), -points),
+                ledger.Leg(volunteer.account("POINTS"), points),
+                ledger.Leg(community.account("MERIT"), -merit),
+                ledger.Leg(volunteer.account("MERIT"), merit),
+            ], key=f"demo:award:{n}:{k}", kind="award", memo=title)
+        if n % 6 == 0 and index == 0:
+            held = ledger.hold(session, volunteer.account("POINTS"), market.account(), 10,
+                               key=f"demo:redeem:{n}", kind="redemption", memo="大米 5kg")
             ledger.post_hold(session, held.id, key=f"demo:confirm:{n}")
+    session.flush()
     return True

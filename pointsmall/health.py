@@ -1,7 +1,7 @@
-"""Liveness and the landing page."""
+"""Liveness: does the app answer, and does its database?"""
 
 import sqlalchemy as sa
-from flask import Blueprint, jsonify, render_template
+from flask import Blueprint, jsonify
 
 from pointsmall.extensions import db
 
@@ -18,8 +18,3 @@ def healthz():
         return jsonify(status="unhealthy", database="unreachable"), 503
     return jsonify(status="ok", database="ok")
 
-
-@bp.get("/")
-def index():
-    """Show the landing page."""
-    return render_template("index.html")

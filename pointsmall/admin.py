@@ -1,0 +1,115 @@
+"""Admin pages: communities, staff accounts, the audit log."""
+
+import sqlalchemy as sa
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_wtf import FlaskForm
+from wtforms import PasswordField, SelectField, StringField
+
+from pointsmall import audit, communities
+from pointsmall.auth.models import User
+from pointsmall.auth.service import check_new_password
+from pointsmall.errors import ValidationFailed
+from pointsmall.extensions import db
+from pointsmall.shell import roles_required
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+
+
+class CommunityForm(FlaskForm):
+    name = StringField(_l("Name"))
+    district = StringField(_l("District or street"))
+
+
+class StaffForm(FlaskForm):
+    community_id = SelectField(_l("Community"), coerce=int, validate_choice=False)
+    username = StringField(_l("Username"))
+    name = StringField(_l("Name"))
+    password = PasswordField(_l("Password"))
+
+
+@bp.route("/communities", methods=["GET", "POST"])
+@roles_required("admin")
+def communities_page():
+    """List communities with their staff; add a community or a staff account."""
+    form, staff_form = CommunityForm(prefix="c"), StaffForm(prefix="s")
+    all_communities = db.session.scalars(
+        sa.select(communities.Community).order_by(communities.Community.id)).all()
+    staff_form.community_id.choices = [(c.id, c.name) for c in all_communities]
+    if submitted(form):
+        try:
+            community = communities.create_community(db.session, form.name.data,
+                                                     form.district.data or "")
+        except ValidationFailed as error:
+            db.session.rollback()
+            form.name.errors = list(error.errors.get("name", []))
+        else:
+            audit.record(db.session, "community.create", f"community:{community.id}",
+                         community_id=community.id, name=community.name)
+            db.session.commit()
+            flash(_("Saved."), "success")
+            return redirect(url_for("admin.communities_page"))
+    if staff_submitted(form):
+        try:
+            user = create_staff(staff_form)
+        except ValidationFailed as error:
+            db.session.rollback()
+            for field, messages in error.errors.items():
+                getattr(staff_form, field).errors = list(messages)
+        else:
+            db.session.commit()
+            flash(_("Staff account %(name)s created.", name=user.username), "success")
+            return redirect(url_for("admin.communities_page"))
+    staff = db.session.scalars(sa.select(User).where(User.role == "staff")
+                               .order_by(User.community_id, User.username)).all()
+    return render_template("admin/communities.html", form=form, staff_form=staff_form,
+                           communities=all_communities, staff=staff)
+
+
+def submitted(form: FlaskForm) -> bool:
+    """Tell whether this prefixed form, of several on the page, was submitted and is valid."""
+    return (request.method == "POST" and f"{form._prefix}csrf_token" in request.form
+            and form.validate_on_submit())
+
+
+def create_staff(form: StaffForm) -> User:
+    """Create a community staff account from the admin's form."""
+    errors = {}
+    username = (form.username.data or "").strip()
+    if not username or len(username) > 64:
+        errors["username"] = [_("A username is required.")]
+    elif db.session.scalar(sa.select(User.id).where(User.username == username)):
+        errors["username"] = [_("This username is taken.")]
+    if not (form.name.data or "").strip():
+        errors["name"] = [_("A name is required.")]
+    if db.session.get(communities.Community, form.community_id.data or 0) is None:
+        errors["community_id"] = [_("Unknown community.")]
+    try:
+        check_new_password(form.password.data)
+    except ValidationFailed as error:
+        errors["password"] = error.errors["new"]
+    if errors:
+        raise ValidationFailed(errors)
+    user = User(username=username, name=form.name.data.strip(), role="staff",
+                community_id=form.community_id.data)
+    user.set_password(form.password.data)
+    db.session.add(user)
+    db.session.flush()
+    audit.record(db.session, "staff.create", f"user:{user.id}", community_id=user.community_id)
+    return user
+
+
+@bp.get("/audit")
+@roles_required("admin")
+def audit_page():
+    """Show the audit log, newest first, filtered by action, actor or community."""
+    page = audit.search(db.session, action=request.args.get("action") or None,
+                        actor=request.args.get("actor") or None,
+                        community_id=request.args.get("community", type=int),
+                        page=request.args.get("page", 1, type=int))
+    actions = db.session.scalars(sa.select(audit.AuditEntry.action).distinct()
+                                 .order_by(audit.AuditEntry.action)).all()
+    all_communities = db.session.scalars(sa.select(communities.Community)).all()
+    return render_template("admin/audit.html", page=page, actions=actions,
+                           communities=all_communities)

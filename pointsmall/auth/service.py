@@ -1,0 +1,140 @@
+"""Sign-in with attempt limits, password changes and API tokens."""
+
+import hashlib
+import secrets
+from datetime import timedelta
+
+import sqlalchemy as sa
+import sqlalchemy.orm as so
+from flask_babel import gettext as _
+
+from ledger.clock import utcnow
+from pointsmall import audit
+from pointsmall.auth.models import ApiToken, ThrottleEvent, User
+from pointsmall.errors import AppError, NotFound, TooManyAttempts, ValidationFailed
+
+WINDOW = timedelta(minutes=15)
+PER_ACCOUNT = 5
+PER_ADDRESS = 20
+PASSWORD_MIN = 8
+
+
+class SignInFailed(ValidationFailed):
+    code = "sign_in_failed"
+    status = 401
+
+    def __init__(self):
+        super().__init__({}, _("Wrong username, phone number or password."))
+
+
+def check_throttle(session: so.Session, scope: str, key: str, limit: int,
+                   window: timedelta, message: str) -> None:
+    """Refuse when `key` has `limit` failures in `scope` within the window."""
+    since = utcnow() - window
+    times = session.scalars(
+        sa.select(ThrottleEvent.at)
+        .where(ThrottleEvent.scope == scope, ThrottleEvent.key == key, ThrottleEvent.at > since)
+        .order_by(ThrottleEvent.at.desc()).limit(limit)
+    ).all()
+    if len(times) >= limit:
+        retry_after = int((min(times) + window - utcnow()).total_seconds()) + 1
+        minutes = max(1, (retry_after + 59) // 60)
+        raise TooManyAttempts(message % {"minutes": minutes}, retry_after)
+
+
+def record_failure(session: so.Session, scope: str, key: str) -> None:
+    """Count one failed attempt against `key`."""
+    session.add(ThrottleEvent(scope=scope, key=key))
+    session.flush()
+
+
+def find_user(session: so.Session, login: str) -> User | None:
+    """Return the user whose username or phone number is `login`."""
+    login = (login or "").strip()
+    if not login:
+        return None
+    return session.scalar(
+        sa.select(User).where(sa.or_(User.username == login, User.phone == login))
+    )
+
+
+def authenticate(session: so.Session, login: str, password: str, address: str) -> User:
+    """Return the user for these credentials, or raise; failures are counted and limited.
+
+    The caller commits in both cases, so that failures are remembered.
+    """
+    login = (login or "").strip()[:64]
+    too_many = _("Too many failed sign-ins. Please try again in %(minutes)d minutes.")
+    check_throttle(session, "login-account", login.lower(), PER_ACCOUNT, WINDOW, too_many)
+    check_throttle(session, "login-address", address, PER_ADDRESS, WINDOW, too_many)
+    user = find_user(session, login)
+    if user is None or not user.check_password(password or "") or not user.active:
+        record_failure(session, "login-account", login.lower())
+        record_failure(session, "login-address", address)
+        raise SignInFailed()
+    return user
+
+
+def change_password(session: so.Session, user: User, current: str, new: str) -> None:
+    """Change `user`'s password after checking the current one."""
+    if not user.check_password(current or ""):
+        raise ValidationFailed({"current": [_("The current password is wrong.")]})
+    check_new_password(new)
+    user.set_password(new)
+    session.flush()
+    audit.record(session, "user.change_password", f"user:{user.id}",
+                 community_id=user.community_id, actor=user)
+
+
+def check_new_password(new: str) -> None:
+    if not new or len(new) < PASSWORD_MIN:
+        raise ValidationFailed(
+            {"new": [_("A password has at least %(n)d characters.", n=PASSWORD_MIN)]})
+
+
+def create_token(session: so.Session, user: User, name: str = "") -> tuple[ApiToken, str]:
+    """Issue a bearer token for `user`; return the row and the token text (shown once)."""
+    raw = "pm_" + secrets.token_urlsafe(32)
+    token = ApiToken(user_id=user.id, name=(name or "")[:80], prefix=raw[:10],
+                     token_hash=_hash(raw))
+    session.add(token)
+    session.flush()
+    audit.record(session, "token.create", f"token:{token.id}", community_id=user.community_id,
+                 actor=user)
+    return token, raw
+
+
+def user_for_token(session: so.Session, raw: str) -> User | None:
+    """Return the active user a live token belongs to, or None."""
+    if not raw or not raw.startswith("pm_") or len(raw) > 100:
+        return None
+    token = session.scalar(sa.select(ApiToken).where(ApiToken.token_hash == _hash(raw)))
+    if token is None or token.revoked_at is not None or not token.user.active:
+        return None
+    now = utcnow()
+    if token.last_used_at is None or now - token.last_used_at > timedelta(minutes=5):
+        token.last_used_at = now
+    return token.user
+
+
+def revoke_token(session: so.Session, user: User, token_id: int) -> ApiToken:
+    """Revoke one of `user`'s tokens."""
+    token = session.get(ApiToken, token_id)
+    if token is None or token.user_id != user.id:
+        raise NotFound("token")
+    if token.revoked_at is None:
+        token.revoked_at = utcnow()
+        audit.record(session, "token.revoke", f"token:{token.id}",
+                     community_id=user.community_id, actor=user)
+    session.flush()
+    return token
+
+
+def user_tokens(session: so.Session, user: User) -> list[ApiToken]:
+    return list(session.scalars(
+        sa.select(ApiToken).where(ApiToken.user_id == user.id).order_by(ApiToken.id.desc())
+    ))
+
+
+def _hash(raw: str) -> str:
+    return hashlib.sha256(raw.encode()).hexdigest()

@@ -1,0 +1,36 @@
+"""The landing page of each role."""
+
+import sqlalchemy as sa
+from flask import Blueprint, redirect, render_template, url_for
+from flask_login import current_user
+
+import ledger
+from pointsmall.communities import Community
+from pointsmall.extensions import db
+from pointsmall.volunteers.models import Volunteer
+
+bp = Blueprint("home", __name__)
+
+
+@bp.get("/")
+def index():
+    """Show the signed-in user's start page, or the sign-in page."""
+    if not current_user.is_authenticated:
+        return redirect(url_for("auth.login"))
+    if current_user.role == "volunteer":
+        volunteer = db.session.scalar(
+            sa.select(Volunteer).where(Volunteer.user_id == current_user.id))
+        accounts = ledger.balances(db.session, [volunteer.account("POINTS"),
+                                                volunteer.account("MERIT")])
+        return render_template("home/volunteer.html", volunteer=volunteer,
+                               points=accounts[volunteer.account("POINTS")],
+                               merit=accounts[volunteer.account("MERIT")])
+    community = (db.session.get(Community, current_user.community_id)
+                 if current_user.community_id else None)
+    counts = {}
+    if current_user.role == "staff":
+        counts = dict(db.session.execute(
+            sa.select(Volunteer.status, sa.func.count())
+            .where(Volunteer.community_id == current_user.community_id)
+            .group_by(Volunteer.status)).all())
+    return render_template("home/staff.html", community=community, counts=counts)

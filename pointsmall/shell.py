@@ -1,0 +1,116 @@
+"""The app shell: language, security headers, sign-in loading, role checks, navigation."""
+
+from functools import wraps
+
+from flask import Flask, abort, g, redirect, request, session, url_for
+from flask_babel import lazy_gettext as _l
+from flask_login import current_user
+
+from pointsmall.extensions import db, login_manager
+
+LANGUAGES = {"zh_CN": "中文", "en": "English"}
+DEFAULT_LANGUAGE = "zh_CN"
+LANG_COOKIE = "lang"
+
+CSP = "; ".join([
+    "default-src 'self'",
+    "script-src 'self'",
+    "style-src 'self'",
+    "img-src 'self' data:",
+    "font-src 'self'",
+    "connect-src 'self'",
+    "object-src 'none'",
+    "base-uri 'self'",
+    "form-action 'self'",
+    "frame-ancestors 'none'",
+])
+
+NAV = {
+    "volunteer": [("home.index", _l("My points"))],
+    "merchant": [("home.index", _l("Counter"))],
+    "staff": [("home.index", _l("Overview")), ("volunteers.index", _l("Volunteers")),
+              ("volunteers.grids", _l("Grids"))],
+    "admin": [("home.index", _l("Overview")), ("admin.communities_page", _l("Communities")),
+              ("admin.audit_page", _l("Audit log"))],
+}
+
+
+def select_locale() -> str:
+    """Pick the page language: the remembered choice, else Chinese."""
+    chosen = request.cookies.get(LANG_COOKIE) or session.get(LANG_COOKIE)
+    return chosen if chosen in LANGUAGES else DEFAULT_LANGUAGE
+
+
+def roles_required(*roles: str):
+    """Let only signed-in users with one of `roles` through: others 401/403."""
+    def decorate(view):
+        @wraps(view)
+        def wrapper(*args, **kwargs):
+            if request.path.startswith("/api/"):
+                # The API trusts bearer tokens only, never a browser's session cookie, so
+                # it needs no CSRF token.
+                if not current_user.is_authenticated or not g.get("token_auth"):
+                    abort(401)
+            elif not current_user.is_authenticated:
+                return login_manager.unauthorized()
+            if current_user.role not in roles:
+                abort(403)
+            return view(*args, **kwargs)
+        return wrapper
+    return decorate
+
+
+def register(app: Flask) -> None:
+    """Install the loaders, headers and template globals of the shell."""
+    from pointsmall.auth.models import User
+    from pointsmall.auth.service import user_for_token
+
+    @login_manager.user_loader
+    def load_user(session_id: str):
+        user_id, _, version = session_id.partition(":")
+        if not user_id.isdigit():
+            return None
+        user = db.session.get(User, int(user_id))
+        if user is None or str(user.session_version) != version:
+            return None
+        return user
+
+    @login_manager.request_loader
+    def load_from_token(req):
+        header = req.headers.get("Authorization", "")
+        if not header.startswith("Bearer ") or not req.path.startswith("/api/"):
+            return None
+        user = user_for_token(db.session, header[7:].strip())
+        if user is not None:
+            g.token_auth = True
+            db.session.commit()
+        return user
+
+    @app.after_request
+    def security_headers(response):
+        response.headers.setdefault("Content-Security-Policy", CSP)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        response.headers.setdefault("Permissions-Policy", "camera=(self), microphone=()")
+        if app.config.get("PRODUCTION"):
+            response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+        return response
+
+    @app.context_processor
+    def shell_globals():
+        role = current_user.role if current_user.is_authenticated else None
+        return {"nav": NAV.get(role, []), "languages": LANGUAGES, "locale": select_locale()}
+
+    @app.get("/lang/<code>")
+    def set_language(code: str):
+        """Remember the chosen page language and go back."""
+        if code not in LANGUAGES:
+            abort(404)
+        target = request.args.get("next") or url_for("home.index")
+        if not target.startswith("/") or target.startswith("//"):
+            target = url_for("home.index")
+        response = redirect(target)
+        response.set_cookie(LANG_COOKIE, code, max_age=365 * 24 * 3600, samesite="Lax",
+                            httponly=True, secure=app.config.get("PRODUCTION", False))
+        return response

@@ -1,0 +1,185 @@
+"""Create, change, suspend and find volunteers, always inside one community."""
+
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import date
+
+import sqlalchemy as sa
+import sqlalchemy.orm as so
+from flask_babel import gettext as _
+
+import ledger
+from pointsmall import audit
+from pointsmall.auth.models import User
+from pointsmall.communities import Grid
+from pointsmall.errors import NotFound, ValidationFailed
+from pointsmall.volunteers.models import STATUSES, Volunteer
+
+PHONE = re.compile(r"^1[3-9]\d{9}$")
+NAME_MAX = 40
+
+
+@dataclass
+class VolunteerFields:
+    name: str
+    phone: str
+    grid_id: int
+    joined_on: date
+    show_on_leaderboard: bool = True
+
+
+def clean_fields(session: so.Session, community_id: int, raw: dict,
+                 volunteer_id: int | None = None) -> tuple[VolunteerFields | None, dict]:
+    """Check a volunteer's fields; return the cleaned values or the errors by field."""
+    errors: dict[str, list[str]] = {}
+    name = str(raw.get("name") or "").strip()
+    if not name:
+        errors["name"] = [_("A name is required.")]
+    elif len(name) > NAME_MAX:
+        errors["name"] = [_("A name has at most %(n)d characters.", n=NAME_MAX)]
+    phone = re.sub(r"[\s-]", "", str(raw.get("phone") or ""))
+    if phone.startswith("+86"):
+        phone = phone[3:]
+    if not PHONE.match(phone):
+        errors["phone"] = [_("Not a mainland mobile number (11 digits starting with 1).")]
+    else:
+        owner = session.scalar(sa.select(User.id).where(User.phone == phone))
+        own_user = (session.scalar(sa.select(Volunteer.user_id)
+                                   .where(Volunteer.id == volunteer_id))
+                    if volunteer_id else None)
+        if owner is not None and owner != own_user:
+            errors["phone"] = [_("This phone number is already registered.")]
+    grid_id = _as_int(raw.get("grid_id"))
+    grid = session.get(Grid, grid_id) if grid_id else None
+    if grid is None or grid.community_id != community_id:
+        errors["grid_id"] = [_("Unknown grid.")]
+    joined_on = raw.get("joined_on")
+    if isinstance(joined_on, str):
+        try:
+            joined_on = date.fromisoformat(joined_on.strip())
+        except ValueError:
+            joined_on = None
+    if not isinstance(joined_on, date):
+        errors["joined_on"] = [_("A date like 2024-03-01 is required.")]
+    elif joined_on > date.today():
+        errors["joined_on"] = [_("The join date cannot be in the future.")]
+    if errors:
+        return None, errors
+    return VolunteerFields(name, phone, grid.id, joined_on,
+                           bool(raw.get("show_on_leaderboard", True))), {}
+
+
+def create_volunteer(session: so.Session, community_id: int, raw: dict, *,
+                     username: str | None = None, password: str | None = None,
+                     password_hash: str | None = None,
+                     audit_it: bool = True) -> tuple[Volunteer, str]:
+    """Create a volunteer, their sign-in and their POINTS and MERIT accounts.
+
+    Return the volunteer and the initial password to hand to them. With `password_hash`
+    (bulk imports, the demo) no password is made: hashing is slow on purpose.
+    """
+    fields, errors = clean_fields(session, community_id, raw)
+    if errors:
+        raise ValidationFailed(errors)
+    username = username or fields.phone
+    if session.scalar(sa.select(User.id).where(User.username == username)):
+        raise ValidationFailed({"username": [_("This username is taken.")]})
+    user = User(username=username, phone=fields.phone, name=fields.name, role="volunteer",
+                community_id=community_id)
+    if password_hash:
+        password, user.password_hash = "", password_hash
+    else:
+        password = password or new_password()
+        user.set_password(password)
+    volunteer = Volunteer(user=user, community_id=community_id, grid_id=fields.grid_id,
+                          joined_on=fields.joined_on,
+                          show_on_leaderboard=fields.show_on_leaderboard)
+    session.add(volunteer)
+    session.flush()
+    for asset in ("POINTS", "MERIT"):
+        ledger.open_account(session, volunteer.account(asset), asset)
+    if audit_it:
+        audit.record(session, "volunteer.create", f"volunteer:{volunteer.id}",
+                     community_id=community_id, name=fields.name)
+    return volunteer, password
+
+
+def update_volunteer(session: so.Session, volunteer: Volunteer, raw: dict) -> Volunteer:
+    """Change a volunteer's name, phone, grid, join date and leaderboard choice."""
+    fields, errors = clean_fields(session, volunteer.community_id, raw, volunteer.id)
+    if errors:
+        raise ValidationFailed(errors)
+    before = {"name": volunteer.user.name, "phone": volunteer.user.phone,
+              "grid_id": volunteer.grid_id, "joined_on": volunteer.joined_on.isoformat()}
+    volunteer.user.name, volunteer.user.phone = fields.name, fields.phone
+    volunteer.grid_id, volunteer.joined_on = fields.grid_id, fields.joined_on
+    volunteer.show_on_leaderboard = fields.show_on_leaderboard
+    session.flush()
+    audit.record(session, "volunteer.update", f"volunteer:{volunteer.id}",
+                 community_id=volunteer.community_id, before=before)
+    return volunteer
+
+
+def set_status(session: so.Session, volunteer: Volunteer, status: str) -> Volunteer:
+    """Mark a volunteer active, suspended or left; only active volunteers may sign in."""
+    if status not in STATUSES:
+        raise ValidationFailed({"status": [_("Unknown status.")]})
+    previous = volunteer.status
+    volunteer.status = status
+    volunteer.user.active = status == "active"
+    session.flush()
+    audit.record(session, "volunteer.status", f"volunteer:{volunteer.id}",
+                 community_id=volunteer.community_id, before=previous, after=status)
+    return volunteer
+
+
+def reset_password(session: so.Session, volunteer: Volunteer) -> str:
+    """Give a volunteer a new random password (ending their sessions); return it."""
+    password = new_password()
+    volunteer.user.set_password(password)
+    session.flush()
+    audit.record(session, "volunteer.reset_password", f"volunteer:{volunteer.id}",
+                 community_id=volunteer.community_id)
+    return password
+
+
+def get_volunteer(session: so.Session, volunteer_id: int, community_id: int) -> Volunteer:
+    """Return the volunteer if they belong to `community_id`; otherwise NotFound."""
+    volunteer = session.get(Volunteer, volunteer_id)
+    if volunteer is None or volunteer.community_id != community_id:
+        raise NotFound("volunteer")
+    return volunteer
+
+
+def search_volunteers(session: so.Session, community_id: int, *, q: str = "",
+                      grid_id: int | None = None, status: str | None = None) -> sa.Select:
+    """Return the query for a community's volunteers matching the filters, by name."""
+    query = (sa.select(Volunteer).join(Volunteer.user)
+             .where(Volunteer.community_id == community_id)
+             .order_by(User.name, Volunteer.id))
+    q = (q or "").strip()
+    if q:
+        like = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        query = query.where(sa.or_(User.name.like(like, escape="\\"),
+                                   User.phone.like(like, escape="\\")))
+    if grid_id:
+        query = query.where(sa.or_(Volunteer.grid_id == grid_id,
+                                   Volunteer.grid_id.in_(sa.select(Grid.id)
+                                                         .where(Grid.parent_id == grid_id))))
+    if status in STATUSES:
+        query = query.where(Volunteer.status == status)
+    return query
+
+
+def new_password() -> str:
+    """Return a random password that is easy to read aloud (no 0/O, 1/l)."""
+    alphabet = "abcdefghjkmnpqrstuvwxyz23456789"
+    return "".join(secrets.choice(alphabet) for _ in range(10))
+
+
+def _as_int(value) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None

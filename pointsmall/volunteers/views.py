@@ -1,0 +1,169 @@
+"""Staff pages for the volunteers and grids of their own community."""
+
+from datetime import date
+
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_login import current_user
+from flask_wtf import FlaskForm
+from wtforms import BooleanField, DateField, SelectField, StringField
+from wtforms.validators import Optional
+
+from pointsmall import communities
+from pointsmall.auth.views import EmptyForm
+from pointsmall.errors import ValidationFailed
+from pointsmall.extensions import db
+from pointsmall.shell import roles_required
+from pointsmall.volunteers import service
+from pointsmall.volunteers.models import STATUSES
+
+bp = Blueprint("volunteers", __name__, url_prefix="/staff")
+
+STATUS_LABELS = {"active": _l("Active"), "suspended": _l("Suspended"), "left": _l("Left")}
+
+
+class VolunteerForm(FlaskForm):
+    name = StringField(_l("Name"))
+    phone = StringField(_l("Mobile number"))
+    grid_id = SelectField(_l("Micro-grid"), coerce=int, validate_choice=False)
+    joined_on = DateField(_l("Joined the volunteer team on"), validators=[Optional()],
+                          default=date.today)
+    show_on_leaderboard = BooleanField(_l("Show my name on leaderboards"), default=True)
+
+
+class GridForm(FlaskForm):
+    name = StringField(_l("Name"))
+    parent_id = SelectField(_l("Under grid"), coerce=int, validate_choice=False)
+
+
+def _community_id() -> int:
+    return current_user.community_id
+
+
+def _grid_choices(micro_only: bool = True) -> list[tuple[int, str]]:
+    grids = communities.community_grids(db.session, _community_id())
+    return [(g.id, g.path) for g in grids if g.level == "micro" or not micro_only]
+
+
+def _apply_errors(form: FlaskForm, error: ValidationFailed) -> None:
+    for field, messages in error.errors.items():
+        if hasattr(form, field):
+            getattr(form, field).errors = list(messages)
+        else:
+            flash(" ".join(messages), "error")
+
+
+@bp.get("/volunteers")
+@roles_required("staff")
+def index():
+    """Search and filter the community's volunteers, a page at a time."""
+    q = request.args.get("q", "")
+    grid_id = request.args.get("grid", type=int)
+    status = request.args.get("status") or None
+    query = service.search_volunteers(db.session, _community_id(), q=q, grid_id=grid_id,
+                                      status=status)
+    page = db.paginate(query, page=request.args.get("page", 1, type=int), per_page=25,
+                       error_out=False)
+    return render_template("volunteers/index.html", page=page, q=q, grid_id=grid_id,
+                           status=status, grids=_grid_choices(micro_only=False),
+                           statuses=STATUS_LABELS)
+
+
+@bp.route("/volunteers/new", methods=["GET", "POST"])
+@roles_required("staff")
+def create():
+    """Add a volunteer to the community and hand out their first password."""
+    form = VolunteerForm()
+    form.grid_id.choices = _grid_choices()
+    if form.validate_on_submit():
+        try:
+            volunteer, password = service.create_volunteer(db.session, _community_id(),
+                                                           form.data)
+        except ValidationFailed as error:
+            db.session.rollback()
+            _apply_errors(form, error)
+        else:
+            db.session.commit()
+            return render_template("volunteers/password.html", volunteer=volunteer,
+                                   password=password)
+    return render_template("volunteers/form.html", form=form, volunteer=None), (
+        422 if form.errors else 200)
+
+
+@bp.route("/volunteers/<int:volunteer_id>", methods=["GET", "POST"])
+@roles_required("staff")
+def edit(volunteer_id: int):
+    """Change a volunteer's details."""
+    volunteer = service.get_volunteer(db.session, volunteer_id, _community_id())
+    form = VolunteerForm(obj=volunteer)
+    form.grid_id.choices = _grid_choices()
+    if request.method == "GET":
+        form.name.data, form.phone.data = volunteer.name, volunteer.phone
+    if form.validate_on_submit():
+        try:
+            service.update_volunteer(db.session, volunteer, form.data)
+        except ValidationFailed as error:
+            db.session.rollback()
+            _apply_errors(form, error)
+        else:
+            db.session.commit()
+            flash(_("Saved."), "success")
+            return redirect(url_for("volunteers.edit", volunteer_id=volunteer.id))
+    return render_template("volunteers/form.html", form=form, volunteer=volunteer,
+                           action_form=EmptyForm(), statuses=STATUS_LABELS), (
+        422 if form.errors else 200)
+
+
+@bp.post("/volunteers/<int:volunteer_id>/status/<status>")
+@roles_required("staff")
+def set_status(volunteer_id: int, status: str):
+    """Suspend, reactivate or mark a volunteer as having left."""
+    volunteer = service.get_volunteer(db.session, volunteer_id, _community_id())
+    if EmptyForm().validate_on_submit() and status in STATUSES:
+        service.set_status(db.session, volunteer, status)
+        db.session.commit()
+        flash(_("Status changed to %(status)s.", status=STATUS_LABELS[status]), "success")
+    return redirect(url_for("volunteers.edit", volunteer_id=volunteer.id))
+
+
+@bp.post("/volunteers/<int:volunteer_id>/reset-password")
+@roles_required("staff")
+def reset_password(volunteer_id: int):
+    """Give a volunteer a new password to read out to them."""
+    volunteer = service.get_volunteer(db.session, volunteer_id, _community_id())
+    if not EmptyForm().validate_on_submit():
+        return redirect(url_for("volunteers.edit", volunteer_id=volunteer.id))
+    password = service.reset_password(db.session, volunteer)
+    db.session.commit()
+    return render_template("volunteers/password.html", volunteer=volunteer, password=password)
+
+
+@bp.route("/grids", methods=["GET", "POST"])
+@roles_required("staff")
+def grids():
+    """List the community's grids and micro-grids; add one."""
+    form = GridForm()
+    form.parent_id.choices = [(0, _("(a top-level grid)"))] + _grid_choices_top()
+    if form.validate_on_submit():
+        try:
+            communities.create_grid(db.session, _community_id(), form.name.data,
+                                    form.parent_id.data or None)
+        except ValidationFailed as error:
+            db.session.rollback()
+            _apply_errors(form, error)
+        else:
+            from pointsmall import audit
+
+            audit.record(db.session, "grid.create", form.name.data,
+                         community_id=_community_id())
+            db.session.commit()
+            flash(_("Saved."), "success")
+            return redirect(url_for("volunteers.grids"))
+    return render_template("volunteers/grids.html", form=form,
+                           grids=communities.community_grids(db.session, _community_id()))
+
+
+def _grid_choices_top() -> list[tuple[int, str]]:
+    return [(g.id, g.name) for g in communities.community_grids(db.session, _community_id())
+            if g.level == "grid"]
