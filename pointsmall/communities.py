@@ -21,6 +21,8 @@ class Community(db.Model):
     id: so.Mapped[int] = so.mapped_column(primary_key=True)
     name: so.Mapped[str] = so.mapped_column(sa.String(80), unique=True)
     district: so.Mapped[str] = so.mapped_column(sa.String(80), default="")
+    # What one point is worth when partner merchants settle, in fen (0.01 yuan); 0: no money.
+    fen_per_point: so.Mapped[int] = so.mapped_column(default=0, server_default="0")
     created_at: so.Mapped[datetime] = so.mapped_column(default=utcnow)
 
     def account(self, asset: str) -> str:

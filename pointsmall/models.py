@@ -1,7 +1,7 @@
 """Import every model, so that the metadata (and so each migration) sees all tables."""
 
 from ledger.models import Account, Asset, Balance, Hold, Posting, Transaction  # noqa: F401
-from merchants.models import Merchant  # noqa: F401
+from merchants.models import Item, Merchant, Redemption, Statement, StatementLine  # noqa: F401
 from pointsmall.audit import AuditEntry  # noqa: F401
 from pointsmall.auth.models import ApiToken, ThrottleEvent, User  # noqa: F401
 from pointsmall.communities import Community, Grid  # noqa: F401

@@ -1,0 +1,297 @@
+"""The redemption lifecycle: reserve, confirm at the counter, cancel, expire, refund.
+
+Each state change is one database transaction in which the redemption row, the item's
+stock and the ledger hold move together. Locks are taken in one order everywhere
+(redemption row, ledger hold, balance rows, item row), so concurrent changes queue
+instead of deadlocking.
+"""
+
+import secrets
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+import sqlalchemy as sa
+import sqlalchemy.orm as so
+from sqlalchemy.exc import IntegrityError
+
+import ledger
+from ledger.chain import request_hash
+from ledger.clock import utcnow
+from ledger.writes import check_key
+from merchants.errors import (
+    InvalidQuantity,
+    ItemUnavailable,
+    OutOfStock,
+    OverPersonalLimit,
+    ReasonRequired,
+    RedemptionConflict,
+    RedemptionNotFulfilled,
+    RedemptionNotReserved,
+    TierTooLow,
+    UnknownItem,
+    UnknownRedemption,
+)
+from merchants.models import TIERS, Item, Merchant, Redemption, merchant_address
+from merchants.visibility import visible_to
+
+# 31 symbols: digits and capitals without 0/O, 1/I/L. Ten of them carry 49.5 bits.
+CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
+CODE_LENGTH = 10
+MAX_QUANTITY = 99
+LIVE = ("reserved", "fulfilled")
+
+
+@dataclass(frozen=True)
+class Redeemer:
+    """The volunteer as the marketplace knows them: an id, an account, a label, a tier."""
+
+    id: int
+    account: str
+    label: str
+    community_id: int
+    tier: str | None = None
+
+
+def new_code() -> str:
+    return "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
+
+
+def normalise_code(typed: str) -> str:
+    """Return a typed or scanned code in stored form (upper case, no spaces or dashes)."""
+    return "".join(ch for ch in (typed or "").upper() if ch.isalnum())[:32]
+
+
+def format_code(code: str) -> str:
+    """Return a code as shown to people: two groups of five."""
+    return f"{code[:5]}-{code[5:]}"
+
+
+def reserve(session: so.Session, redeemer: Redeemer, item_id: int, quantity: int, *,
+            key: str, hold_days: int = 7, today: date | None = None,
+            month_start: datetime | None = None, now: datetime | None = None) -> Redemption:
+    """Hold the points and reserve the stock for `quantity` of an item; issue a code.
+
+    `today` and `month_start` come from the caller in the deployment's time zone; the
+    same `key` from the same volunteer answers the first redemption again.
+    """
+    if isinstance(quantity, bool) or not isinstance(quantity, int) or not (
+            1 <= quantity <= MAX_QUANTITY):
+        raise InvalidQuantity(quantity)
+    now = now or utcnow()
+    today = today or now.date()
+    month_start = month_start or now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    full_key = f"volunteer:{redeemer.id}:{check_key(key)}"
+    fingerprint = request_hash("redeem", item_id=item_id, quantity=quantity)
+    earlier = _by_key(session, full_key, fingerprint)
+    if earlier is not None:
+        return earlier
+    try:
+        with session.begin_nested():
+            return _reserve(session, redeemer, item_id, quantity, full_key, fingerprint,
+                            hold_days, today, month_start, now)
+    except IntegrityError:
+        # A concurrent twin with the same key committed first: answer with its result.
+        earlier = _by_key(session, full_key, fingerprint)
+        if earlier is None:
+            raise
+        return earlier
+
+
+def _reserve(session, redeemer, item_id, quantity, full_key, fingerprint, hold_days, today,
+             month_start, now) -> Redemption:
+    item = session.get(Item, item_id) if isinstance(item_id, int) else None
+    if item is None or not visible_to(session, item.merchant_id, redeemer.community_id):
+        raise UnknownItem(item_id)
+    _check_available(item, today)
+    if item.min_tier and (redeemer.tier is None
+                          or TIERS.index(redeemer.tier) < TIERS.index(item.min_tier)):
+        raise TierTooLow(item.id, item.min_tier, redeemer.tier)
+    points = item.price * quantity
+    # The hold locks the volunteer's balance row: from here on this volunteer's other
+    # redemptions wait for us, so the monthly count below cannot be raced.
+    held = ledger.hold(
+        session, redeemer.account, merchant_address(item.merchant_id), points,
+        key=f"redemption:{full_key}", kind="redemption", memo=item.name,
+        expires_at=now + timedelta(days=hold_days),
+        meta={"item_id": item.id, "quantity": quantity}, now=now)
+    if item.monthly_limit is not None:
+        taken = session.scalar(
+            sa.select(sa.func.coalesce(sa.func.sum(Redemption.quantity), 0)).where(
+                Redemption.volunteer_id == redeemer.id, Redemption.item_id == item.id,
+                Redemption.status.in_(LIVE), Redemption.created_at >= month_start))
+        if taken + quantity > item.monthly_limit:
+            raise OverPersonalLimit(item.id, item.monthly_limit, int(taken))
+    if item.stock is not None:
+        taken = session.execute(
+            sa.update(Item).where(Item.id == item.id, Item.stock >= quantity)
+            .values(stock=Item.stock - quantity)
+            .execution_options(synchronize_session=False))
+        if taken.rowcount != 1:
+            left = session.scalar(sa.select(Item.stock).where(Item.id == item.id))
+            raise OutOfStock(item.id, quantity, left)
+    redemption = Redemption(
+        code=new_code(), idempotency_key=full_key, request_hash=fingerprint, item_id=item.id,
+        merchant_id=item.merchant_id, volunteer_id=redeemer.id,
+        volunteer_account=redeemer.account, volunteer_label=redeemer.label,
+        quantity=quantity, unit_price=item.price, points=points,
+        stock_kept=item.stock is not None, status="reserved", hold_id=held.id,
+        created_at=now, expires_at=held.expires_at)
+    session.add(redemption)
+    session.flush()
+    session.expire(item, ["stock"])
+    return redemption
+
+
+def _check_available(item: Item, today: date) -> None:
+    if not item.active or item.status != "approved" or not item.merchant.active:
+        raise ItemUnavailable(item.id, "inactive")
+    if item.valid_from and today < item.valid_from:
+        raise ItemUnavailable(item.id, "not_yet_valid")
+    if item.valid_to and today > item.valid_to:
+        raise ItemUnavailable(item.id, "no_longer_valid")
+
+
+def _by_key(session: so.Session, full_key: str, fingerprint: str) -> Redemption | None:
+    found = session.scalar(sa.select(Redemption).where(Redemption.idempotency_key == full_key))
+    if found is not None and found.request_hash != fingerprint:
+        raise RedemptionConflict(full_key.split(":", 2)[-1])
+    return found
+
+
+def find_by_code(session: so.Session, merchant_id: int, code: str) -> Redemption:
+    """Return the merchant's redemption with this code; another merchant's is unknown."""
+    found = session.scalar(sa.select(Redemption).where(
+        Redemption.code == normalise_code(code)))
+    if found is None or found.merchant_id != merchant_id:
+        raise UnknownRedemption()
+    return found
+
+
+def _lock(session: so.Session, condition) -> Redemption | None:
+    return session.scalar(
+        sa.select(Redemption).where(condition).with_for_update(of=Redemption)
+        .execution_options(populate_existing=True))
+
+
+def confirm(session: so.Session, merchant_id: int, code: str, *, confirmed_by: int,
+            now: datetime | None = None) -> Redemption:
+    """Hand over the item: post the held points to the merchant, once."""
+    now = now or utcnow()
+    redemption = _lock(session, Redemption.code == normalise_code(code))
+    if redemption is None or redemption.merchant_id != merchant_id:
+        raise UnknownRedemption()
+    if redemption.status != "reserved":
+        raise RedemptionNotReserved(redemption.id, redemption.status)
+    if now >= redemption.expires_at:
+        raise RedemptionNotReserved(redemption.id, "expired")
+    with session.begin_nested():
+        tx = ledger.post_hold(session, redemption.hold_id,
+                              key=f"redemption:{redemption.id}:confirm", now=now)
+        redemption.status, redemption.transaction_id = "fulfilled", tx.id
+        redemption.fulfilled_at, redemption.fulfilled_by = now, confirmed_by
+        session.flush()
+    return redemption
+
+
+def cancel(session: so.Session, volunteer_id: int, redemption_id: int, *,
+           now: datetime | None = None) -> Redemption:
+    """Let the volunteer take back a reserved redemption: points and stock return."""
+    redemption = _lock(session, Redemption.id == redemption_id) if isinstance(
+        redemption_id, int) else None
+    if redemption is None or redemption.volunteer_id != volunteer_id:
+        raise UnknownRedemption()
+    if redemption.status != "reserved":
+        raise RedemptionNotReserved(redemption.id, redemption.status)
+    with session.begin_nested():
+        _release(session, redemption, "cancelled", now or utcnow())
+    return redemption
+
+
+def expire_due(session: so.Session, *, now: datetime | None = None,
+               limit: int = 500) -> list[int]:
+    """Expire reserved redemptions past their deadline; safe to run in parallel, repeatedly."""
+    now = now or utcnow()
+    with session.begin_nested():
+        due = list(session.scalars(
+            sa.select(Redemption)
+            .where(Redemption.status == "reserved", Redemption.expires_at <= now)
+            .order_by(Redemption.id).limit(limit)
+            .with_for_update(skip_locked=True, of=Redemption)
+            .execution_options(populate_existing=True)))
+        for redemption in due:
+            _release(session, redemption, "expired", now)
+    return [r.id for r in due]
+
+
+def _release(session: so.Session, redemption: Redemption, status: str, now: datetime) -> None:
+    held = ledger.get_hold(session, redemption.hold_id)
+    # The ledger's own sweeper may have released an expired hold already.
+    if held.status == "open":
+        ledger.void_hold(session, held.id, key=f"redemption:{redemption.id}:{status}", now=now)
+    _return_stock(session, redemption)
+    redemption.status, redemption.closed_at = status, now
+    session.flush()
+
+
+def _return_stock(session: so.Session, redemption: Redemption) -> None:
+    if redemption.stock_kept:
+        session.execute(
+            sa.update(Item).where(Item.id == redemption.item_id, Item.stock.is_not(None))
+            .values(stock=Item.stock + redemption.quantity)
+            .execution_options(synchronize_session=False))
+        session.expire(redemption.item, ["stock"])
+
+
+def refund(session: so.Session, redemption_id: int, *, reason: str,
+           merchant_id: int | None = None, community_id: int | None = None,
+           now: datetime | None = None) -> Redemption:
+    """Give back a fulfilled redemption: reverse its points and return its stock.
+
+    A merchant refunds its own redemptions; staff (community_id) those of merchants
+    their community manages.
+    """
+    reason = (reason or "").strip()
+    if not reason or len(reason) > 200:
+        raise ReasonRequired()
+    redemption = _lock(session, Redemption.id == redemption_id) if isinstance(
+        redemption_id, int) else None
+    if redemption is None or not _may_refund(session, redemption, merchant_id, community_id):
+        raise UnknownRedemption()
+    if redemption.status != "fulfilled":
+        raise RedemptionNotFulfilled(redemption.id, redemption.status)
+    now = now or utcnow()
+    with session.begin_nested():
+        tx = ledger.reverse(session, redemption.transaction_id,
+                            key=f"redemption:{redemption.id}:refund", memo=reason,
+                            kind="refund", meta={"redemption_id": redemption.id}, now=now)
+        _return_stock(session, redemption)
+        redemption.status, redemption.refund_transaction_id = "refunded", tx.id
+        redemption.refund_reason, redemption.closed_at = reason, now
+        session.flush()
+    return redemption
+
+
+def _may_refund(session: so.Session, redemption: Redemption, merchant_id: int | None,
+                community_id: int | None) -> bool:
+    if merchant_id is not None:
+        return redemption.merchant_id == merchant_id
+    if community_id is not None:
+        return session.get(Merchant, redemption.merchant_id).community_id == community_id
+    return False
+
+
+def volunteer_redemptions(session: so.Session, volunteer_id: int, *, limit: int = 50,
+                          before: int | None = None) -> list[Redemption]:
+    """Return a volunteer's redemptions, newest first."""
+    query = (sa.select(Redemption).where(Redemption.volunteer_id == volunteer_id)
+             .order_by(Redemption.id.desc()).limit(limit))
+    if before:
+        query = query.where(Redemption.id < before)
+    return list(session.scalars(query))
+
+
+def get_for_volunteer(session: so.Session, volunteer_id: int, redemption_id: int) -> Redemption:
+    found = session.get(Redemption, redemption_id)
+    if found is None or found.volunteer_id != volunteer_id:
+        raise UnknownRedemption()
+    return found
