@@ -127,11 +127,9 @@ def managed_merchant(session: so.Session, merchant_id: int, community_id: int) -
     return merchant
 
 
-def mall_items(community_id: int, *, merchant_id: int | None = None,
-               category: str | None = None, max_price: int | None = None,
-               today: date | None = None) -> sa.Select:
-    """Return the query for items volunteers of `community_id` can redeem now."""
-    today = today or date.today()
+def mall_items(community_id: int, today: date, *, merchant_id: int | None = None,
+               category: str | None = None, max_price: int | None = None) -> sa.Select:
+    """Return the query for items volunteers of `community_id` can redeem on `today`."""
     query = (sa.select(Item).join(Item.merchant)
              .where(serves(community_id), Item.active, Item.status == "approved",
                     sa.or_(Item.valid_from.is_(None), Item.valid_from <= today),

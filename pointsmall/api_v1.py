@@ -12,6 +12,7 @@ from marshmallow import Schema, fields, validate
 
 import ledger
 from pointsmall.auth import service as auth_service
+from pointsmall.errors import AppError
 from pointsmall.extensions import ErrorSchema, api, csrf, db
 from pointsmall.shell import roles_required
 
@@ -66,7 +67,7 @@ class Tokens(MethodView):
         try:
             user = auth_service.authenticate(db.session, body["username"], body["password"],
                                              request.remote_addr or "")
-        except auth_service.AppError:
+        except AppError:
             db.session.commit()  # the failure counts towards the limit
             raise
         token, raw = auth_service.create_token(db.session, user, body["name"])

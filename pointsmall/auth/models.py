@@ -8,6 +8,7 @@ from flask_login import UserMixin
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from ledger.clock import utcnow
+from merchants.attempts import ThrottleEvent  # noqa: F401  (re-exported)
 from pointsmall.extensions import db
 
 ROLES = ("volunteer", "merchant", "staff", "admin")
@@ -80,15 +81,3 @@ class ApiToken(db.Model):
     revoked_at: so.Mapped[datetime | None]
 
     user: so.Mapped[User] = so.relationship()
-
-
-class ThrottleEvent(db.Model):
-    """A failed attempt (sign-in, code entry) counted against a scope and key."""
-
-    __tablename__ = "throttle_events"
-    __table_args__ = (sa.Index("ix_throttle_events_lookup", "scope", "key", "at"),)
-
-    id: so.Mapped[int] = so.mapped_column(primary_key=True)
-    scope: so.Mapped[str] = so.mapped_column(sa.String(20))
-    key: so.Mapped[str] = so.mapped_column(sa.String(120))
-    at: so.Mapped[datetime] = so.mapped_column(default=utcnow)

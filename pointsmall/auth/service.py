@@ -2,16 +2,19 @@
 
 import hashlib
 import secrets
+from collections.abc import Callable
 from datetime import timedelta
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 from flask_babel import gettext as _
+from flask_babel import ngettext
 
 from ledger.clock import utcnow
+from merchants import attempts
 from pointsmall import audit
-from pointsmall.auth.models import ApiToken, ThrottleEvent, User
-from pointsmall.errors import AppError, NotFound, TooManyAttempts, ValidationFailed
+from pointsmall.auth.models import ApiToken, User
+from pointsmall.errors import NotFound, TooManyAttempts, ValidationFailed
 
 WINDOW = timedelta(minutes=15)
 PER_ACCOUNT = 5
@@ -27,25 +30,24 @@ class SignInFailed(ValidationFailed):
         super().__init__({}, _("Wrong username, phone number or password."))
 
 
+def too_many_sign_ins(minutes: int) -> str:
+    """Word the refusal of a sign-in after too many failures."""
+    return ngettext("Too many failed sign-ins. Please try again in %(num)d minute.",
+                    "Too many failed sign-ins. Please try again in %(num)d minutes.", minutes)
+
+
 def check_throttle(session: so.Session, scope: str, key: str, limit: int,
-                   window: timedelta, message: str) -> None:
-    """Refuse when `key` has `limit` failures in `scope` within the window."""
-    since = utcnow() - window
-    times = session.scalars(
-        sa.select(ThrottleEvent.at)
-        .where(ThrottleEvent.scope == scope, ThrottleEvent.key == key, ThrottleEvent.at > since)
-        .order_by(ThrottleEvent.at.desc()).limit(limit)
-    ).all()
-    if len(times) >= limit:
-        retry_after = int((min(times) + window - utcnow()).total_seconds()) + 1
-        minutes = max(1, (retry_after + 59) // 60)
-        raise TooManyAttempts(message % {"minutes": minutes}, retry_after)
+                   window: timedelta, message: Callable[[int], str]) -> None:
+    """Refuse, worded by `message(minutes)`, after `limit` recent failures."""
+    try:
+        attempts.check(session, scope, key, limit, window)
+    except attempts.AttemptsExceeded as exceeded:
+        raise TooManyAttempts(message(exceeded.minutes), exceeded.retry_after) from None
 
 
 def record_failure(session: so.Session, scope: str, key: str) -> None:
     """Count one failed attempt against `key`."""
-    session.add(ThrottleEvent(scope=scope, key=key))
-    session.flush()
+    attempts.record_failure(session, scope, key)
 
 
 def find_user(session: so.Session, login: str) -> User | None:
@@ -64,9 +66,10 @@ def authenticate(session: so.Session, login: str, password: str, address: str) -
     The caller commits in both cases, so that failures are remembered.
     """
     login = (login or "").strip()[:64]
-    too_many = _("Too many failed sign-ins. Please try again in %(minutes)d minutes.")
-    check_throttle(session, "login-account", login.lower(), PER_ACCOUNT, WINDOW, too_many)
-    check_throttle(session, "login-address", address, PER_ADDRESS, WINDOW, too_many)
+    check_throttle(session, "login-account", login.lower(), PER_ACCOUNT, WINDOW,
+                   too_many_sign_ins)
+    check_throttle(session, "login-address", address, PER_ADDRESS, WINDOW,
+                   too_many_sign_ins)
     user = find_user(session, login)
     if user is None or not user.check_password(password or "") or not user.active:
         record_failure(session, "login-account", login.lower())
