@@ -18,7 +18,7 @@ bp = Blueprint("admin", __name__, url_prefix="/admin")
 
 
 class CommunityForm(FlaskForm):
-    name = StringField(_l("Name"))
+    name = StringField(_l("Community name"))
     district = StringField(_l("District or street"))
 
 

@@ -4,6 +4,7 @@ from functools import wraps
 
 from flask import Flask, abort, g, redirect, request, session, url_for
 from flask_babel import lazy_gettext as _l
+from flask_babel import refresh as forget_locale
 from flask_login import current_user
 
 from pointsmall.extensions import db, login_manager
@@ -85,6 +86,10 @@ def register(app: Flask) -> None:
             g.token_auth = True
             db.session.commit()
         return user
+
+    # Flask-Babel remembers the language on `g`, which outlives a request whenever an app
+    # context is kept open around several (tests, scripts): each request picks its own.
+    app.before_request(forget_locale)
 
     @app.after_request
     def security_headers(response):

@@ -33,7 +33,7 @@ class VolunteerForm(FlaskForm):
 
 
 class GridForm(FlaskForm):
-    name = StringField(_l("Name"))
+    name = StringField(_l("Grid name"))
     parent_id = SelectField(_l("Under grid"), coerce=int, validate_choice=False)
 
 
