@@ -39,7 +39,18 @@ def create_app(config: dict | None = None) -> Flask:
     login_manager.login_message = None
     api.init_app(app)
 
-    from pointsmall import admin, cli, errors, health, home, models  # noqa: F401
+    from merchants import portal
+    from pointsmall import (
+        admin,
+        cli,
+        errors,
+        health,
+        home,
+        mall,
+        market,
+        models,  # noqa: F401  (every table in the metadata)
+        photos,
+    )
     from pointsmall.api_v1 import register_api
     from pointsmall.auth import views as auth_views
     from pointsmall.volunteers import views as volunteer_views
@@ -50,6 +61,10 @@ def create_app(config: dict | None = None) -> Flask:
     app.register_blueprint(auth_views.bp)
     app.register_blueprint(volunteer_views.bp)
     app.register_blueprint(admin.bp)
+    app.register_blueprint(mall.bp)
+    app.register_blueprint(market.bp)
+    app.register_blueprint(photos.bp)
+    app.register_blueprint(portal.bp)
     register_api(app)
     errors.register(app)
     cli.register(app)

@@ -47,6 +47,25 @@ def expire_holds_command(batch: int) -> None:
     click.echo(f"released {total} expired hold(s)")
 
 
+redemptions_cli = AppGroup("redemptions", help="Maintain the mall's redemptions.")
+
+
+@redemptions_cli.command("expire")
+@click.option("--batch", default=500, show_default=True, help="Redemptions expired per commit.")
+def expire_redemptions_command(batch: int) -> None:
+    """Expire reserved redemptions past their deadline; safe every minute, twice at once."""
+    from merchants import redemptions
+
+    total = 0
+    while True:
+        expired = ledger.run_in_transaction(
+            db.session, lambda s: redemptions.expire_due(s, limit=batch))
+        total += len(expired)
+        if len(expired) < batch:
+            break
+    click.echo(f"expired {total} redemption(s)")
+
+
 @click.command("demo")
 def demo_command() -> None:
     """Seed the demo deployment (refused in production)."""
@@ -85,5 +104,6 @@ def _refuse_in_production() -> None:
 def register(app: Flask) -> None:
     """Attach the commands to `app`."""
     app.cli.add_command(ledger_cli)
+    app.cli.add_command(redemptions_cli)
     app.cli.add_command(demo_command)
     app.cli.add_command(start_demo_command)

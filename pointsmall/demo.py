@@ -4,16 +4,17 @@ Every demo sign-in uses the password `demo1234`.
 """
 
 import random
-from datetime import date, timedelta
+from datetime import timedelta
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 from werkzeug.security import generate_password_hash
 
 import ledger
-from merchants.models import Merchant
+from merchants import items
 from pointsmall import communities
 from pointsmall.auth.models import User
+from pointsmall.clock import local_today
 from pointsmall.volunteers import service as volunteers
 
 PASSWORD = "demo1234"
@@ -52,16 +53,28 @@ def seed(session: so.Session) -> bool:
     for n, community in enumerate(made, start=1):
         session.add(User(username=f"staff{n}", name=f"社区工作人员{n}", role="staff",
                          community_id=community.id, password_hash=password_hash))
-    partner = Merchant(name="老街牛肉面", kind="partner", community_id=made[0].id,
-                       address="渝能广场 3 号")
-    market = Merchant(name="渝能爱心超市", kind="charity", community_id=made[0].id,
-                      address="社区服务中心一楼")
-    session.add_all([partner, market])
-    session.flush()
+    partner = items.create_merchant(session, made[0].id, name="老街牛肉面", kind="partner",
+                                    address="渝能广场 3 号", opening_hours="10:00-21:00",
+                                    contact="023-6000 1234", serves_also=[made[1].id])
+    market = items.create_merchant(session, made[0].id, name="渝能爱心超市", kind="charity",
+                                   address="社区服务中心一楼",
+                                   opening_hours="周二、周五 9:00-17:00")
     for merchant, username in ((partner, "merchant1"), (market, "market1")):
-        ledger.open_account(session, merchant.account(), "POINTS")
         session.add(User(username=username, name=merchant.name, role="merchant",
                          merchant_id=merchant.id, password_hash=password_hash))
+    for merchant, name, category, price, stock, limit, tier in (
+        (partner, "招牌牛肉面一碗", "food", 30, None, 4, None),
+        (partner, "凉面 + 冰粉套餐", "food", 25, None, None, None),
+        (partner, "金牌志愿者双人餐", "food", 120, 10, 1, "gold"),
+        (market, "东北大米 5kg", "grocery", 60, 40, 2, None),
+        (market, "菜籽油 1.8L", "grocery", 50, 30, 2, None),
+        (market, "土鸡蛋 10 枚", "grocery", 20, 100, 4, None),
+        (market, "当季水果礼盒", "grocery", 40, 20, 1, "bronze"),
+        (market, "猪肉 500g", "grocery", 35, 25, 2, None),
+    ):
+        items.create_item(session, merchant.id, {
+            "name": name, "category": category, "price": price, "stock": stock,
+            "monthly_limit": limit, "min_tier": tier, "active": True})
     for n in range(1, VOLUNTEERS + 1):
         index = 0 if n <= 30 else 1
         community = made[index]
@@ -69,7 +82,7 @@ def seed(session: so.Session) -> bool:
             "name": rng.choice(SURNAMES) + rng.choice(GIVEN),
             "phone": f"138{n:08d}",
             "grid_id": rng.choice(micro_grids[index]),
-            "joined_on": date.today() - timedelta(days=rng.randint(30, 6 * 365)),
+            "joined_on": local_today() - timedelta(days=rng.randint(30, 6 * 365)),
             "show_on_leaderboard": n % 7 != 0,
         }, username=f"vol{n}", password_hash=password_hash, audit_it=False)
         for k in range(rng.randint(1, 5)):

@@ -4,11 +4,13 @@ API requests (under /api/) get `{"code", "message", "errors": {field: [...]}}` w
 right status; pages get the error page inside the shell.
 """
 
-from flask import Flask, jsonify, render_template, request
+from flask import Flask, flash, jsonify, redirect, render_template, request, url_for
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from werkzeug.exceptions import HTTPException
 
 import ledger
+from merchants.errors import MarketError
 
 
 class AppError(Exception):
@@ -82,6 +84,48 @@ def status_for(error: ledger.LedgerError) -> int:
     return 422
 
 
+MARKET_MESSAGES = {
+    "unknown_item": _l("This item does not exist."),
+    "item_unavailable": _l("This item cannot be redeemed now."),
+    "out_of_stock": _l("Not enough left: %(left)s in stock."),
+    "over_personal_limit": _l(
+        "You may redeem at most %(limit)s of this a month; you have %(taken)s."),
+    "tier_too_low": _l("This item is for volunteers of a higher tier."),
+    "invalid_quantity": _l("Choose a quantity from 1 to 99."),
+    "unknown_redemption": _l("No such redemption code."),
+    "redemption_not_reserved": _l("This redemption is no longer waiting: it is %(current)s."),
+    "redemption_not_fulfilled": _l("Only a handed-over redemption can be refunded."),
+    "idempotency_conflict": _l("This request was already used for something else."),
+    "invalid_period": _l("Choose a period that has ended and ends after it starts."),
+    "period_already_closed": _l("This period overlaps one that is already settled."),
+    "invalid_item": _l("Please correct the marked fields."),
+    "reason_required": _l("A reason is required."),
+}
+LEDGER_MESSAGES = {
+    "insufficient_funds": _l("Not enough points: %(available)s available, %(needed)s needed."),
+    "invalid_amount": _l("Points are whole numbers greater than zero."),
+    "hold_expired": _l("This redemption has expired."),
+}
+
+
+def describe(error: Exception) -> str:
+    """Return a refusal's message in the user's language."""
+    code = getattr(error, "code", "")
+    template = MARKET_MESSAGES.get(code) or LEDGER_MESSAGES.get(code)
+    if template is None:
+        return getattr(error, "message", str(error))
+    details = dict(getattr(error, "details", {}))
+    if code == "redemption_not_reserved":
+        from pointsmall.shell import STATUS_LABELS
+
+        details["current"] = STATUS_LABELS.get(details.get("current"), details.get("current"))
+    try:
+        return str(template) % details
+    except (KeyError, TypeError, ValueError):
+        return str(template) % {k: "" for k in ("left", "limit", "taken", "current",
+                                                 "available", "needed")}
+
+
 def wants_json() -> bool:
     return request.path.startswith("/api/")
 
@@ -109,9 +153,29 @@ def register(app: Flask) -> None:
             headers["Retry-After"] = str(error.retry_after)
         return _answer(error.status, error.code, error.message, error.errors, headers)
 
+    app.extensions["describe_market_error"] = describe
+
     @app.errorhandler(ledger.LedgerError)
     def ledger_error(error: ledger.LedgerError):
-        return _answer(status_for(error), error.code, error.message)
+        return _refusal(status_for(error), error)
+
+    @app.errorhandler(MarketError)
+    def market_error(error: MarketError):
+        return _refusal(error.status, error)
+
+    def _refusal(status: int, error: Exception):
+        if not wants_json() and request.method == "POST":
+            # A refused form: say why on the page it came from.
+            from pointsmall.extensions import db
+
+            db.session.rollback()
+            flash(describe(error), "error")
+            target = request.referrer or ""
+            if not target.startswith(request.host_url):
+                target = url_for("home.index")
+            return redirect(target, 303)
+        errors = getattr(error, "errors", None) or {}
+        return _answer(status, error.code, describe(error), errors)
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):
@@ -127,14 +191,17 @@ def register(app: Flask) -> None:
         errors = {}
         data = getattr(error, "data", None) or {}
         if isinstance(data.get("messages"), dict):
-            # webargs/marshmallow: {"json": {"field": ["..."]}} -> {"field": [...]}
-            for location in data["messages"].values():
-                if isinstance(location, dict):
-                    errors.update(location)
+            # webargs/marshmallow: {"json": {"field": ["..."]}} -> {"field": [...]}; a body
+            # that is no JSON at all: {"json": ["..."]}. Lazy messages come unlisted.
+            for location, found in data["messages"].items():
+                pairs = found.items() if isinstance(found, dict) else [(location, found)]
+                for field, said in pairs:
+                    said = said if isinstance(said, list | tuple) else [said]
+                    errors[str(field)] = [str(m) for m in said]
         message = messages.get(error.code, error.description or error.name)
-        if error.code == 422:
-            message = _("Please correct the marked fields.")
         code = (error.name or "error").lower().replace(" ", "_")
+        if error.code == 422:  # the same code as the service's own ValidationFailed
+            message, code = _("Please correct the marked fields."), ValidationFailed.code
         return _answer(error.code or 500, code, message, errors)
 
     @app.errorhandler(500)

@@ -17,6 +17,8 @@ def index():
     """Show the signed-in user's start page, or the sign-in page."""
     if not current_user.is_authenticated:
         return redirect(url_for("auth.login"))
+    if current_user.role == "merchant":
+        return redirect(url_for("counter.index"))
     if current_user.role == "volunteer":
         volunteer = db.session.scalar(
             sa.select(Volunteer).where(Volunteer.user_id == current_user.id))

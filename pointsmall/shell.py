@@ -27,19 +27,41 @@ CSP = "; ".join([
 ])
 
 NAV = {
-    "volunteer": [("home.index", _l("My points"))],
-    "merchant": [("home.index", _l("Counter"))],
+    "volunteer": [("home.index", _l("My points")), ("mall.index", _l("Points mall")),
+                  ("mall.my_redemptions", _l("My redemptions"))],
+    "merchant": [("counter.index", _l("Counter")), ("counter.month", _l("This month")),
+                 ("counter.statement", _l("Statement"))],
     "staff": [("home.index", _l("Overview")), ("volunteers.index", _l("Volunteers")),
-              ("volunteers.grids", _l("Grids"))],
+              ("volunteers.grids", _l("Grids")), ("market.index", _l("Merchants and items"))],
     "admin": [("home.index", _l("Overview")), ("admin.communities_page", _l("Communities")),
               ("admin.audit_page", _l("Audit log"))],
 }
+
+
+STATUS_LABELS = {
+    "reserved": _l("Reserved"), "fulfilled": _l("Fulfilled"), "cancelled": _l("Cancelled"),
+    "expired": _l("Expired"), "refunded": _l("Refunded"), "proposed": _l("Proposed"),
+    "approved": _l("Approved"), "rejected": _l("Rejected"),
+}
+CATEGORY_LABELS = {
+    "food": _l("Food and drink"), "grocery": _l("Groceries"), "education": _l("Education"),
+    "service": _l("Services"), "daily": _l("Daily goods"), "other": _l("Other"),
+}
+TIER_LABELS = {"bronze": _l("Bronze"), "silver": _l("Silver"), "gold": _l("Gold")}
 
 
 def select_locale() -> str:
     """Pick the page language: the remembered choice, else Chinese."""
     chosen = request.cookies.get(LANG_COOKIE) or session.get(LANG_COOKIE)
     return chosen if chosen in LANGUAGES else DEFAULT_LANGUAGE
+
+
+def is_local_path(target: str | None) -> bool:
+    """Tell whether `target` is a path on this site, safe to redirect to after a form."""
+    # Browsers read a backslash as a slash and drop tabs and newlines: "/\\evil.example"
+    # and "/\t/evil.example" would leave the site as "//evil.example" does.
+    return bool(target) and target.startswith("/") and not target.startswith("//") and not (
+        "\\" in target or any(ord(c) < 32 or c == "\x7f" for c in target))
 
 
 def roles_required(*roles: str):
@@ -68,6 +90,8 @@ def register(app: Flask) -> None:
 
     @login_manager.user_loader
     def load_user(session_id: str):
+        if request.path.startswith("/api/"):
+            return None  # the API trusts bearer tokens only: fall through to load_from_token
         user_id, _, version = session_id.partition(":")
         if not user_id.isdigit():
             return None
@@ -102,6 +126,19 @@ def register(app: Flask) -> None:
             response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
         return response
 
+    @app.template_filter("localtime")
+    def localtime(moment, fmt: str = "%Y-%m-%d %H:%M") -> str:
+        """Show a stored UTC moment in the deployment's time zone."""
+        from pointsmall.clock import to_local
+
+        return to_local(moment).strftime(fmt) if moment else ""
+
+    @app.context_processor
+    def labels():
+        return {"status_label": lambda s: str(STATUS_LABELS.get(s, s)),
+                "category_label": lambda c: str(CATEGORY_LABELS.get(c, c)),
+                "tier_label": lambda t: str(TIER_LABELS.get(t, t or ""))}
+
     @app.context_processor
     def shell_globals():
         role = current_user.role if current_user.is_authenticated else None
@@ -112,8 +149,8 @@ def register(app: Flask) -> None:
         """Remember the chosen page language and go back."""
         if code not in LANGUAGES:
             abort(404)
-        target = request.args.get("next") or url_for("home.index")
-        if not target.startswith("/") or target.startswith("//"):
+        target = request.args.get("next")
+        if not is_local_path(target):
             target = url_for("home.index")
         response = redirect(target)
         response.set_cookie(LANG_COOKIE, code, max_age=365 * 24 * 3600, samesite="Lax",
