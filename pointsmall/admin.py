@@ -50,7 +50,7 @@ def communities_page():
             db.session.commit()
             flash(_("Saved."), "success")
             return redirect(url_for("admin.communities_page"))
-    if staff_submitted(form):
+    if submitted(staff_form):
         try:
             user = create_staff(staff_form)
         except ValidationFailed as error:
