@@ -56,6 +56,11 @@ def issuance_address(community_id: int, asset: str) -> str:
     return f"community:{community_id}:issuance:{asset.lower()}"
 
 
+def expired_address(community_id: int) -> str:
+    """Return the account expired POINTS move to."""
+    return f"community:{community_id}:expired:points"
+
+
 def create_community(session: so.Session, name: str, district: str = "") -> Community:
     """Create a community and open its POINTS and MERIT issuance accounts."""
     name = (name or "").strip()
@@ -69,6 +74,10 @@ def create_community(session: so.Session, name: str, district: str = "") -> Comm
     for asset in ("POINTS", "MERIT"):
         ledger.open_account(session, community.account(asset), asset, allow_negative=True,
                             stripes=ISSUANCE_STRIPES)
+    ledger.open_account(session, expired_address(community.id), "POINTS")
+    from pointsmall.earning.rules import ensure_rules
+
+    ensure_rules(session, community.id)
     return community
 
 

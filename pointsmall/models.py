@@ -5,4 +5,15 @@ from merchants.models import Item, Merchant, Redemption, Statement, StatementLin
 from pointsmall.audit import AuditEntry  # noqa: F401
 from pointsmall.auth.models import ApiToken, ThrottleEvent, User  # noqa: F401
 from pointsmall.communities import Community, Grid  # noqa: F401
+from pointsmall.earning.models import (  # noqa: F401
+    Activity,
+    ActivityType,
+    Attendance,
+    Award,
+    AwardBatch,
+    EarningRules,
+    Evaluation,
+    EvaluationEntry,
+    PlatformTask,
+)
 from pointsmall.volunteers.models import Volunteer  # noqa: F401

@@ -1,0 +1,129 @@
+"""Many transfers at once: the same rules as `transfer`, in a handful of statements.
+
+Awarding a thousand attendees is one request; posting a thousand transactions one by one
+costs thousands of round trips. Here every account is read in one query, every balance row
+locked in one query (in id order), and the transactions, postings and balance changes are
+written in bulk. Any key seen before sends the whole batch down the one-by-one path, which
+answers repeated keys exactly as `transfer` does.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import sqlalchemy as sa
+import sqlalchemy.orm as so
+from sqlalchemy.exc import IntegrityError
+
+from ledger import chain
+from ledger.accounts import get_accounts
+from ledger.clock import utcnow
+from ledger.errors import InsufficientFunds, InvalidTransaction
+from ledger.models import Posting, Transaction
+from ledger.transfers import transfer
+from ledger.writes import (
+    Leg,
+    check_amount,
+    check_balanced,
+    check_key,
+    check_text,
+    lock_balances,
+    stripe_for,
+)
+
+
+@dataclass(frozen=True)
+class TransferRequest:
+    """One transfer of a batch: its legs, idempotency key, kind, memo and metadata."""
+
+    legs: Sequence[Leg]
+    key: str
+    kind: str
+    memo: str = ""
+    meta: dict = field(default_factory=dict)
+
+
+def transfer_many(session: so.Session, requests: Sequence[TransferRequest], *,
+                  now: datetime | None = None) -> list[Transaction]:
+    """Post every request as its own transaction, all or none, once per key."""
+    if not requests:
+        return []
+    now = now or utcnow()
+    checked = [_check(request) for request in requests]
+    keys = [request.key for request in requests]
+    if len(set(keys)) != len(keys):
+        raise InvalidTransaction("a key appears twice in one batch")
+    seen = session.scalar(sa.select(sa.func.count()).select_from(Transaction)
+                          .where(Transaction.idempotency_key.in_(keys)))
+    if seen:
+        return _one_by_one(session, requests, now)
+    try:
+        with session.begin_nested():
+            return _bulk(session, requests, checked, now)
+    except IntegrityError:
+        # A concurrent batch wrote one of these keys first: let `transfer` sort it out.
+        return _one_by_one(session, requests, now)
+
+
+def _check(request: TransferRequest) -> tuple[str, str, dict, str]:
+    check_key(request.key)
+    kind, memo, meta = check_text(request.kind, request.memo, request.meta)
+    if len(request.legs) < 2:
+        raise InvalidTransaction("a transaction has two or more postings")
+    for leg in request.legs:
+        if not isinstance(leg, Leg):
+            raise InvalidTransaction("postings are given as Leg(address, amount)")
+        check_amount(leg.amount, signed=True)
+    addresses = [leg.address for leg in request.legs]
+    if len(set(addresses)) != len(addresses):
+        raise InvalidTransaction("an account appears twice in one transaction")
+    fingerprint = chain.request_hash(
+        "transfer", legs=[[leg.address, leg.amount] for leg in request.legs], kind=kind,
+        memo=memo, meta=meta, asset=None)
+    return kind, memo, meta, fingerprint
+
+
+def _bulk(session: so.Session, requests: Sequence[TransferRequest],
+          checked: list[tuple[str, str, dict, str]], now: datetime) -> list[Transaction]:
+    accounts = get_accounts(session, list({leg.address for r in requests for leg in r.legs}))
+    plans = []
+    for request in requests:
+        entries = [(accounts[leg.address], leg.amount) for leg in request.legs]
+        check_balanced(entries)
+        plans.append([(account, stripe_for(account), amount) for account, amount in entries])
+    transactions = [
+        Transaction(idempotency_key=request.key, request_hash=fingerprint, kind=kind, memo=memo,
+                    meta=meta, reverses_id=None, created_at=now,
+                    hash=chain.transaction_hash(request.key, kind, memo, meta, None, now))
+        for request, (kind, memo, meta, fingerprint) in zip(requests, checked, strict=True)
+    ]
+    session.add_all(transactions)
+    session.flush()
+    locked = lock_balances(session, {(a.id, s) for plan in plans for a, s, _ in plan})
+    postings = []
+    for tx, plan in zip(transactions, plans, strict=True):
+        for account, stripe, amount in plan:
+            balance = locked[(account.id, stripe)]
+            posted = balance.posted + amount
+            if not balance.allow_negative and posted - balance.pending < 0:
+                raise InsufficientFunds(account.address, -amount,
+                                        balance.posted - balance.pending)
+            seq = balance.seq + 1
+            digest = chain.posting_hash(balance.head_hash, balance.id, seq, tx.id, tx.hash,
+                                        account.id, account.asset_code, amount, posted)
+            postings.append(Posting(
+                transaction_id=tx.id, account_id=account.id, balance_id=balance.id,
+                asset_code=account.asset_code, amount=amount, seq=seq, balance_after=posted,
+                hash=digest))
+            balance.posted, balance.seq, balance.head_hash = posted, seq, digest
+    session.add_all(postings)
+    session.flush()
+    return transactions
+
+
+def _one_by_one(session: so.Session, requests: Sequence[TransferRequest],
+                now: datetime) -> list[Transaction]:
+    with session.begin_nested():
+        return [transfer(session, request.legs, key=request.key, kind=request.kind,
+                         memo=request.memo, meta=request.meta, now=now)
+                for request in requests]

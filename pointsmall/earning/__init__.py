@@ -1,0 +1,1 @@
+"""Earning: activity types and rules, activities and attendance, awards, expiry, platform tasks."""

@@ -1,0 +1,294 @@
+"""Awards: whole lists at once, each (activity, volunteer) once, with caps and maker-checker.
+
+A batch is one database transaction: every award in it posts, or none does. Batches over
+the community's threshold (points or people) wait for a second staff member.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+import sqlalchemy.orm as so
+from flask_babel import gettext as _
+
+import ledger
+from ledger.clock import utcnow
+from pointsmall import audit, clock
+from pointsmall.communities import issuance_address
+from pointsmall.earning.errors import (
+    AlreadyReversed,
+    BatchNotPending,
+    MakerCannotApprove,
+    PointsAlreadySpent,
+    invalid,
+)
+from pointsmall.earning.models import Activity, Attendance, Award, AwardBatch
+from pointsmall.earning.rules import ensure_rules
+from pointsmall.errors import NotFound
+from pointsmall.volunteers.models import Volunteer, volunteer_address
+
+MAX_BATCH = 5000
+MAX_AWARD = 100_000
+
+
+@dataclass(frozen=True)
+class Line:
+    """What one volunteer should get."""
+
+    volunteer_id: int
+    points: int
+    merit: int
+
+
+def award_activity(session: so.Session, activity: Activity, volunteer_ids: list[int] | None, *,
+                   key: str, by: int | None) -> AwardBatch:
+    """Award an activity's points to its present attendees (or the ticked ones), once each."""
+    # One award run per activity at a time: concurrent presses queue here, and the second
+    # finds everyone already awarded.
+    session.execute(sa.select(Activity.id).where(Activity.id == activity.id).with_for_update())
+    earlier = _batch_by_key(session, key)
+    if earlier is not None:
+        return earlier
+    present = set(session.scalars(sa.select(Attendance.volunteer_id).where(
+        Attendance.activity_id == activity.id, Attendance.present)))
+    chosen = present if volunteer_ids is None else set(volunteer_ids)
+    absent = chosen - present
+    if absent:
+        raise invalid("volunteer_ids", _("%(n)d of these volunteers were not marked present.",
+                                         n=len(absent)))
+    done = set(session.scalars(sa.select(Award.volunteer_id).where(
+        Award.activity_id == activity.id)))
+    lines = [Line(v, activity.points, activity.merit) for v in sorted(chosen - done)]
+    if not lines:
+        raise invalid("volunteer_ids", _("Everyone listed has already been awarded."))
+    return create_batch(session, activity.community_id, lines, key=key, by=by,
+                        activity=activity, title=activity.title, type_code=activity.type.code)
+
+
+def create_batch(session: so.Session, community_id: int, lines: list[Line], *, key: str,
+                 by: int | None, title: str, type_code: str,
+                 activity: Activity | None = None) -> AwardBatch:
+    """Record a batch of awards and post it, unless it is big enough to need a checker."""
+    earlier = _batch_by_key(session, key)
+    if earlier is not None:
+        return earlier
+    _check_lines(session, community_id, lines)
+    rules = ensure_rules(session, community_id)
+    total = sum(line.points for line in lines)
+    batch = AwardBatch(community_id=community_id, activity_id=activity.id if activity else None,
+                       idempotency_key=key, people=len(lines), requested_points=total,
+                       created_by=by, status="pending")
+    session.add(batch)
+    session.flush()
+    session.add_all(Award(batch_id=batch.id, community_id=community_id,
+                          activity_id=activity.id if activity else None,
+                          volunteer_id=line.volunteer_id, title=title[:100], type_code=type_code,
+                          requested_points=line.points, merit=line.merit) for line in lines)
+    session.flush()
+    audit.record(session, "award.batch", f"batch:{batch.id}", community_id=community_id,
+                 people=len(lines), points=total, activity_id=batch.activity_id)
+    if total > rules.approval_points or len(lines) > rules.approval_people:
+        return batch
+    return post_batch(session, batch)
+
+
+def approve_batch(session: so.Session, batch_id: int, community_id: int, *,
+                  by: int) -> AwardBatch:
+    """Let a second staff member post a waiting batch; the maker cannot."""
+    batch = _lock_batch(session, batch_id, community_id)
+    if batch.status != "pending":
+        raise BatchNotPending()
+    if batch.created_by == by:
+        raise MakerCannotApprove()
+    batch.approved_by = by
+    audit.record(session, "award.approve", f"batch:{batch.id}", community_id=community_id)
+    return post_batch(session, batch)
+
+
+def reject_batch(session: so.Session, batch_id: int, community_id: int, *,
+                 by: int) -> AwardBatch:
+    """Turn down a waiting batch; its volunteers may be awarded by a new one."""
+    batch = _lock_batch(session, batch_id, community_id)
+    if batch.status != "pending":
+        raise BatchNotPending()
+    if batch.created_by == by:
+        raise MakerCannotApprove()
+    batch.status, batch.approved_by, batch.decided_at = "rejected", by, utcnow()
+    # Free the (activity, volunteer) pairs for a corrected batch.
+    for award in session.scalars(sa.select(Award).where(Award.batch_id == batch.id)):
+        session.delete(award)
+    audit.record(session, "award.reject", f"batch:{batch.id}", community_id=community_id)
+    session.flush()
+    return batch
+
+
+def post_batch(session: so.Session, batch: AwardBatch, *,
+               now: datetime | None = None) -> AwardBatch:
+    """Post every award of a batch to the ledger, cutting each at the volunteer's caps."""
+    now = now or utcnow()
+    rules = ensure_rules(session, batch.community_id)
+    awards = list(session.scalars(sa.select(Award).where(Award.batch_id == batch.id)
+                                  .order_by(Award.id)))
+    room = _room_under_caps(session, [a.volunteer_id for a in awards], rules.daily_cap,
+                            rules.monthly_cap)
+    requests = []
+    for award in awards:
+        points, capped = award.requested_points, None
+        for cap_name in ("daily", "monthly"):
+            left = room.get((award.volunteer_id, cap_name))
+            if left is not None and points > left:
+                points, capped = max(0, left), cap_name
+        award.points, award.capped_by, award.awarded_at = points, capped, now
+        legs = _legs(batch.community_id, award.volunteer_id, points, award.merit)
+        if legs:
+            requests.append(ledger.TransferRequest(
+                legs, key=f"award:{award.id}", kind="award", memo=award.title,
+                meta={"award_id": award.id, "activity_id": award.activity_id,
+                      "type": award.type_code}))
+    transactions = ledger.transfer_many(session, requests, now=now)
+    by_key = {tx.idempotency_key: tx.id for tx in transactions}
+    for award in awards:
+        award.transaction_id = by_key.get(f"award:{award.id}")
+    batch.status, batch.decided_at = "posted", now
+    session.flush()
+    return batch
+
+
+def _legs(community_id: int, volunteer_id: int, points: int, merit: int) -> list[ledger.Leg]:
+    legs = []
+    if points:
+        legs += [ledger.Leg(issuance_address(community_id, "POINTS"), -points),
+                 ledger.Leg(volunteer_address(volunteer_id, "POINTS"), points)]
+    if merit:
+        legs += [ledger.Leg(issuance_address(community_id, "MERIT"), -merit),
+                 ledger.Leg(volunteer_address(volunteer_id, "MERIT"), merit)]
+    return legs
+
+
+def _room_under_caps(session: so.Session, volunteer_ids: list[int], daily: int | None,
+                     monthly: int | None) -> dict[tuple[int, str], int]:
+    """Return how many more points each volunteer may earn today and this (local) month."""
+    room: dict[tuple[int, str], int] = {}
+    today = clock.local_today()
+    for name, cap, start in (
+        ("daily", daily, clock.utc_start_of(today)),
+        ("monthly", monthly, clock.local_month_bounds(today)[0]),
+    ):
+        if cap is None:
+            continue
+        earned = dict(session.execute(
+            sa.select(Award.volunteer_id,
+                      sa.func.sum(Award.points - Award.reversed_points))
+            .where(Award.volunteer_id.in_(volunteer_ids), Award.awarded_at >= start)
+            .group_by(Award.volunteer_id)).all())
+        for volunteer_id in volunteer_ids:
+            room[(volunteer_id, name)] = cap - int(earned.get(volunteer_id) or 0)
+    return room
+
+
+def _check_lines(session: so.Session, community_id: int, lines: list[Line]) -> None:
+    if not lines:
+        raise invalid("volunteer_ids", _("Choose at least one volunteer."))
+    if len(lines) > MAX_BATCH:
+        raise invalid("volunteer_ids", _("At most %(n)d volunteers in one batch.", n=MAX_BATCH))
+    ids = [line.volunteer_id for line in lines]
+    if len(set(ids)) != len(ids):
+        raise invalid("volunteer_ids", _("A volunteer appears twice."))
+    for line in lines:
+        for value in (line.points, line.merit):
+            if isinstance(value, bool) or not isinstance(value, int) or not (
+                    0 <= value <= MAX_AWARD):
+                raise invalid("points", _("Points are whole numbers from 0 to %(n)d.",
+                                          n=MAX_AWARD))
+        if line.points == 0 and line.merit == 0:
+            raise invalid("points", _("An award gives points, merit or both."))
+    found = dict(session.execute(sa.select(Volunteer.id, Volunteer.status).where(
+        Volunteer.id.in_(ids), Volunteer.community_id == community_id)).all())
+    unknown = [i for i in ids if i not in found]
+    if unknown:
+        raise invalid("volunteer_ids", _("Unknown volunteers: %(ids)s.",
+                                         ids=", ".join(map(str, unknown[:20]))))
+    inactive = [i for i in ids if found[i] != "active"]
+    if inactive:
+        raise invalid("volunteer_ids", _("Not active: %(ids)s.",
+                                         ids=", ".join(map(str, inactive[:20]))))
+
+
+def _batch_by_key(session: so.Session, key: str) -> AwardBatch | None:
+    if not isinstance(key, str) or not key or len(key) > 120:
+        raise invalid("key", _("A request key is required."))
+    return session.scalar(sa.select(AwardBatch).where(AwardBatch.idempotency_key == key))
+
+
+def _lock_batch(session: so.Session, batch_id: int, community_id: int) -> AwardBatch:
+    batch = session.scalar(sa.select(AwardBatch).where(AwardBatch.id == batch_id)
+                           .with_for_update().execution_options(populate_existing=True))
+    if batch is None or batch.community_id != community_id:
+        raise NotFound("batch")
+    return batch
+
+
+def reverse_award(session: so.Session, award_id: int, community_id: int, *, reason: str,
+                  only_what_is_left: bool = False, now: datetime | None = None) -> Award:
+    """Take back an award (recorded by mistake), with a reason.
+
+    Refused where the volunteer has spent some of the points, unless staff choose to take
+    back only what is left; MERIT is always taken back in full.
+    """
+    reason = (reason or "").strip()
+    if not reason or len(reason) > 200:
+        raise invalid("reason", _("A reason is required."))
+    award = session.scalar(sa.select(Award).where(Award.id == award_id).with_for_update()
+                           .execution_options(populate_existing=True))
+    if award is None or award.community_id != community_id or award.transaction_id is None:
+        raise NotFound("award")
+    if award.reversal_transaction_id is not None:
+        raise AlreadyReversed()
+    account = volunteer_address(award.volunteer_id, "POINTS")
+    with session.begin_nested():
+        available = ledger.balance(session, account).available
+        points = award.points
+        if points > available:
+            if not only_what_is_left:
+                raise PointsAlreadySpent(available, points)
+            points = max(0, available)
+        legs = [ledger.Leg(leg.address, -leg.amount)
+                for leg in _legs(community_id, award.volunteer_id, points, award.merit)]
+        tx = None
+        if legs:
+            tx = ledger.transfer(session, legs, key=f"award:{award.id}:reversal",
+                                 kind="reversal", memo=reason, now=now,
+                                 meta={"award_id": award.id, "partial": points != award.points})
+        award.reversed_points, award.reversed_merit = points, award.merit
+        award.reversal_transaction_id = tx.id if tx else None
+        award.reversal_reason = reason
+        session.flush()
+    audit.record(session, "award.reverse", f"award:{award.id}", community_id=community_id,
+                 reason=reason, points=points, merit=award.merit)
+    return award
+
+
+def adjust(session: so.Session, community_id: int, volunteer_id: int, points: int, *,
+           reason: str, key: str, now: datetime | None = None) -> ledger.Transaction:
+    """Grant (points > 0) or deduct (points < 0) POINTS with a reason; never overdraws."""
+    reason = (reason or "").strip()
+    if not reason or len(reason) > 200:
+        raise invalid("reason", _("A reason is required."))
+    if isinstance(points, bool) or not isinstance(points, int) or points == 0 or abs(
+            points) > MAX_AWARD:
+        raise invalid("points", _("Points are whole numbers from 0 to %(n)d.", n=MAX_AWARD))
+    volunteer = session.get(Volunteer, volunteer_id)
+    if volunteer is None or volunteer.community_id != community_id:
+        raise NotFound("volunteer")
+    tx = ledger.transfer(session, [
+        ledger.Leg(issuance_address(community_id, "POINTS"), -points),
+        ledger.Leg(volunteer.account("POINTS"), points),
+    ], key=f"adjust:{community_id}:{key}", kind="adjustment", memo=reason,
+        meta={"volunteer_id": volunteer_id}, now=now)
+    audit.record(session, "points.adjust", f"volunteer:{volunteer_id}",
+                 community_id=community_id, points=points, reason=reason)
+    return tx
+
+
+def recent_since(days: int) -> datetime:
+    return utcnow() - timedelta(days=days)
