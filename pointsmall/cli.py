@@ -66,6 +66,24 @@ def expire_redemptions_command(batch: int) -> None:
     click.echo(f"expired {total} redemption(s)")
 
 
+points_cli = AppGroup("points", help="Maintain volunteers' points.")
+
+
+@points_cli.command("expire")
+def expire_points_command() -> None:
+    """Move expired POINTS to each community's expired account; safe to run twice at once."""
+    import sqlalchemy as sa
+
+    from pointsmall.communities import Community
+    from pointsmall.earning.expiry import expire_points
+
+    total = 0
+    for community_id in db.session.scalars(sa.select(Community.id)).all():
+        total += ledger.run_in_transaction(
+            db.session, lambda s, c=community_id: expire_points(s, c))
+    click.echo(f"expired {total} point(s)")
+
+
 @click.command("demo")
 def demo_command() -> None:
     """Seed the demo deployment (refused in production)."""
@@ -105,5 +123,6 @@ def register(app: Flask) -> None:
     """Attach the commands to `app`."""
     app.cli.add_command(ledger_cli)
     app.cli.add_command(redemptions_cli)
+    app.cli.add_command(points_cli)
     app.cli.add_command(demo_command)
     app.cli.add_command(start_demo_command)

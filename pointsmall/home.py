@@ -4,7 +4,6 @@ import sqlalchemy as sa
 from flask import Blueprint, redirect, render_template, url_for
 from flask_login import current_user
 
-import ledger
 from pointsmall.communities import Community
 from pointsmall.extensions import db
 from pointsmall.volunteers.models import Volunteer
@@ -20,13 +19,9 @@ def index():
     if current_user.role == "merchant":
         return redirect(url_for("counter.index"))
     if current_user.role == "volunteer":
-        volunteer = db.session.scalar(
-            sa.select(Volunteer).where(Volunteer.user_id == current_user.id))
-        accounts = ledger.balances(db.session, [volunteer.account("POINTS"),
-                                                volunteer.account("MERIT")])
-        return render_template("home/volunteer.html", volunteer=volunteer,
-                               points=accounts[volunteer.account("POINTS")],
-                               merit=accounts[volunteer.account("MERIT")])
+        from pointsmall.earning.views import volunteer_home
+
+        return volunteer_home()
     community = (db.session.get(Community, current_user.community_id)
                  if current_user.community_id else None)
     counts = {}

@@ -27,11 +27,14 @@ CSP = "; ".join([
 ])
 
 NAV = {
-    "volunteer": [("home.index", _l("My points")), ("mall.index", _l("Points mall")),
+    "volunteer": [("home.index", _l("My points")), ("earning.activity_list", _l("Activities")),
+                  ("mall.index", _l("Points mall")),
                   ("mall.my_redemptions", _l("My redemptions"))],
     "merchant": [("counter.index", _l("Counter")), ("counter.month", _l("This month")),
                  ("counter.statement", _l("Statement"))],
     "staff": [("home.index", _l("Overview")), ("volunteers.index", _l("Volunteers")),
+              ("staff_earning.activities", _l("Activities")),
+              ("staff_earning.batches", _l("Awards")), ("staff_earning.tier_page", _l("Tiers")),
               ("volunteers.grids", _l("Grids")), ("market.index", _l("Merchants and items"))],
     "admin": [("home.index", _l("Overview")), ("admin.communities_page", _l("Communities")),
               ("admin.audit_page", _l("Audit log"))],
@@ -47,6 +50,13 @@ CATEGORY_LABELS = {
     "food": _l("Food and drink"), "grocery": _l("Groceries"), "education": _l("Education"),
     "service": _l("Services"), "daily": _l("Daily goods"), "other": _l("Other"),
 }
+KIND_LABELS = {
+    "award": _l("Award"), "redemption": _l("Redemption"), "refund": _l("Refund"),
+    "reversal": _l("Reversal"), "adjustment": _l("Adjustment"), "expiry": _l("Expired"),
+    "settlement": _l("Settlement"),
+}
+BATCH_LABELS = {"pending": _l("Waiting for approval"), "posted": _l("Posted"),
+                "rejected": _l("Rejected")}
 TIER_LABELS = {"bronze": _l("Bronze"), "silver": _l("Silver"), "gold": _l("Gold")}
 
 
@@ -137,7 +147,9 @@ def register(app: Flask) -> None:
     def labels():
         return {"status_label": lambda s: str(STATUS_LABELS.get(s, s)),
                 "category_label": lambda c: str(CATEGORY_LABELS.get(c, c)),
-                "tier_label": lambda t: str(TIER_LABELS.get(t, t or ""))}
+                "tier_label": lambda t: str(TIER_LABELS.get(t, t or "")),
+                "kind_label": lambda k: str(KIND_LABELS.get(k, k)),
+                "batch_label": lambda b: str(BATCH_LABELS.get(b, b))}
 
     @app.context_processor
     def shell_globals():

@@ -1,0 +1,324 @@
+"""Staff pages of the earning half: activities, attendance, awards, approvals, adjustments,
+reversals, tiers, leaderboards and evaluations."""
+
+import uuid
+from datetime import UTC, datetime, time, timedelta
+
+import sqlalchemy as sa
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_login import current_user
+from flask_wtf import FlaskForm
+from flask_wtf.file import FileField
+from wtforms import DateField, IntegerField, SelectField, StringField, TimeField
+from wtforms.validators import Optional
+
+from pointsmall import clock, tiers
+from pointsmall.auth.views import EmptyForm
+from pointsmall.communities import community_grids
+from pointsmall.earning import activities, awards, sheets
+from pointsmall.earning.models import Activity, Award, AwardBatch, Evaluation, EvaluationEntry
+from pointsmall.earning.rules import activity_types, ensure_rules
+from pointsmall.errors import NotFound, ValidationFailed
+from pointsmall.extensions import db
+from pointsmall.mall import qr_data_uri
+from pointsmall.shell import roles_required
+from pointsmall.volunteers.models import Volunteer
+
+bp = Blueprint("staff_earning", __name__, url_prefix="/staff")
+
+
+class ActivityForm(FlaskForm):
+    type_id = SelectField(_l("Type"), coerce=int, validate_choice=False)
+    title = StringField(_l("Title"))
+    place = StringField(_l("Place"))
+    day = DateField(_l("Date"))
+    start = TimeField(_l("Starts"))
+    end = TimeField(_l("Ends"))
+    capacity = IntegerField(_l("Places (empty: no limit)"), validators=[Optional()])
+    points = IntegerField(_l("Points per attendee (empty: the type's rule)"),
+                          validators=[Optional()])
+    merit = IntegerField(_l("Merit per attendee (empty: the type's rule)"),
+                         validators=[Optional()])
+
+
+class AdjustForm(FlaskForm):
+    phone = StringField(_l("Volunteer's mobile number"))
+    points = IntegerField(_l("Points (negative to deduct)"), validators=[Optional()])
+    reason = StringField(_l("Reason"))
+
+
+class ThresholdForm(FlaskForm):
+    bronze = IntegerField(_l("Bronze from"), validators=[Optional()])
+    silver = IntegerField(_l("Silver from"), validators=[Optional()])
+    gold = IntegerField(_l("Gold from"), validators=[Optional()])
+
+
+class EvaluationForm(FlaskForm):
+    name = StringField(_l("Name, e.g. 2026 H1"))
+    start = DateField(_l("From"))
+    end = DateField(_l("To (inclusive)"))
+
+
+class SheetForm(FlaskForm):
+    file = FileField(_l("Sign-in sheet (CSV or XLSX with a phone column)"))
+
+
+def _community_id() -> int:
+    return current_user.community_id
+
+
+def _apply(form: FlaskForm, error: ValidationFailed) -> None:
+    for field, messages in error.errors.items():
+        if hasattr(form, field):
+            getattr(form, field).errors = list(messages)
+        else:
+            flash(" ".join(messages), "error")
+
+
+@bp.route("/activities", methods=["GET", "POST"], endpoint="activities")
+@roles_required("staff")
+def activities_page():
+    """List the community's activities; create one."""
+    form = ActivityForm()
+    form.type_id.choices = [(t.id, f"{t.name} (+{t.points})")
+                            for t in activity_types(db.session, _community_id()) if t.active]
+    if form.validate_on_submit():
+        starts = _utc(form.day.data, form.start.data)
+        ends = _utc(form.day.data, form.end.data)
+        try:
+            activity = activities.create_activity(db.session, _community_id(), {
+                "type_id": form.type_id.data, "title": form.title.data,
+                "place": form.place.data, "starts_at": starts, "ends_at": ends,
+                "capacity": form.capacity.data, "points": form.points.data,
+                "merit": form.merit.data}, by=current_user.id)
+        except ValidationFailed as error:
+            db.session.rollback()
+            _apply(form, error)
+        else:
+            db.session.commit()
+            return redirect(url_for("staff_earning.activity", activity_id=activity.id))
+    listed = db.session.scalars(sa.select(Activity).where(
+        Activity.community_id == _community_id()).order_by(Activity.starts_at.desc())
+        .limit(100)).all()
+    return render_template("earning/staff_activities.html", form=form, activities=listed), (
+        422 if form.errors else 200)
+
+
+def _utc(day, moment: time) -> datetime | None:
+    if day is None or moment is None:
+        return None
+    return datetime.combine(day, moment, clock.zone()).astimezone(UTC).replace(tzinfo=None)
+
+
+@bp.get("/activities/<int:activity_id>")
+@roles_required("staff")
+def activity(activity_id: int):
+    """Show an activity: its venue QR code, the attendance list and the award button."""
+    found = activities.get_activity(db.session, activity_id, _community_id())
+    link = url_for("earning.check_in", token=activities.check_in_token(found), _external=True)
+    rows = activities.attendance(db.session, found.id)
+    awarded = {a.volunteer_id: a for a in db.session.scalars(
+        sa.select(Award).where(Award.activity_id == found.id))}
+    return render_template("earning/staff_activity.html", activity=found, link=link,
+                           qr=qr_data_uri(link), rows=rows, awarded=awarded, form=EmptyForm(),
+                           sheet_form=SheetForm(), key=uuid.uuid4().hex)
+
+
+@bp.post("/activities/<int:activity_id>/attendance")
+@roles_required("staff")
+def mark(activity_id: int):
+    """Mark the ticked volunteers present (or, with present=0, not present)."""
+    found = activities.get_activity(db.session, activity_id, _community_id())
+    if EmptyForm().validate_on_submit():
+        ids = [int(v) for v in request.form.getlist("volunteer_id") if v.isdigit()]
+        phones = [p.strip() for p in request.form.get("phones", "").split() if p.strip()]
+        if phones:
+            ids += sheets.volunteers_by_phone(db.session, _community_id(), phones)
+        if ids:
+            activities.mark_present(db.session, found, ids,
+                                    present=request.form.get("present", "1") == "1")
+            db.session.commit()
+            flash(_("Attendance saved."), "success")
+    return redirect(url_for("staff_earning.activity", activity_id=found.id))
+
+
+@bp.post("/activities/<int:activity_id>/sheet")
+@roles_required("staff")
+def sheet(activity_id: int):
+    """Mark present everyone on an uploaded sign-in sheet (CSV or XLSX with phone numbers)."""
+    found = activities.get_activity(db.session, activity_id, _community_id())
+    form = SheetForm()
+    if form.validate_on_submit() and form.file.data:
+        ids = sheets.read_sign_in_sheet(db.session, _community_id(), form.file.data)
+        count = activities.mark_present(db.session, found, ids)
+        db.session.commit()
+        flash(_("%(n)d volunteers marked present from the sheet.", n=count), "success")
+    return redirect(url_for("staff_earning.activity", activity_id=found.id))
+
+
+@bp.post("/activities/<int:activity_id>/award")
+@roles_required("staff")
+def award(activity_id: int):
+    """Award everyone present (or the ticked ones): one request, all or nothing, once each."""
+    found = activities.get_activity(db.session, activity_id, _community_id())
+    if not EmptyForm().validate_on_submit():
+        return redirect(url_for("staff_earning.activity", activity_id=found.id))
+    ids = [int(v) for v in request.form.getlist("volunteer_id") if v.isdigit()] or None
+    key = f"activity:{found.id}:{(request.form.get('key') or uuid.uuid4().hex)[:64]}"
+    batch = awards.award_activity(db.session, found, ids, key=key, by=current_user.id)
+    db.session.commit()
+    if batch.status == "pending":
+        flash(_("This batch needs a second staff member's approval before it posts."), "info")
+    else:
+        capped = db.session.scalar(sa.select(sa.func.count()).select_from(Award).where(
+            Award.batch_id == batch.id, Award.capped_by.is_not(None)))
+        flash(_("Awarded %(n)d volunteers.", n=batch.people), "success")
+        if capped:
+            flash(_("%(n)d awards were cut by the earning caps; see the list.", n=capped),
+                  "info")
+    return redirect(url_for("staff_earning.activity", activity_id=found.id))
+
+
+@bp.get("/awards")
+@roles_required("staff")
+def batches():
+    """List award batches: those waiting for approval first."""
+    rows = db.session.scalars(sa.select(AwardBatch).where(
+        AwardBatch.community_id == _community_id())
+        .order_by(sa.case((AwardBatch.status == "pending", 0), else_=1),
+                  AwardBatch.id.desc()).limit(100)).all()
+    return render_template("earning/batches.html", batches=rows, form=EmptyForm(),
+                           adjust_form=AdjustForm(prefix="adj"))
+
+
+@bp.get("/awards/<int:batch_id>")
+@roles_required("staff")
+def batch(batch_id: int):
+    """Show a batch's awards, with caps applied and reversal buttons."""
+    found = db.session.get(AwardBatch, batch_id)
+    if found is None or found.community_id != _community_id():
+        raise NotFound("batch")
+    rows = db.session.execute(
+        sa.select(Award, Volunteer).join(Volunteer, Volunteer.id == Award.volunteer_id)
+        .where(Award.batch_id == found.id).order_by(Award.id)).tuples().all()
+    return render_template("earning/batch.html", batch=found, rows=rows, form=EmptyForm())
+
+
+@bp.post("/awards/<int:batch_id>/<verdict>")
+@roles_required("staff")
+def decide(batch_id: int, verdict: str):
+    """Approve or reject a batch someone else made."""
+    if EmptyForm().validate_on_submit() and verdict in ("approve", "reject"):
+        decide_batch = awards.approve_batch if verdict == "approve" else awards.reject_batch
+        decide_batch(db.session, batch_id, _community_id(), by=current_user.id)
+        db.session.commit()
+        flash(_("Approved and posted.") if verdict == "approve" else _("Rejected."), "success")
+    return redirect(url_for("staff_earning.batches"))
+
+
+@bp.post("/award-items/<int:award_id>/reverse")
+@roles_required("staff")
+def reverse(award_id: int):
+    """Take an award back, with a reason; optionally only the points that are left."""
+    if EmptyForm().validate_on_submit():
+        found = awards.reverse_award(
+            db.session, award_id, _community_id(), reason=request.form.get("reason", ""),
+            only_what_is_left=request.form.get("partial") == "1")
+        db.session.commit()
+        flash(_("Reversed %(points)d points and %(merit)d merit.",
+                points=found.reversed_points, merit=found.reversed_merit), "success")
+        return redirect(url_for("staff_earning.batch", batch_id=found.batch_id))
+    return redirect(url_for("staff_earning.batches"))
+
+
+@bp.post("/adjustments")
+@roles_required("staff")
+def adjust():
+    """Grant or deduct points for a volunteer, with a mandatory reason."""
+    form = AdjustForm(prefix="adj")
+    if form.validate_on_submit():
+        ids = sheets.volunteers_by_phone(db.session, _community_id(), [form.phone.data or ""])
+        awards.adjust(db.session, _community_id(), ids[0], form.points.data or 0,
+                      reason=form.reason.data, key=request.form.get("key") or uuid.uuid4().hex)
+        db.session.commit()
+        flash(_("Adjusted."), "success")
+    return redirect(url_for("staff_earning.batches"))
+
+
+@bp.route("/tiers", methods=["GET", "POST"])
+@roles_required("staff")
+def tier_page():
+    """Thresholds with a preview of who moves, leaderboards, and evaluations."""
+    rules = ensure_rules(db.session, _community_id())
+    form, evaluation_form = ThresholdForm(prefix="t"), EvaluationForm(prefix="e")
+    moves = None
+    if request.method == "GET":
+        form.bronze.data, form.silver.data, form.gold.data = (
+            rules.bronze_at, rules.silver_at, rules.gold_at)
+    elif "t-csrf_token" in request.form and form.validate():
+        wanted = {"bronze": form.bronze.data, "silver": form.silver.data,
+                  "gold": form.gold.data}
+        try:
+            if request.form.get("confirm") == "1":
+                tiers.save_thresholds(db.session, _community_id(), wanted)
+                db.session.commit()
+                flash(_("Thresholds saved."), "success")
+                return redirect(url_for("staff_earning.tier_page"))
+            moves = tiers.preview_thresholds(db.session, _community_id(), wanted)
+        except ValidationFailed as error:
+            flash(" ".join(error.errors.get("thresholds", [])), "error")
+    today = clock.local_today()
+    start = _date_arg("start") or today.replace(month=1, day=1)
+    end = _date_arg("end") or today
+    grid_id = request.args.get("grid", type=int)
+    board = tiers.leaderboard(db.session, _community_id(), clock.utc_start_of(start),
+                              clock.utc_start_of(end + timedelta(days=1)), grid_id=grid_id)
+    counts = {}
+    for standing in tiers.standings(db.session, _community_id(), today=today).values():
+        counts[standing.tier] = counts.get(standing.tier, 0) + 1
+    evaluations = db.session.scalars(sa.select(Evaluation).where(
+        Evaluation.community_id == _community_id()).order_by(Evaluation.id.desc())).all()
+    return render_template("earning/tiers.html", form=form, moves=moves, board=board,
+                           start=start, end=end, grid_id=grid_id, counts=counts,
+                           grids=community_grids(db.session, _community_id()),
+                           evaluations=evaluations, evaluation_form=evaluation_form)
+
+
+@bp.post("/evaluations")
+@roles_required("staff")
+def evaluate():
+    """Freeze the ranking for a period."""
+    form = EvaluationForm(prefix="e")
+    if form.validate_on_submit():
+        found = tiers.evaluate(db.session, _community_id(), form.name.data, form.start.data,
+                               form.end.data, by=current_user.id)
+        db.session.commit()
+        return redirect(url_for("staff_earning.evaluation", evaluation_id=found.id))
+    flash(_("Give the evaluation a name and a period."), "error")
+    return redirect(url_for("staff_earning.tier_page"))
+
+
+@bp.get("/evaluations/<int:evaluation_id>")
+@roles_required("staff")
+def evaluation(evaluation_id: int):
+    """Show (and print) a frozen evaluation."""
+    found = db.session.get(Evaluation, evaluation_id)
+    if found is None or found.community_id != _community_id():
+        raise NotFound("evaluation")
+    entries = db.session.scalars(sa.select(EvaluationEntry).where(
+        EvaluationEntry.evaluation_id == found.id).order_by(EvaluationEntry.rank,
+                                                             EvaluationEntry.id)).all()
+    return render_template("earning/evaluation.html", evaluation=found, entries=entries)
+
+
+def _date_arg(name: str):
+    from datetime import date
+
+    try:
+        return date.fromisoformat(request.args.get(name, ""))
+    except ValueError:
+        return None
+
+

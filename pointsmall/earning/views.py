@@ -1,0 +1,99 @@
+"""Volunteer pages of the earning half: my points and tier, history, activities, check-in."""
+
+import sqlalchemy as sa
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_login import current_user
+
+import ledger
+from pointsmall import tiers
+from pointsmall.auth.views import EmptyForm
+from pointsmall.earning import activities, expiry
+from pointsmall.earning.models import Attendance
+from pointsmall.extensions import db
+from pointsmall.shell import roles_required
+from pointsmall.volunteers.models import Volunteer
+
+bp = Blueprint("earning", __name__)
+
+KIND_LABELS = {}
+
+
+def me() -> Volunteer:
+    return db.session.scalar(sa.select(Volunteer).where(Volunteer.user_id == current_user.id))
+
+
+def volunteer_home():
+    """Render the volunteer's start page: points, merit, tier and what is missing, expiry."""
+    volunteer = me()
+    accounts = ledger.balances(db.session, [volunteer.account("POINTS"),
+                                            volunteer.account("MERIT")])
+    standing = tiers.standing(db.session, volunteer)
+    history = ledger.history(db.session, volunteer.account("POINTS"), limit=5)
+    return render_template(
+        "home/volunteer.html", volunteer=volunteer,
+        points=accounts[volunteer.account("POINTS")],
+        merit=accounts[volunteer.account("MERIT")], standing=standing,
+        expiring=expiry.upcoming_expiry(db.session, volunteer),
+        recent=history.entries,
+        upcoming=activities.upcoming(db.session, volunteer.community_id, limit=3))
+
+
+@bp.get("/history")
+@roles_required("volunteer")
+def history():
+    """List every change to my points, newest first, with its reason."""
+    volunteer = me()
+    page = ledger.history(db.session, volunteer.account("POINTS"), limit=30,
+                          before=request.args.get("before", type=int))
+    return render_template("earning/history.html", page=page)
+
+
+@bp.get("/activities")
+@roles_required("volunteer")
+def activity_list():
+    """List my community's coming activities and whether I signed up."""
+    volunteer = me()
+    coming = activities.upcoming(db.session, volunteer.community_id)
+    mine = {a.activity_id: a for a in db.session.scalars(sa.select(Attendance).where(
+        Attendance.volunteer_id == volunteer.id,
+        Attendance.activity_id.in_([a.id for a in coming])))}
+    counts = dict(db.session.execute(
+        sa.select(Attendance.activity_id, sa.func.count())
+        .where(Attendance.activity_id.in_([a.id for a in coming]))
+        .group_by(Attendance.activity_id)).all())
+    return render_template("earning/activities.html", activities=coming, mine=mine,
+                           counts=counts, form=EmptyForm())
+
+
+@bp.post("/activities/<int:activity_id>/sign-up")
+@roles_required("volunteer")
+def sign_up(activity_id: int):
+    """Sign me up for an activity."""
+    volunteer = me()
+    activity = activities.get_activity(db.session, activity_id, volunteer.community_id)
+    if EmptyForm().validate_on_submit():
+        activities.sign_up(db.session, activity, volunteer)
+        db.session.commit()
+        flash(_("You are signed up for %(title)s.", title=activity.title), "success")
+    return redirect(url_for("earning.activity_list"))
+
+
+@bp.route("/check-in/<token>", methods=["GET", "POST"])
+@roles_required("volunteer")
+def check_in(token: str):
+    """Check me in at the venue: the page the activity's QR code opens."""
+    activity = activities.activity_for_token(db.session, token)
+    volunteer = me()
+    if activity.community_id != volunteer.community_id:
+        from pointsmall.earning.errors import CheckInRefused
+
+        raise CheckInRefused(_("This activity belongs to another community."))
+    form = EmptyForm()
+    if form.validate_on_submit():
+        activities.check_in(db.session, activity, volunteer)
+        db.session.commit()
+        flash(_("Checked in at %(title)s. Points follow once staff confirm.",
+                title=activity.title), "success")
+        return redirect(url_for("home.index"))
+    return render_template("earning/check_in.html", activity=activity, form=form)
