@@ -105,8 +105,10 @@ def start_demo_command(host: str, port: int) -> None:
     _refuse_in_production()
     upgrade()
     if demo.seed(db.session):
-        db.session.commit()
         click.echo("demo data seeded")
+    db.session.commit()
+    # Hand the connection back: on SQLite an open transaction would hold the write lock.
+    db.session.remove()
     click.echo(f"Points Mall demo: http://{host}:{port}/")
     click.echo(f"Sign in with admin, staff1, staff2, vol1 ... vol50, merchant1 or market1; "
                f"the password is {demo.PASSWORD}.")

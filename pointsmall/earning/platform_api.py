@@ -1,0 +1,64 @@
+"""The grid platform's endpoint: a signed task completion is awarded once per task id."""
+
+from flask import request
+from flask.views import MethodView
+from flask_smorest import Blueprint
+from marshmallow import Schema, fields
+
+from pointsmall.earning import platform
+from pointsmall.extensions import ErrorSchema, db
+
+bp = Blueprint("api_platform", __name__, url_prefix="/api/v1/platform",
+               description="For the grid platform: signed with HMAC-SHA256, no token.")
+
+
+class TaskCompletionSchema(Schema):
+    community_id = fields.Integer(required=True)
+    task_id = fields.String(required=True, metadata={"description": "Unique per community"})
+    volunteer_id = fields.Integer(required=True)
+    points = fields.Integer(required=True)
+    merit = fields.Integer(metadata={"description": "Defaults to points"})
+    title = fields.String()
+
+
+class TaskAwardSchema(Schema):
+    award_id = fields.Integer()
+    task_id = fields.String()
+    volunteer_id = fields.Integer()
+    points = fields.Integer(metadata={"description": "After the earning caps"})
+    merit = fields.Integer()
+    capped_by = fields.String(allow_none=True)
+    status = fields.String(metadata={"description": "posted, or pending approval"})
+    new = fields.Boolean(metadata={"description": "False when this repeats an earlier call"})
+
+
+@bp.route("/task-completions")
+class TaskCompletions(MethodView):
+    @bp.doc(parameters=[
+        {"in": "header", "name": "X-Timestamp", "required": True, "schema": {"type": "string"},
+         "description": "Unix seconds; refused when more than five minutes off"},
+        {"in": "header", "name": "X-Signature", "required": True, "schema": {"type": "string"},
+         "description": "hex HMAC-SHA256 of '<timestamp>.<raw body>' with the community's "
+                        "secret"},
+    ], requestBody={"required": True, "content": {
+        "application/json": {"schema": TaskCompletionSchema}}}, security=[])
+    @bp.response(201, TaskAwardSchema)
+    @bp.alt_response(200, schema=TaskAwardSchema, description="The same task again.")
+    @bp.alt_response(401, schema=ErrorSchema, description="Bad signature or stale timestamp.")
+    @bp.alt_response(409, schema=ErrorSchema, description="Task id reused with another body.")
+    @bp.alt_response(422, schema=ErrorSchema, description="Invalid fields.")
+    def post(self):
+        """Award a verified task completion, once per task id."""
+        body = request.get_data(cache=True)
+        data = platform.verify_request(db.session, body, request.headers.get("X-Timestamp", ""),
+                                       request.headers.get("X-Signature", ""))
+        award, new = platform.award_task(db.session, data, body)
+        db.session.commit()
+        from pointsmall.earning.models import AwardBatch
+
+        batch = db.session.get(AwardBatch, award.batch_id)
+        answer = {"award_id": award.id, "task_id": data["task_id"],
+                  "volunteer_id": award.volunteer_id, "points": award.points,
+                  "merit": award.merit if batch.status == "posted" else 0,
+                  "capped_by": award.capped_by, "status": batch.status, "new": new}
+        return answer, 201 if new else 200
