@@ -53,6 +53,7 @@ def create_app(config: dict | None = None) -> Flask:
     )
     from pointsmall.api_v1 import register_api
     from pointsmall.auth import views as auth_views
+    from pointsmall.earning import admin_views as rules_views
     from pointsmall.earning import staff_views as staff_earning_views
     from pointsmall.earning import views as earning_views
     from pointsmall.volunteers import views as volunteer_views
@@ -69,6 +70,7 @@ def create_app(config: dict | None = None) -> Flask:
     app.register_blueprint(portal.bp)
     app.register_blueprint(earning_views.bp)
     app.register_blueprint(staff_earning_views.bp)
+    app.register_blueprint(rules_views.bp)
     register_api(app)
     errors.register(app)
     cli.register(app)
