@@ -11,10 +11,13 @@ import sqlalchemy.orm as so
 from werkzeug.security import generate_password_hash
 
 import ledger
-from merchants import items
+from ledger.clock import utcnow
+from merchants import items, redemptions
+from merchants.models import Item
 from pointsmall import communities
 from pointsmall.auth.models import User
 from pointsmall.clock import local_today
+from pointsmall.earning import activities, awards, rules
 from pointsmall.volunteers import service as volunteers
 
 PASSWORD = "demo1234"
@@ -27,8 +30,8 @@ COMMUNITIES = [
 SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗"
 GIVEN = ["伟", "芳", "娜", "秀英", "敏", "静", "丽", "强", "磊", "军", "洋", "勇", "艳", "杰",
          "娟", "涛", "明", "超", "秀兰", "霞", "平", "刚", "桂英", "建华", "玉兰"]
-AWARDS = [("社区网格巡查", 20, 20), ("垃圾分类宣传", 10, 10), ("党员活动日", 30, 30),
-          ("消防安全培训", 15, 15), ("微心愿认领", 50, 50)]
+ACTIVITIES = [("社区网格巡查", "task"), ("垃圾分类宣传", "service"), ("主题党日活动", "party"),
+              ("应急救护培训", "training"), ("微心愿认领", "wish"), ("网格员例会", "meeting")]
 VOLUNTEERS = 50
 
 
@@ -75,27 +78,46 @@ def seed(session: so.Session) -> bool:
         items.create_item(session, merchant.id, {
             "name": name, "category": category, "price": price, "stock": stock,
             "monthly_limit": limit, "min_tier": tier, "active": True})
+    people: list[list] = [[], []]
     for n in range(1, VOLUNTEERS + 1):
         index = 0 if n <= 30 else 1
-        community = made[index]
-        volunteer, _ = volunteers.create_volunteer(session, community.id, {
+        volunteer, _ = volunteers.create_volunteer(session, made[index].id, {
             "name": rng.choice(SURNAMES) + rng.choice(GIVEN),
             "phone": f"138{n:08d}",
             "grid_id": rng.choice(micro_grids[index]),
             "joined_on": local_today() - timedelta(days=rng.randint(30, 6 * 365)),
             "show_on_leaderboard": n % 7 != 0,
         }, username=f"vol{n}", password_hash=password_hash, audit_it=False)
-        for k in range(rng.randint(1, 5)):
-            title, points, merit = rng.choice(AWARDS)
-            ledger.transfer(session, [
-                ledger.Leg(community.account("POINTS"), -points),
-                ledger.Leg(volunteer.account("POINTS"), points),
-                ledger.Leg(community.account("MERIT"), -merit),
-                ledger.Leg(volunteer.account("MERIT"), merit),
-            ], key=f"demo:award:{n}:{k}", kind="award", memo=title)
-        if n % 6 == 0 and index == 0:
-            held = ledger.hold(session, volunteer.account("POINTS"), market.account(), 10,
-                               key=f"demo:redeem:{n}", kind="redemption", memo="大米 5kg")
-            ledger.post_hold(session, held.id, key=f"demo:confirm:{n}")
+        people[index].append(volunteer)
+    now = utcnow()
+    for index, community in enumerate(made):
+        types = {t.code: t for t in rules.activity_types(session, community.id)}
+        for number, (title, code) in enumerate(ACTIVITIES):
+            starts = now - timedelta(days=7 * (len(ACTIVITIES) - number), hours=2)
+            activity = activities.create_activity(session, community.id, {
+                "type_id": types[code].id, "title": title, "place": "社区党群服务中心",
+                "starts_at": starts, "ends_at": starts + timedelta(hours=2)}, by=None)
+            present = rng.sample(people[index], k=rng.randint(4, min(12, len(people[index]))))
+            activities.mark_present(session, activity, [v.id for v in present])
+            awards.award_activity(session, activity, None, key=f"demo:{activity.id}", by=None)
+        for title, code, offset in (("社区消防安全培训", "training", 0),
+                                    ("周末环境整治志愿服务", "service", 3)):
+            starts = now + timedelta(days=offset) - timedelta(minutes=20 if not offset else 0)
+            activities.create_activity(session, community.id, {
+                "type_id": types[code].id, "title": title, "place": "社区广场",
+                "starts_at": starts, "ends_at": starts + timedelta(hours=3),
+                "capacity": 30}, by=None)
+    for volunteer in people[0][::6]:
+        redeemer = redemptions.Redeemer(volunteer.id, volunteer.account("POINTS"),
+                                        volunteer.name[:1] + "*", volunteer.community_id)
+        rice = session.scalar(sa.select(Item).where(Item.merchant_id == market.id,
+                                                    Item.price <= 20))
+        try:
+            with session.begin_nested():
+                found = redemptions.reserve(session, redeemer, rice.id, 1,
+                                            key=f"demo:{volunteer.id}")
+                redemptions.confirm(session, market.id, found.code, confirmed_by=None)
+        except ledger.InsufficientFunds:
+            continue
     session.flush()
     return True
