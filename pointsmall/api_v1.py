@@ -114,10 +114,11 @@ class Me(MethodView):
 
 def register_api(app: Flask) -> None:
     """Register the API blueprints with the OpenAPI document; exempt them from CSRF."""
+    from pointsmall.earning.api import bp as earning_bp
     from pointsmall.earning.platform_api import bp as platform_bp
     from pointsmall.market_api import bp as market_bp
     from pointsmall.volunteers.api import bp as volunteers_bp
 
-    for blueprint in (auth_bp, me_bp, volunteers_bp, market_bp, platform_bp):
+    for blueprint in (auth_bp, me_bp, volunteers_bp, market_bp, platform_bp, earning_bp):
         api.register_blueprint(blueprint)
         csrf.exempt(blueprint)

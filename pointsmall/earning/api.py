@@ -1,0 +1,466 @@
+"""The earning API: the volunteer's history, tier and activities; staff activities,
+attendance, awards, approvals, reversals, adjustments, tiers, leaderboards, evaluations."""
+
+from datetime import UTC, timedelta
+
+import sqlalchemy as sa
+from flask import request
+from flask.views import MethodView
+from flask_babel import gettext as _
+from flask_login import current_user
+from flask_smorest import Blueprint
+from marshmallow import Schema, fields, validate
+
+import ledger
+from pointsmall import clock, tiers
+from pointsmall.earning import activities, awards
+from pointsmall.earning.errors import invalid
+from pointsmall.earning.models import Activity, Attendance, Award, AwardBatch, EvaluationEntry
+from pointsmall.earning.views import me
+from pointsmall.errors import NotFound
+from pointsmall.extensions import ErrorSchema, db
+from pointsmall.shell import roles_required
+
+bp = Blueprint("api_earning", __name__, url_prefix="/api/v1",
+               description="Earning: activities, check-in, awards, tiers.")
+
+
+def _documented(view):
+    view = bp.alt_response(401, schema=ErrorSchema, description="No valid bearer token.")(view)
+    return bp.alt_response(403, schema=ErrorSchema, description="Wrong role.")(view)
+
+
+def volunteer_only(view):
+    return roles_required("volunteer")(_documented(view))
+
+
+def staff_only(view):
+    return roles_required("staff")(_documented(view))
+
+
+def _key() -> str:
+    key = (request.headers.get("Idempotency-Key") or "").strip()
+    if not key or len(key) > 64:
+        raise invalid("Idempotency-Key",
+                      _("An Idempotency-Key header (1-64 characters) is required."))
+    return key
+
+
+# ---- schemas -------------------------------------------------------------------------------
+
+class HistoryEntrySchema(Schema):
+    id = fields.Integer(attribute="posting_id")
+    kind = fields.String()
+    memo = fields.String(metadata={"description": "The reason or activity name"})
+    amount = fields.Integer()
+    balance_after = fields.Integer()
+    created_at = fields.DateTime()
+
+
+class HistoryPageSchema(Schema):
+    entries = fields.List(fields.Nested(HistoryEntrySchema))
+    next_cursor = fields.Integer(allow_none=True, metadata={"description": "Pass as ?before="})
+
+
+class HistoryQuerySchema(Schema):
+    before = fields.Integer(load_default=None)
+    limit = fields.Integer(load_default=30, validate=validate.Range(min=1, max=200))
+
+
+class StandingSchema(Schema):
+    tier = fields.String(allow_none=True)
+    merit_in_window = fields.Integer()
+    service_bonus = fields.Integer()
+    score = fields.Integer()
+    next_tier = fields.String(allow_none=True)
+    missing = fields.Integer(metadata={"description": "Merit still needed for the next tier"})
+
+
+class ActivitySchema(Schema):
+    id = fields.Integer()
+    title = fields.String()
+    type = fields.String(attribute="type.code")
+    type_name = fields.String(attribute="type.name")
+    place = fields.String()
+    starts_at = fields.DateTime()
+    ends_at = fields.DateTime()
+    capacity = fields.Integer(allow_none=True)
+    points = fields.Integer()
+    merit = fields.Integer()
+
+
+class ActivityCreateSchema(Schema):
+    type_id = fields.Integer(required=True)
+    title = fields.String(required=True)
+    place = fields.String(load_default="")
+    starts_at = fields.DateTime(required=True, metadata={"description": "UTC"})
+    ends_at = fields.DateTime(required=True, metadata={"description": "UTC"})
+    capacity = fields.Integer(load_default=None, allow_none=True)
+    points = fields.Integer(load_default=None, allow_none=True)
+    merit = fields.Integer(load_default=None, allow_none=True)
+
+
+class CheckInSchema(Schema):
+    token = fields.String(required=True, metadata={"description": "From the venue QR link"})
+
+
+class AttendanceSchema(Schema):
+    volunteer_id = fields.Integer()
+    present = fields.Boolean()
+    signed_up_at = fields.DateTime(allow_none=True)
+    checked_in_at = fields.DateTime(allow_none=True)
+    source = fields.String()
+
+
+class MarkSchema(Schema):
+    volunteer_ids = fields.List(fields.Integer(), required=True,
+                                validate=validate.Length(min=1, max=5000))
+    present = fields.Boolean(load_default=True)
+
+
+class AwardRequestSchema(Schema):
+    volunteer_ids = fields.List(fields.Integer(), load_default=None, allow_none=True,
+                                metadata={"description": "Default: everyone present"})
+
+
+class AwardSchema(Schema):
+    id = fields.Integer()
+    volunteer_id = fields.Integer()
+    activity_id = fields.Integer(allow_none=True)
+    title = fields.String()
+    requested_points = fields.Integer()
+    points = fields.Integer()
+    merit = fields.Integer()
+    capped_by = fields.String(allow_none=True, metadata={"description": "daily or monthly"})
+    reversed_points = fields.Integer()
+    reversal_reason = fields.String()
+
+
+class BatchSchema(Schema):
+    id = fields.Integer()
+    status = fields.String(metadata={"enum": ["pending", "posted", "rejected"]})
+    people = fields.Integer()
+    requested_points = fields.Integer()
+    activity_id = fields.Integer(allow_none=True)
+    created_by = fields.Integer(allow_none=True)
+    approved_by = fields.Integer(allow_none=True)
+    awards = fields.Method("batch_awards")
+
+    def batch_awards(self, batch):
+        rows = db.session.scalars(sa.select(Award).where(Award.batch_id == batch.id)
+                                  .order_by(Award.id))
+        return AwardSchema(many=True).dump(rows)
+
+
+class ReverseSchema(Schema):
+    reason = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    only_what_is_left = fields.Boolean(load_default=False)
+
+
+class AdjustSchema(Schema):
+    volunteer_id = fields.Integer(required=True)
+    points = fields.Integer(required=True, metadata={"description": "Negative to deduct"})
+    reason = fields.String(required=True, validate=validate.Length(min=1, max=200))
+
+
+class TransactionSchema(Schema):
+    id = fields.Integer()
+    kind = fields.String()
+    memo = fields.String()
+
+
+class ThresholdsSchema(Schema):
+    bronze = fields.Integer(required=True)
+    silver = fields.Integer(required=True)
+    gold = fields.Integer(required=True)
+
+
+class MoveSchema(Schema):
+    volunteer_id = fields.Integer()
+    name = fields.String()
+    now = fields.String(allow_none=True)
+    then = fields.String(allow_none=True)
+
+
+class PeriodQuerySchema(Schema):
+    start = fields.Date(required=True)
+    end = fields.Date(required=True)
+    grid_id = fields.Integer(load_default=None)
+
+
+class BoardRowSchema(Schema):
+    rank = fields.Integer()
+    volunteer_id = fields.Integer()
+    name = fields.String(metadata={"description": "Masked (张*) when the volunteer opted out"})
+    grid = fields.String()
+    merit = fields.Integer()
+
+
+class EvaluationRequestSchema(Schema):
+    name = fields.String(required=True)
+    start = fields.Date(required=True)
+    end = fields.Date(required=True)
+
+
+class EvaluationEntrySchema(Schema):
+    rank = fields.Integer()
+    volunteer_id = fields.Integer()
+    name = fields.String()
+    grid = fields.String()
+    merit = fields.Integer()
+    service_bonus = fields.Integer()
+    score = fields.Integer()
+    tier = fields.String(allow_none=True)
+
+
+class EvaluationSchema(Schema):
+    id = fields.Integer()
+    name = fields.String()
+    period_start = fields.DateTime()
+    period_end = fields.DateTime()
+    entries = fields.Method("evaluation_entries")
+
+    def evaluation_entries(self, evaluation):
+        rows = db.session.scalars(sa.select(EvaluationEntry).where(
+            EvaluationEntry.evaluation_id == evaluation.id).order_by(EvaluationEntry.rank,
+                                                                     EvaluationEntry.id))
+        return EvaluationEntrySchema(many=True).dump(rows)
+
+
+# ---- volunteer -----------------------------------------------------------------------------
+
+@bp.route("/me/history")
+class MyHistory(MethodView):
+    @volunteer_only
+    @bp.arguments(HistoryQuerySchema, location="query")
+    @bp.response(200, HistoryPageSchema)
+    def get(self, query):
+        """List changes to my POINTS, newest first (keyset pages)."""
+        return ledger.history(db.session, me().account("POINTS"), limit=query["limit"],
+                              before=query["before"])
+
+
+@bp.route("/me/tier")
+class MyTier(MethodView):
+    @volunteer_only
+    @bp.response(200, StandingSchema)
+    def get(self):
+        """Say my tier, the merit counted and what is missing for the next tier."""
+        return tiers.standing(db.session, me())
+
+
+@bp.route("/activities")
+class Activities(MethodView):
+    @volunteer_only
+    @bp.response(200, ActivitySchema(many=True))
+    def get(self):
+        """List my community's coming activities."""
+        return activities.upcoming(db.session, me().community_id)
+
+
+@bp.route("/activities/<int:activity_id>/sign-up")
+class SignUp(MethodView):
+    @volunteer_only
+    @bp.response(200, AttendanceSchema)
+    def post(self, activity_id):
+        """Sign me up for an activity (capacity enforced; twice is once)."""
+        volunteer = me()
+        activity = activities.get_activity(db.session, activity_id, volunteer.community_id)
+        row = activities.sign_up(db.session, activity, volunteer)
+        db.session.commit()
+        return row
+
+
+@bp.route("/check-ins")
+class CheckIns(MethodView):
+    @volunteer_only
+    @bp.arguments(CheckInSchema)
+    @bp.response(201, AttendanceSchema)
+    def post(self, body):
+        """Check me in with the token of the venue's QR link."""
+        activity = activities.activity_for_token(db.session, body["token"])
+        row = activities.check_in(db.session, activity, me())
+        db.session.commit()
+        return row
+
+
+# ---- staff ---------------------------------------------------------------------------------
+
+@bp.route("/staff/activities")
+class StaffActivities(MethodView):
+    @staff_only
+    @bp.response(200, ActivitySchema(many=True))
+    def get(self):
+        """List the community's activities, newest first."""
+        return db.session.scalars(sa.select(Activity).where(
+            Activity.community_id == current_user.community_id)
+            .order_by(Activity.starts_at.desc()).limit(200)).all()
+
+    @staff_only
+    @bp.arguments(ActivityCreateSchema)
+    @bp.response(201, ActivitySchema)
+    def post(self, body):
+        """Create an activity; points and merit default to its type's rule."""
+        for field in ("starts_at", "ends_at"):
+            if body[field].tzinfo is not None:
+                body[field] = body[field].astimezone(UTC).replace(tzinfo=None)
+        activity = activities.create_activity(db.session, current_user.community_id, body,
+                                              by=current_user.id)
+        db.session.commit()
+        return activity
+
+
+@bp.route("/staff/activities/<int:activity_id>/attendance")
+class StaffAttendance(MethodView):
+    @staff_only
+    @bp.response(200, AttendanceSchema(many=True))
+    def get(self, activity_id):
+        """List who signed up, checked in or was marked present."""
+        activity = activities.get_activity(db.session, activity_id, current_user.community_id)
+        return db.session.scalars(sa.select(Attendance).where(
+            Attendance.activity_id == activity.id).order_by(Attendance.id)).all()
+
+    @staff_only
+    @bp.arguments(MarkSchema)
+    @bp.response(200, AttendanceSchema(many=True))
+    def post(self, body, activity_id):
+        """Mark volunteers present (or not)."""
+        activity = activities.get_activity(db.session, activity_id, current_user.community_id)
+        activities.mark_present(db.session, activity, body["volunteer_ids"], body["present"])
+        db.session.commit()
+        return db.session.scalars(sa.select(Attendance).where(
+            Attendance.activity_id == activity.id).order_by(Attendance.id)).all()
+
+
+@bp.route("/staff/activities/<int:activity_id>/award")
+class StaffAward(MethodView):
+    @staff_only
+    @bp.arguments(AwardRequestSchema)
+    @bp.response(201, BatchSchema)
+    def post(self, body, activity_id):
+        """Award everyone present (or the listed ones): all or nothing, once each.
+
+        Needs an Idempotency-Key header; a batch over the community's threshold waits
+        for another staff member's approval (status pending).
+        """
+        activity = activities.get_activity(db.session, activity_id, current_user.community_id)
+        batch = awards.award_activity(db.session, activity, body["volunteer_ids"],
+                                      key=f"api:{current_user.id}:{_key()}", by=current_user.id)
+        db.session.commit()
+        return batch
+
+
+@bp.route("/staff/award-batches")
+class StaffBatches(MethodView):
+    @staff_only
+    @bp.response(200, BatchSchema(many=True))
+    def get(self):
+        """List award batches, waiting ones first."""
+        return db.session.scalars(sa.select(AwardBatch).where(
+            AwardBatch.community_id == current_user.community_id)
+            .order_by(sa.case((AwardBatch.status == "pending", 0), else_=1),
+                      AwardBatch.id.desc()).limit(200)).all()
+
+
+@bp.route("/staff/award-batches/<int:batch_id>/<any(approve, reject):verdict>")
+class StaffDecide(MethodView):
+    @staff_only
+    @bp.response(200, BatchSchema)
+    def post(self, batch_id, verdict):
+        """Approve (post) or reject a waiting batch; its maker cannot."""
+        decide = awards.approve_batch if verdict == "approve" else awards.reject_batch
+        batch = decide(db.session, batch_id, current_user.community_id, by=current_user.id)
+        db.session.commit()
+        return batch
+
+
+@bp.route("/staff/awards/<int:award_id>/reverse")
+class StaffReverse(MethodView):
+    @staff_only
+    @bp.arguments(ReverseSchema)
+    @bp.response(200, AwardSchema)
+    def post(self, body, award_id):
+        """Take an award back with a reason (only what is left, if asked)."""
+        award = awards.reverse_award(db.session, award_id, current_user.community_id,
+                                     reason=body["reason"],
+                                     only_what_is_left=body["only_what_is_left"])
+        db.session.commit()
+        return award
+
+
+@bp.route("/staff/adjustments")
+class StaffAdjust(MethodView):
+    @staff_only
+    @bp.arguments(AdjustSchema)
+    @bp.response(201, TransactionSchema)
+    def post(self, body):
+        """Grant or deduct POINTS with a reason (needs an Idempotency-Key header)."""
+        tx = awards.adjust(db.session, current_user.community_id, body["volunteer_id"],
+                           body["points"], reason=body["reason"],
+                           key=f"{current_user.id}:{_key()}")
+        db.session.commit()
+        return tx
+
+
+@bp.route("/staff/tiers/preview")
+class StaffTierPreview(MethodView):
+    @staff_only
+    @bp.arguments(ThresholdsSchema)
+    @bp.response(200, MoveSchema(many=True))
+    def post(self, body):
+        """Show who would move up or down under new thresholds (nothing is saved)."""
+        return [{"volunteer_id": v.id, "name": v.name, "now": before, "then": after}
+                for v, before, after in tiers.preview_thresholds(
+                    db.session, current_user.community_id, body)]
+
+
+@bp.route("/staff/tiers/thresholds")
+class StaffThresholds(MethodView):
+    @staff_only
+    @bp.arguments(ThresholdsSchema)
+    @bp.response(200, ThresholdsSchema)
+    def put(self, body):
+        """Save new tier thresholds."""
+        tiers.save_thresholds(db.session, current_user.community_id, body)
+        db.session.commit()
+        return body
+
+
+@bp.route("/staff/leaderboard")
+class StaffLeaderboard(MethodView):
+    @staff_only
+    @bp.arguments(PeriodQuerySchema, location="query")
+    @bp.response(200, BoardRowSchema(many=True))
+    def get(self, query):
+        """Rank the community (or a grid) by merit earned in a period."""
+        return tiers.leaderboard(db.session, current_user.community_id,
+                                 clock.utc_start_of(query["start"]),
+                                 clock.utc_start_of(query["end"] + timedelta(days=1)),
+                                 grid_id=query["grid_id"])
+
+
+@bp.route("/staff/evaluations")
+class StaffEvaluations(MethodView):
+    @staff_only
+    @bp.arguments(EvaluationRequestSchema)
+    @bp.response(201, EvaluationSchema)
+    def post(self, body):
+        """Freeze the ranking for a period; it never changes afterwards."""
+        evaluation = tiers.evaluate(db.session, current_user.community_id, body["name"],
+                                    body["start"], body["end"], by=current_user.id)
+        db.session.commit()
+        return evaluation
+
+
+@bp.route("/staff/evaluations/<int:evaluation_id>")
+class StaffEvaluation(MethodView):
+    @staff_only
+    @bp.response(200, EvaluationSchema)
+    def get(self, evaluation_id):
+        """Show a frozen evaluation."""
+        from pointsmall.earning.models import Evaluation
+
+        found = db.session.get(Evaluation, evaluation_id)
+        if found is None or found.community_id != current_user.community_id:
+            raise NotFound("evaluation")
+        return found
