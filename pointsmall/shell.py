@@ -2,7 +2,7 @@
 
 from functools import wraps
 
-from flask import Flask, abort, g, redirect, request, session, url_for
+from flask import Flask, abort, g, has_request_context, redirect, request, session, url_for
 from flask_babel import lazy_gettext as _l
 from flask_babel import refresh as forget_locale
 from flask_login import current_user
@@ -62,6 +62,8 @@ TIER_LABELS = {"bronze": _l("Bronze"), "silver": _l("Silver"), "gold": _l("Gold"
 
 def select_locale() -> str:
     """Pick the page language: the remembered choice, else Chinese."""
+    if not has_request_context():
+        return DEFAULT_LANGUAGE  # the CLI and background work speak the default language
     chosen = request.cookies.get(LANG_COOKIE) or session.get(LANG_COOKIE)
     return chosen if chosen in LANGUAGES else DEFAULT_LANGUAGE
 
