@@ -1,5 +1,6 @@
 """Earning: awards once and all-or-nothing, caps, maker-checker, reversals, adjustments,
 check-in, platform tasks, tiers, evaluations, leaderboards and expiry."""
+# ruff: noqa: F811  (pytest fixtures imported from builders)
 
 import json
 import time

@@ -1,0 +1,134 @@
+"""Races of the earning half on PostgreSQL: one activity awarded by many requests at once,
+and an award racing its reversal. The books must agree afterwards."""
+
+import itertools
+import random
+import threading
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+import sqlalchemy.orm as so
+from conftest import requires_postgres
+
+import ledger
+from ledger.clock import utcnow
+from pointsmall import communities
+from pointsmall.earning import activities, awards
+from pointsmall.earning.models import Award
+from pointsmall.earning.rules import activity_type
+from pointsmall.volunteers import service as volunteers
+
+pytestmark = [requires_postgres, pytest.mark.postgres]
+_phones = itertools.count(random.randrange(10**7))
+
+
+@pytest.fixture
+def racing(engine):
+    racers = sa.create_engine(engine.url.render_as_string(hide_password=False),
+                              poolclass=sa.pool.NullPool)
+    yield so.sessionmaker(bind=racers)
+    racers.dispose()
+
+
+def race(app, Session, jobs):
+    """Run each job in its own thread, app context and committed session, together."""
+    barrier = threading.Barrier(len(jobs), timeout=60)
+
+    def run(job):
+        with app.app_context(), Session() as session:
+            session.connection()
+            barrier.wait()
+            try:
+                return ledger.run_in_transaction(session, job), None
+            except Exception as error:  # the outcome under test
+                return None, error
+
+    with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
+        return list(pool.map(run, jobs))
+
+
+@pytest.fixture
+def activity_with_attendees(base_app, racing):
+    def build(people: int, points: int = 20):
+        tag = uuid.uuid4().hex[:8]
+        with base_app.app_context(), racing() as s:
+            community = communities.create_community(s, f"奖励竞争{tag}")
+            grid = communities.create_grid(s, community.id, f"网格{tag}")
+            kind = activity_type(s, community.id, "service")
+            activity = activities.create_activity(s, community.id, {
+                "type_id": kind.id, "title": "清扫", "points": points, "merit": points,
+                "starts_at": utcnow() - timedelta(hours=1),
+                "ends_at": utcnow() + timedelta(hours=1)}, by=None)
+            ids = []
+            for _ in range(people):
+                volunteer, _ = volunteers.create_volunteer(
+                    s, community.id, {"name": "李四", "phone": f"157{next(_phones):08d}",
+                                      "grid_id": grid.id, "joined_on": "2024-01-01"},
+                    password_hash="unusable", audit_it=False)
+                ids.append(volunteer.id)
+            activities.mark_present(s, activity, ids)
+            s.commit()
+            return community.id, activity.id, ids
+    return build
+
+
+def _books_agree(Session) -> None:
+    with Session() as s:
+        report = ledger.verify(s)
+        assert report.ok, [str(v) for v in report.violations]
+
+
+def test_twenty_concurrent_award_requests_award_each_volunteer_once(
+        base_app, racing, activity_with_attendees):
+    community_id, activity_id, ids = activity_with_attendees(30)
+
+    def award(n):
+        def job(s):
+            activity = activities.get_activity(s, activity_id, community_id)
+            return awards.award_activity(s, activity, None, key=f"press-{n}", by=None).id
+        return job
+
+    outcomes = race(base_app, racing, [award(n) for n in range(20)])
+    posted = [value for value, error in outcomes if error is None]
+    assert len(posted) == 1  # the others find everyone already awarded
+    assert all(type(error).__name__ == "ValidationFailed"
+               for value, error in outcomes if error is not None)
+    with racing() as s:
+        per_volunteer = dict(s.execute(
+            sa.select(Award.volunteer_id, sa.func.count()).where(
+                Award.activity_id == activity_id).group_by(Award.volunteer_id)).all())
+        assert per_volunteer == {v: 1 for v in ids}
+        for volunteer_id in ids:
+            assert ledger.balance(s, f"volunteer:{volunteer_id}:points").posted == 20
+    _books_agree(racing)
+
+
+def test_an_award_and_its_reversal_racing_leave_the_ledger_consistent(
+        base_app, racing, activity_with_attendees):
+    community_id, activity_id, ids = activity_with_attendees(1)
+    with base_app.app_context(), racing() as s:
+        activity = activities.get_activity(s, activity_id, community_id)
+        batch = awards.award_activity(s, activity, None, key="first", by=None)
+        award_id = s.scalar(sa.select(Award.id).where(Award.batch_id == batch.id))
+        s.commit()
+    account = f"volunteer:{ids[0]}:points"
+
+    def reverse(s):
+        return awards.reverse_award(s, award_id, community_id, reason="误记").id
+
+    def spend(s):
+        return ledger.move(s, account, communities.issuance_address(community_id, "POINTS"),
+                           15, key=f"spend-{uuid.uuid4().hex}", kind="redemption").id
+
+    outcomes = race(base_app, racing, [reverse, spend, reverse, spend])
+    with racing() as s:
+        balance = ledger.balance(s, account).posted
+        reversed_points = s.scalar(sa.select(Award.reversed_points).where(Award.id == award_id))
+    successes = sum(1 for _, error in outcomes if error is None)
+    assert balance >= 0
+    # Either the reversal won (20 back, nothing spent) or one spend won (5 left, no reversal).
+    assert (balance, reversed_points, successes) in {(0, 20, 1), (5, 0, 1)}
+    _books_agree(racing)
