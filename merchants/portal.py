@@ -85,17 +85,23 @@ def index():
                            unsettled=unsettled.posted)
 
 
-def _find(code: str) -> Redemption:
-    """Find the merchant's redemption by code, counting wrong codes against the user."""
-    session = db_session()
-    key = str(current_user.id)
+def find_counted(session, merchant_id: int, user_id: int, code: str) -> Redemption:
+    """Find the merchant's redemption by code, counting wrong codes against the user.
+
+    Shared by the counter page and the API, so both count towards one lock.
+    """
+    key = str(user_id)
     attempts.check(session, "code", key, CODE_LIMIT, CODE_WINDOW)
     try:
-        return redemptions.find_by_code(session, current_user.merchant_id, code)
+        return redemptions.find_by_code(session, merchant_id, code)
     except UnknownRedemption:
         attempts.record_failure(session, "code", key)
         session.commit()  # the wrong code counts even though the request fails
         raise
+
+
+def _find(code: str) -> Redemption:
+    return find_counted(db_session(), current_user.merchant_id, current_user.id, code)
 
 
 @bp.post("/lookup")
@@ -217,7 +223,8 @@ def locked(error: attempts.AttemptsExceeded):
     flash(_("Too many wrong codes. Code entry is locked for %(minutes)d minutes.",
             minutes=error.minutes), "error")
     return render_template("counter/index.html", form=CodeForm(), merchant=_merchant(),
-                           todays=[], today_points=0, unsettled=None, locked=True), 429
+                           todays=[], today_points=0, unsettled=None, locked=True), 429, {
+                               "Retry-After": str(error.retry_after)}
 
 
 @bp.errorhandler(MarketError)

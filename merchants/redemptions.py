@@ -99,7 +99,9 @@ def reserve(session: so.Session, redeemer: Redeemer, item_id: int, quantity: int
 
 def _reserve(session, redeemer, item_id, quantity, full_key, fingerprint, hold_days, today,
              month_start, now) -> Redemption:
-    item = session.get(Item, item_id) if isinstance(item_id, int) else None
+    # bool is an int to Python: True must not stand for item 1.
+    is_id = isinstance(item_id, int) and not isinstance(item_id, bool)
+    item = session.get(Item, item_id) if is_id else None
     if item is None or not visible_to(session, item.merchant_id, redeemer.community_id):
         raise UnknownItem(item_id)
     _check_available(item, today)

@@ -10,6 +10,7 @@ from flask_babel import lazy_gettext as _l
 from werkzeug.exceptions import HTTPException
 
 import ledger
+from merchants import attempts
 from merchants.errors import MarketError
 
 
@@ -154,6 +155,13 @@ def register(app: Flask) -> None:
         return _answer(error.status, error.code, error.message, error.errors, headers)
 
     app.extensions["describe_market_error"] = describe
+
+    @app.errorhandler(attempts.AttemptsExceeded)
+    def attempts_exceeded(error: attempts.AttemptsExceeded):
+        # Pages that take codes answer this themselves (the counter); the API here.
+        return _answer(429, TooManyAttempts.code,
+                       _("Too many attempts; please wait and try again."),
+                       headers={"Retry-After": str(error.retry_after)})
 
     @app.errorhandler(ledger.LedgerError)
     def ledger_error(error: ledger.LedgerError):
