@@ -14,7 +14,7 @@ from typing import Any
 def canonical(value: Any) -> str:
     """Return a stable JSON text for a request or a row's content."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      default=_plain)
+                      allow_nan=False, default=_plain)
 
 
 def _plain(value: Any) -> Any:

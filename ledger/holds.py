@@ -7,7 +7,6 @@ import sqlalchemy.orm as so
 
 from ledger import chain
 from ledger.accounts import get_accounts
-from ledger.clock import utcnow
 from ledger.errors import (
     AssetMismatch,
     HoldAlreadyPosted,
@@ -23,7 +22,10 @@ from ledger.models import Account, Balance, Hold, Transaction
 from ledger.writes import (
     check_amount,
     check_key,
+    check_memo,
+    check_now,
     check_text,
+    check_time,
     find_by_key,
     lock_balances,
     lock_balances_by_id,
@@ -43,7 +45,9 @@ def hold(session: so.Session, source: str, destination: str, amount: int, *, key
     check_key(key)
     check_amount(amount)
     kind, memo, meta = check_text(kind, memo, meta)
-    now = now or utcnow()
+    now = check_now(now)
+    if expires_at is not None:
+        expires_at = check_time(expires_at, "expires_at")
     if expires_at is not None and expires_at <= now:
         raise InvalidTransaction("a hold must expire in the future")
     if source == destination:
@@ -81,10 +85,20 @@ def post_hold(session: so.Session, hold_id: int, *, key: str, amount: int | None
               memo: str | None = None, now: datetime | None = None) -> Transaction:
     """Post an open hold to its destination, all of it or `amount` of it, releasing the rest."""
     check_key(key)
+    if not _is_id(hold_id):
+        raise UnknownHold(hold_id)
     if amount is not None:
         check_amount(amount)
+    if memo is not None:
+        check_memo(memo)
     request_hash = chain.request_hash("post_hold", hold_id=hold_id, amount=amount, memo=memo)
-    now = now or utcnow()
+    now = check_now(now)
+
+    def refuse_key_of_another_resolution() -> None:
+        # The key may already have voided (or posted) another hold: that is a conflict too.
+        earlier = session.scalar(sa.select(Hold).where(Hold.resolution_key == key))
+        if earlier is not None and (earlier.id != hold_id or earlier.status != "posted"):
+            raise IdempotencyConflict(key)
 
     def write() -> Transaction:
         row = _lock_hold(session, hold_id)
@@ -114,13 +128,16 @@ def post_hold(session: so.Session, hold_id: int, *, key: str, amount: int | None
         session.flush()
         return tx
 
-    return once(session, Transaction, key, request_hash, write)
+    refuse_key_of_another_resolution()
+    return once(session, Transaction, key, request_hash, write,
+                refuse_key_of_another_resolution)
 
 
 def void_hold(session: so.Session, hold_id: int, *, key: str,
               now: datetime | None = None) -> Hold:
     """Release an open hold, returning its amount to the available balance."""
     check_key(key)
+    now = check_now(now)
     earlier = session.scalar(sa.select(Hold).where(Hold.resolution_key == key))
     if earlier is not None:
         if earlier.id != hold_id or earlier.status != "voided":
@@ -131,14 +148,14 @@ def void_hold(session: so.Session, hold_id: int, *, key: str,
         if row.status == "voided" and row.resolution_key == key:
             return row
         _refuse_unless_open(row)
-        _release(session, row, "voided", key, now or utcnow())
+        _release(session, row, "voided", key, now)
     return row
 
 
 def expire_holds(session: so.Session, *, now: datetime | None = None,
                  limit: int = 1000) -> list[int]:
     """Release open holds past their deadline; safe to run in several processes at once."""
-    now = now or utcnow()
+    now = check_now(now)
     with session.begin_nested():
         due = list(session.scalars(
             sa.select(Hold)

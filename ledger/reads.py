@@ -73,6 +73,8 @@ def history(session: so.Session, address: str, *, limit: int = 50,
     """Return up to `limit` postings older than the cursor `before`, newest first."""
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 500:
         raise ValueError("limit is a whole number from 1 to 500")
+    if before is not None and (isinstance(before, bool) or not isinstance(before, int)):
+        raise ValueError("before is the next_cursor of an earlier page")
     account = get_account(session, address)
     query = (
         sa.select(Posting, Transaction)

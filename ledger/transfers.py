@@ -8,7 +8,6 @@ import sqlalchemy.orm as so
 
 from ledger import chain
 from ledger.accounts import get_accounts
-from ledger.clock import utcnow
 from ledger.errors import (
     AlreadyReversed,
     AssetMismatch,
@@ -22,6 +21,7 @@ from ledger.writes import (
     check_amount,
     check_balanced,
     check_key,
+    check_now,
     check_text,
     lock_balances,
     lock_balances_by_id,
@@ -38,10 +38,11 @@ def transfer(session: so.Session, legs: Sequence[Leg], *, key: str, kind: str, m
     """Post balanced legs as one transaction, once per idempotency key."""
     check_key(key)
     kind, memo, meta = check_text(kind, memo, meta)
+    now = check_now(now)
     if not isinstance(legs, Sequence) or len(legs) < 2:
         raise InvalidTransaction("a transaction has two or more postings")
     for leg in legs:
-        if not isinstance(leg, Leg):
+        if not isinstance(leg, Leg) or not isinstance(leg.address, str):
             raise InvalidTransaction("postings are given as Leg(address, amount)")
         check_amount(leg.amount, signed=True)
     addresses = [leg.address for leg in legs]
@@ -60,7 +61,7 @@ def transfer(session: so.Session, legs: Sequence[Leg], *, key: str, kind: str, m
                 raise AssetMismatch(account.address, account.asset_code, asset)
         check_balanced(entries)
         tx = new_transaction(session, key=key, request_hash=request_hash, kind=kind, memo=memo,
-                             meta=meta, now=now or utcnow())
+                             meta=meta, now=now)
         stripes = {account.id: stripe_for(account) for account, _ in entries}
         locked = lock_balances(session, stripes.items())
         post_entries(session, tx, [(a, locked[(a.id, stripes[a.id])], amt) for a, amt in entries])
@@ -84,6 +85,7 @@ def reverse(session: so.Session, transaction_id: int, *, key: str, memo: str = "
     """Undo a posted transaction once, putting every amount back where it came from."""
     check_key(key)
     kind, memo, meta = check_text(kind, memo, meta)
+    now = check_now(now)
     if isinstance(transaction_id, bool) or not isinstance(transaction_id, int):
         raise UnknownTransaction(transaction_id)
     request_hash = chain.request_hash("reverse", transaction_id=transaction_id, kind=kind,
@@ -113,7 +115,7 @@ def reverse(session: so.Session, transaction_id: int, *, key: str, memo: str = "
             )
         }
         tx = new_transaction(session, key=key, request_hash=request_hash, kind=kind, memo=memo,
-                             meta=meta, now=now or utcnow(), reverses_id=transaction_id)
+                             meta=meta, now=now, reverses_id=transaction_id)
         # Each amount returns to the very stripe it came from.
         locked = lock_balances_by_id(session, [p.balance_id for p in postings])
         post_entries(session, tx, [

@@ -9,7 +9,7 @@ deadlocking on each other; on SQLite the caller's transaction is an immediate on
 import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TypeVar
 
 import sqlalchemy as sa
@@ -17,6 +17,7 @@ import sqlalchemy.orm as so
 from sqlalchemy.exc import IntegrityError
 
 from ledger import chain
+from ledger.clock import utcnow
 from ledger.errors import (
     IdempotencyConflict,
     InsufficientFunds,
@@ -52,22 +53,53 @@ def check_amount(amount: object, *, signed: bool = False) -> int:
 
 def check_key(key: object) -> str:
     """Return `key` if it is a usable idempotency key."""
-    if not isinstance(key, str) or not key.strip() or len(key) > KEY_LEN:
+    if not isinstance(key, str) or not key.strip() or len(key) > KEY_LEN or not _storable(key):
         raise InvalidTransaction(f"an idempotency key is a non-empty text of at most {KEY_LEN}")
     return key
 
 
+def check_memo(memo: object) -> str:
+    """Return `memo` if it is a text the ledger can store and seal."""
+    if not isinstance(memo, str) or len(memo) > 2000 or not _storable(memo):
+        raise InvalidTransaction("a memo is a text of at most 2000 chars")
+    return memo
+
+
+def check_time(value: object, what: str = "a time") -> datetime:
+    """Return `value` as naive UTC, the form in which the ledger stores and seals times."""
+    if not isinstance(value, datetime):
+        raise InvalidTransaction(f"{what} is a datetime")
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return value
+
+
+def check_now(now: object) -> datetime:
+    """Return the caller's `now` as naive UTC, or the current time when none is given."""
+    return utcnow() if now is None else check_time(now, "now")
+
+
+def _storable(text: str) -> bool:
+    # PostgreSQL text holds no NUL character, and hashing needs text that encodes as UTF-8.
+    if "\x00" in text:
+        return False
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def check_text(kind: object, memo: object, meta: object) -> tuple[str, str, dict]:
     """Return kind, memo and metadata if they have the shapes the ledger stores."""
-    if not isinstance(kind, str) or not kind or len(kind) > 40:
+    if not isinstance(kind, str) or not kind or len(kind) > 40 or not _storable(kind):
         raise InvalidTransaction("a transaction kind is a non-empty text of at most 40 chars")
-    if not isinstance(memo, str) or len(memo) > 2000:
-        raise InvalidTransaction("a memo is a text of at most 2000 chars")
+    check_memo(memo)
     meta = {} if meta is None else meta
     if not isinstance(meta, dict):
         raise InvalidTransaction("metadata is a JSON object")
     try:
-        chain.canonical(meta)
+        chain.canonical(meta).encode()
     except (TypeError, ValueError) as exc:
         raise InvalidTransaction(f"metadata must be plain JSON: {exc}") from None
     return kind, memo, meta
