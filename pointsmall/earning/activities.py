@@ -176,7 +176,7 @@ def mark_present(session: so.Session, activity: Activity, volunteer_ids: list[in
 def attendance(session: so.Session, activity_id: int) -> list[tuple[Attendance, Volunteer]]:
     return list(session.execute(
         sa.select(Attendance, Volunteer).join(Volunteer, Volunteer.id == Attendance.volunteer_id)
-        .where(Attendance.activity_id == activity_id).order_by(Attendance.id)).tuples())
+        .where(Attendance.activity_id == activity_id).order_by(Attendance.id)).all())
 
 
 def _attendance(session: so.Session, activity_id: int, volunteer_id: int,
