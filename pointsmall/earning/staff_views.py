@@ -202,7 +202,7 @@ def batch(batch_id: int):
         raise NotFound("batch")
     rows = db.session.execute(
         sa.select(Award, Volunteer).join(Volunteer, Volunteer.id == Award.volunteer_id)
-        .where(Award.batch_id == found.id).order_by(Award.id)).tuples().all()
+        .where(Award.batch_id == found.id).order_by(Award.id)).all()
     return render_template("earning/batch.html", batch=found, rows=rows, form=EmptyForm())
 
 
