@@ -129,6 +129,11 @@ def post_batch(session: so.Session, batch: AwardBatch, *,
     rules = ensure_rules(session, batch.community_id)
     awards = list(session.scalars(sa.select(Award).where(Award.batch_id == batch.id)
                                   .order_by(Award.id)))
+    # Lock the volunteers (in id order) so that two batches cannot both spend the same room
+    # under a cap.
+    session.execute(sa.select(Volunteer.id).where(
+        Volunteer.id.in_([a.volunteer_id for a in awards])).order_by(Volunteer.id)
+        .with_for_update())
     room = _room_under_caps(session, [a.volunteer_id for a in awards], rules.daily_cap,
                             rules.monthly_cap)
     requests = []
