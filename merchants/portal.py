@@ -21,6 +21,7 @@ from flask import (
 )
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
+from flask_babel import ngettext
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from wtforms import StringField
@@ -220,8 +221,9 @@ def _parse_month(raw: str | None) -> date | None:
 @bp.errorhandler(attempts.AttemptsExceeded)
 def locked(error: attempts.AttemptsExceeded):
     db_session().rollback()
-    flash(_("Too many wrong codes. Code entry is locked for %(minutes)d minutes.",
-            minutes=error.minutes), "error")
+    flash(ngettext("Too many wrong codes. Code entry is locked for %(num)d minute.",
+                   "Too many wrong codes. Code entry is locked for %(num)d minutes.",
+                   error.minutes), "error")
     return render_template("counter/index.html", form=CodeForm(), merchant=_merchant(),
                            todays=[], today_points=0, unsettled=None, locked=True), 429, {
                                "Retry-After": str(error.retry_after)}

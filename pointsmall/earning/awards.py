@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 from flask_babel import gettext as _
+from flask_babel import ngettext
 
 import ledger
 from ledger.clock import utcnow
@@ -54,8 +55,9 @@ def award_activity(session: so.Session, activity: Activity, volunteer_ids: list[
     chosen = present if volunteer_ids is None else set(volunteer_ids)
     absent = chosen - present
     if absent:
-        raise invalid("volunteer_ids", _("%(n)d of these volunteers were not marked present.",
-                                         n=len(absent)))
+        raise invalid("volunteer_ids", ngettext(
+            "%(num)d of these volunteers was not marked present.",
+            "%(num)d of these volunteers were not marked present.", len(absent)))
     done = set(session.scalars(sa.select(Award.volunteer_id).where(
         Award.activity_id == activity.id)))
     lines = [Line(v, activity.points, activity.merit) for v in sorted(chosen - done)]

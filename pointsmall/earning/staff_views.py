@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
+from flask_babel import ngettext
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField
@@ -154,7 +155,8 @@ def sheet(activity_id: int):
         ids = sheets.read_sign_in_sheet(db.session, _community_id(), form.file.data)
         count = activities.mark_present(db.session, found, ids)
         db.session.commit()
-        flash(_("%(n)d volunteers marked present from the sheet.", n=count), "success")
+        flash(ngettext("%(num)d volunteer marked present from the sheet.",
+                       "%(num)d volunteers marked present from the sheet.", count), "success")
     return redirect(url_for("staff_earning.activity", activity_id=found.id))
 
 
@@ -174,10 +176,12 @@ def award(activity_id: int):
     else:
         capped = db.session.scalar(sa.select(sa.func.count()).select_from(Award).where(
             Award.batch_id == batch.id, Award.capped_by.is_not(None)))
-        flash(_("Awarded %(n)d volunteers.", n=batch.people), "success")
+        flash(ngettext("Awarded %(num)d volunteer.", "Awarded %(num)d volunteers.",
+                       batch.people), "success")
         if capped:
-            flash(_("%(n)d awards were cut by the earning caps; see the list.", n=capped),
-                  "info")
+            flash(ngettext("%(num)d award was cut by the earning caps; see the list.",
+                           "%(num)d awards were cut by the earning caps; see the list.",
+                           capped), "info")
     return redirect(url_for("staff_earning.activity", activity_id=found.id))
 
 
