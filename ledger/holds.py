@@ -48,8 +48,6 @@ def hold(session: so.Session, source: str, destination: str, amount: int, *, key
     now = check_now(now)
     if expires_at is not None:
         expires_at = check_time(expires_at, "expires_at")
-    if expires_at is not None and expires_at <= now:
-        raise InvalidTransaction("a hold must expire in the future")
     if source == destination:
         raise InvalidTransaction("a hold's source and destination differ")
     request_hash = chain.request_hash(
@@ -58,6 +56,10 @@ def hold(session: so.Session, source: str, destination: str, amount: int, *, key
     )
 
     def write() -> Hold:
+        # Checked here, after the key was looked up: a retry of a hold that was made in time
+        # answers that hold even once its deadline has passed.
+        if expires_at is not None and expires_at <= now:
+            raise InvalidTransaction("a hold must expire in the future")
         accounts = get_accounts(session, [source, destination])
         src, dst = accounts[source], accounts[destination]
         if src.asset_code != dst.asset_code:
@@ -165,8 +167,13 @@ def expire_holds(session: so.Session, *, now: datetime | None = None,
             .with_for_update(skip_locked=True)
             .execution_options(populate_existing=True)
         ))
+        # Lock every balance row concerned at once, in id order: released one by one in hold
+        # order, two sweepers would lock the same rows in different orders and deadlock.
+        balances = lock_balances_by_id(session, {row.balance_id for row in due})
         for row in due:
-            _release(session, row, "expired", None, now)
+            balances[row.balance_id].pending -= row.amount
+            row.status, row.resolved_at, row.resolution_key = "expired", now, None
+        session.flush()
     return [row.id for row in due]
 
 

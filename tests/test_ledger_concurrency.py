@@ -1,0 +1,418 @@
+"""Concurrent writers on PostgreSQL: real threads, each with its own committing session.
+
+Every test starts its threads together on a barrier, runs each unit of work through
+`ledger.run_in_transaction` (which retries deadlocks and serialization failures), checks
+the outcome exactly, and then runs `verify` over the whole database of the run.
+"""
+
+import random
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+import sqlalchemy.orm as so
+from conftest import requires_postgres
+from sqlalchemy.exc import DBAPIError
+
+import ledger
+from ledger.models import Balance, Hold, Posting, Transaction
+
+pytestmark = requires_postgres
+
+JOIN_TIMEOUT = 60
+
+
+@dataclass
+class Outcome:
+    value: Any = None
+    error: BaseException | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def run_together(count: int, work: Callable[[int], Any]) -> list[Outcome]:
+    """Run work(0) .. work(count - 1) on as many threads released at once; collect outcomes."""
+    barrier = threading.Barrier(count)
+    outcomes = [Outcome() for _ in range(count)]
+
+    def target(index: int) -> None:
+        try:
+            barrier.wait(timeout=JOIN_TIMEOUT)
+            outcomes[index].value = work(index)
+        except BaseException as error:  # noqa: BLE001 - every outcome is inspected
+            outcomes[index].error = error
+
+    threads = [threading.Thread(target=target, args=(i,), daemon=True) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(JOIN_TIMEOUT)
+    assert not any(t.is_alive() for t in threads), "a thread hung (deadlock?)"
+    return outcomes
+
+
+def no_database_errors(outcomes: list[Outcome]) -> None:
+    """No deadlock, serialization failure or other database error reached a caller."""
+    raw = [o.error for o in outcomes if isinstance(o.error, DBAPIError)]
+    assert not raw, raw[:3]
+    other = [o.error for o in outcomes
+             if o.error is not None and not isinstance(o.error, ledger.LedgerError)]
+    assert not other, other[:3]
+
+
+def unit(committed: so.sessionmaker, work: Callable[[so.Session], Any]) -> Any:
+    """Run one unit of work in a fresh committing session, as a request handler would."""
+    with committed() as session:
+        return ledger.run_in_transaction(session, work)
+
+
+def uid() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def assert_verified(committed: so.sessionmaker) -> None:
+    with committed() as session:
+        report = ledger.verify(session)
+    assert report.ok, [str(v) for v in report.violations]
+
+
+def amounts(committed: so.sessionmaker, address: str) -> tuple[int, int]:
+    with committed() as session:
+        b = ledger.balance(session, address)
+    return b.posted, b.pending
+
+
+@pytest.fixture
+def deadlocks(engine) -> Iterator[list[str]]:
+    """Deadlocks the database reported to any connection during the test.
+
+    The ledger takes its row locks in one order, so there should be none at all: a
+    deadlock would be retried, but it costs a second of PostgreSQL's deadlock_timeout.
+    """
+    seen: list[str] = []
+
+    def record(context) -> None:
+        orig = getattr(context.original_exception, "sqlstate", None)
+        if orig == "40P01":
+            seen.append(str(context.original_exception).splitlines()[0])
+
+    sa.event.listen(engine, "handle_error", record)
+    try:
+        yield seen
+    finally:
+        sa.event.remove(engine, "handle_error", record)
+
+
+@pytest.fixture
+def accounts(committed):
+    """Open accounts (and fund them from a per-test issuance account) in committed rows."""
+    issuance = f"community:{uid()}:issuance"
+
+    def build(*funding: int, allow_negative: bool = False, stripes: int = 1) -> list[str]:
+        addresses = [f"volunteer:{uid()}:points" for _ in funding]
+
+        def work(s: so.Session) -> None:
+            ledger.open_account(s, issuance, "POINTS", allow_negative=True, stripes=4)
+            for address, points in zip(addresses, funding, strict=True):
+                ledger.open_account(s, address, "POINTS", allow_negative=allow_negative,
+                                    stripes=stripes)
+                if points:
+                    ledger.move(s, issuance, address, points, key=f"fund:{address}",
+                                kind="award")
+
+        unit(committed, work)
+        return addresses
+
+    return build
+
+
+def test_fifty_spenders_on_an_account_funded_for_ten_spends(committed, accounts, deadlocks):
+    volunteer, merchant = accounts(70, 0)
+    done = threading.Event()
+    seen: list[int] = []
+
+    def watch() -> None:
+        # Read the balance over and over while the spenders run: it is never below zero.
+        with committed() as session:
+            while not done.is_set():
+                b = ledger.balance(session, volunteer)
+                seen.append(b.available)
+                session.rollback()
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        outcomes = run_together(50, lambda i: unit(committed, lambda s: ledger.move(
+            s, volunteer, merchant, 7, key=f"spend:{volunteer}:{i}", kind="redeem").id))
+    finally:
+        done.set()
+        watcher.join(JOIN_TIMEOUT)
+
+    no_database_errors(outcomes)
+    assert not deadlocks, deadlocks
+    won = [o for o in outcomes if o.ok]
+    refused = [o for o in outcomes if isinstance(o.error, ledger.InsufficientFunds)]
+    assert (len(won), len(refused)) == (10, 40)
+    assert len({o.value for o in won}) == 10
+    assert amounts(committed, volunteer) == (0, 0)
+    assert amounts(committed, merchant) == (70, 0)
+    assert seen and min(seen) >= 0
+    with committed() as session:
+        account = ledger.get_account(session, volunteer)
+        afters = session.scalars(
+            sa.select(Posting.balance_after).where(Posting.account_id == account.id)).all()
+    assert len(afters) == 11 and min(afters) == 0
+    assert_verified(committed)
+
+
+def test_twenty_threads_posting_and_voiding_one_hold_resolve_it_once(committed, accounts,
+                                                                     deadlocks):
+    volunteer, merchant = accounts(100, 0)
+    held = unit(committed, lambda s: ledger.hold(
+        s, volunteer, merchant, 30, key=f"hold:{volunteer}", kind="redeem").id)
+
+    def work(i: int):
+        if i % 2:
+            return unit(committed, lambda s: ("posted", ledger.post_hold(
+                s, held, key=f"post:{held}:{i}").id))
+        return unit(committed, lambda s: ("voided", ledger.void_hold(
+            s, held, key=f"void:{held}:{i}").id))
+
+    outcomes = run_together(20, work)
+
+    no_database_errors(outcomes)
+    assert not deadlocks, deadlocks
+    won = [o.value for o in outcomes if o.ok]
+    assert len(won) == 1, won
+    losers = [o.error for o in outcomes if not o.ok]
+    assert len(losers) == 19 and all(isinstance(e, ledger.HoldNotOpen) for e in losers)
+    status = won[0][0]
+    expected_error = {"posted": ledger.HoldAlreadyPosted, "voided": ledger.HoldAlreadyVoided}
+    assert all(type(e) is expected_error[status] for e in losers)
+    with committed() as session:
+        row = ledger.get_hold(session, held)
+        assert row.status == status
+        if status == "posted":
+            assert row.transaction_id == won[0][1]
+    if status == "posted":
+        assert amounts(committed, volunteer) == (70, 0)
+        assert amounts(committed, merchant) == (30, 0)
+    else:
+        assert amounts(committed, volunteer) == (100, 0)
+        assert amounts(committed, merchant) == (0, 0)
+    assert_verified(committed)
+
+
+@pytest.mark.parametrize("operation", ["move", "hold", "post_hold", "void_hold", "reverse"])
+def test_twenty_threads_with_one_key_write_once(committed, accounts, operation):
+    volunteer, merchant = accounts(100, 0)
+    key = f"{operation}:{uid()}"
+    if operation in ("post_hold", "void_hold"):
+        target = unit(committed, lambda s: ledger.hold(
+            s, volunteer, merchant, 30, key=f"hold:{volunteer}", kind="redeem").id)
+    elif operation == "reverse":
+        target = unit(committed, lambda s: ledger.move(
+            s, volunteer, merchant, 30, key=f"spend:{volunteer}", kind="redeem").id)
+
+    def request(s: so.Session) -> int:
+        if operation == "move":
+            return ledger.move(s, volunteer, merchant, 30, key=key, kind="redeem").id
+        if operation == "hold":
+            return ledger.hold(s, volunteer, merchant, 30, key=key, kind="redeem").id
+        if operation == "post_hold":
+            return ledger.post_hold(s, target, key=key).id
+        if operation == "void_hold":
+            return ledger.void_hold(s, target, key=key).id
+        return ledger.reverse(s, target, key=key).id
+
+    outcomes = run_together(20, lambda i: unit(committed, request))
+
+    no_database_errors(outcomes)
+    assert all(o.ok for o in outcomes), [o.error for o in outcomes if not o.ok][:3]
+    assert len({o.value for o in outcomes}) == 1
+    expected = {
+        "move": (70, 0), "hold": (100, 30), "post_hold": (70, 0), "void_hold": (100, 0),
+        "reverse": (100, 0),
+    }[operation]
+    assert amounts(committed, volunteer) == expected
+    with committed() as session:
+        if operation in ("hold", "void_hold"):
+            column = Hold.idempotency_key if operation == "hold" else Hold.resolution_key
+            rows = session.scalars(sa.select(Hold.id).where(column == key)).all()
+        else:
+            rows = session.scalars(
+                sa.select(Transaction.id).where(Transaction.idempotency_key == key)).all()
+    assert rows == [outcomes[0].value]
+    assert_verified(committed)
+
+
+def test_one_key_with_two_different_requests_at_once_writes_one_of_them(committed, accounts):
+    volunteer, merchant = accounts(100, 0)
+    key = f"move:{uid()}"
+
+    outcomes = run_together(20, lambda i: unit(committed, lambda s: ledger.move(
+        s, volunteer, merchant, 5 + i % 2, key=key, kind="redeem").id))
+
+    no_database_errors(outcomes)
+    won = [o for o in outcomes if o.ok]
+    conflicts = [o for o in outcomes if isinstance(o.error, ledger.IdempotencyConflict)]
+    assert len(won) + len(conflicts) == 20 and won and conflicts
+    assert len({o.value for o in won}) == 1
+    with committed() as session:
+        tx = session.scalar(sa.select(Transaction).where(Transaction.idempotency_key == key))
+        moved = -sum(p.amount for p in tx.postings if p.amount < 0)
+    # Everyone who got an answer got the one transaction; the losers asked for the other sum.
+    assert moved in (5, 6)
+    assert len(won) == 10
+    assert amounts(committed, volunteer) == (100 - moved, 0)
+    assert_verified(committed)
+
+
+def test_transfers_both_ways_at_once_neither_deadlock_nor_lose_points(committed, accounts,
+                                                                      deadlocks):
+    a, b, c = accounts(5000, 5000, 5000)
+    rounds, workers = 12, 12
+
+    def work(i: int) -> Counter:
+        rng = random.Random(i)
+        moved: Counter = Counter()
+        for r in range(rounds):
+            x, y = rng.randint(1, 20), rng.randint(1, 20)
+            if (i + r) % 3 == 0:
+                # Three legs in a shuffled order: the locks are still taken in one order.
+                legs = [ledger.Leg(a, -(x + y)), ledger.Leg(b, x), ledger.Leg(c, y)]
+                rng.shuffle(legs)
+                unit(committed, lambda s, legs=legs, r=r: ledger.transfer(
+                    s, legs, key=f"three:{a}:{i}:{r}", kind="transfer"))
+                moved[a] -= x + y
+                moved[b] += x
+                moved[c] += y
+            else:
+                src, dst = (a, b) if (i + r) % 2 else (b, a)
+                unit(committed, lambda s, src=src, dst=dst, x=x, r=r: ledger.move(
+                    s, src, dst, x, key=f"swap:{a}:{i}:{r}", kind="transfer"))
+                moved[src] -= x
+                moved[dst] += x
+        return moved
+
+    outcomes = run_together(workers, work)
+
+    no_database_errors(outcomes)
+    assert not deadlocks, deadlocks
+    assert all(o.ok for o in outcomes), [o.error for o in outcomes if not o.ok][:3]
+    total: Counter = Counter()
+    for o in outcomes:
+        total.update(o.value)
+    for address in (a, b, c):
+        assert amounts(committed, address) == (5000 + total[address], 0)
+    with committed() as session:
+        count = session.scalar(sa.select(sa.func.count(Transaction.id)).where(
+            sa.or_(Transaction.idempotency_key.like(f"swap:{a}:%"),
+                   Transaction.idempotency_key.like(f"three:{a}:%"))))
+    assert count == rounds * workers
+    assert_verified(committed)
+
+
+def test_awards_from_one_striped_issuance_account_all_succeed(committed, deadlocks):
+    issuance = f"community:{uid()}:issuance"
+    volunteers = [f"volunteer:{uid()}:points" for _ in range(40)]
+
+    def setup(s: so.Session) -> None:
+        ledger.open_account(s, issuance, "POINTS", allow_negative=True, stripes=8)
+        for address in volunteers:
+            ledger.open_account(s, address, "POINTS")
+
+    unit(committed, setup)
+    workers, per_worker = 16, 8
+
+    def work(i: int) -> Counter:
+        awarded: Counter = Counter()
+        for n in range(per_worker):
+            volunteer = volunteers[(i * per_worker + n) % len(volunteers)]
+            points = 1 + (i + n) % 9
+            unit(committed, lambda s, v=volunteer, p=points, n=n: ledger.move(
+                s, issuance, v, p, key=f"award:{issuance}:{i}:{n}", kind="award"))
+            awarded[volunteer] += points
+        return awarded
+
+    outcomes = run_together(workers, work)
+
+    no_database_errors(outcomes)
+    assert not deadlocks, deadlocks
+    assert all(o.ok for o in outcomes), [o.error for o in outcomes if not o.ok][:3]
+    total: Counter = Counter()
+    for o in outcomes:
+        total.update(o.value)
+    for volunteer in volunteers:
+        assert amounts(committed, volunteer) == (total[volunteer], 0)
+    grand = sum(total.values())
+    assert amounts(committed, issuance) == (-grand, 0)
+    with committed() as session:
+        account = ledger.get_account(session, issuance)
+        stripes = session.execute(
+            sa.select(Balance.stripe, Balance.posted, Balance.seq)
+            .where(Balance.account_id == account.id)).all()
+    assert len(stripes) == 8
+    assert sum(seq for _, _, seq in stripes) == workers * per_worker
+    assert sum(posted for _, posted, _ in stripes) == -grand
+    assert sum(1 for _, _, seq in stripes if seq) > 1  # the awards spread over the stripes
+    assert_verified(committed)
+
+
+def test_two_sweepers_at_once_expire_every_hold_exactly_once(committed, accounts, deadlocks):
+    # A moment no other test's committed holds are likely to share.
+    start = datetime(1990, 1, 1, 8, 0)
+    volunteers = accounts(*[100] * 20)
+    merchant, = accounts(0)
+    per_volunteer = 10
+
+    def setup(s: so.Session) -> list[int]:
+        ids = []
+        # Round robin, so that neighbouring hold ids sit on different balance rows.
+        for n in range(per_volunteer):
+            for v in volunteers:
+                ids.append(ledger.hold(
+                    s, v, merchant, 1 + n, key=f"hold:{v}:{n}", kind="redeem",
+                    expires_at=start + timedelta(minutes=1 + n % 3), now=start).id)
+        return ids
+
+    ours = set(unit(committed, setup))
+    for v in volunteers:
+        assert amounts(committed, v) == (100, sum(1 + n for n in range(per_volunteer)))
+    later = start + timedelta(minutes=5)
+
+    def sweep(i: int) -> list[int]:
+        # Small batches, each its own transaction, so the two sweepers interleave.
+        released: list[int] = []
+        while batch := unit(committed, lambda s: ledger.expire_holds(s, now=later, limit=25)):
+            released += batch
+        return released
+
+    outcomes = run_together(2, sweep)
+
+    no_database_errors(outcomes)
+    assert not deadlocks, deadlocks
+    assert all(o.ok for o in outcomes), [o.error for o in outcomes if not o.ok]
+    first, second = (set(o.value) & ours for o in outcomes)
+    assert not first & second, "a hold was released twice"
+    assert first | second == ours
+    assert sum(len(o.value) for o in outcomes) == len(set().union(*(o.value for o in outcomes)))
+
+    for v in volunteers:
+        assert amounts(committed, v) == (100, 0)
+    with committed() as session:
+        statuses = Counter(session.scalars(
+            sa.select(Hold.status).where(Hold.id.in_(ours))).all())
+        assert statuses == Counter({"expired": len(ours)})
+        # Sweeping again finds nothing of ours.
+        assert not set(ledger.expire_holds(session, now=later)) & ours
+        session.rollback()
+    assert_verified(committed)
