@@ -7,7 +7,6 @@ import sqlalchemy as sa
 import sqlalchemy.orm as so
 
 from ledger import chain
-from ledger.accounts import get_accounts
 from ledger.errors import (
     AlreadyReversed,
     AssetMismatch,
@@ -20,15 +19,15 @@ from ledger.writes import (
     Leg,
     check_amount,
     check_balanced,
+    check_funds,
     check_key,
     check_now,
     check_text,
-    lock_balances,
+    lock_accounts,
     lock_balances_by_id,
     new_transaction,
     once,
     post_entries,
-    stripe_for,
 )
 
 
@@ -54,17 +53,19 @@ def transfer(session: so.Session, legs: Sequence[Leg], *, key: str, kind: str, m
     )
 
     def write() -> Transaction:
-        accounts = get_accounts(session, addresses)
-        entries = [(accounts[leg.address], leg.amount) for leg in legs]
+        # One statement finds the accounts and locks a balance stripe of each (in id order);
+        # every refusal comes before anything is written.
+        locked = lock_accounts(session, addresses)
+        entries = [(locked[leg.address], leg.amount) for leg in legs]
         for account, _ in entries:
             if asset is not None and account.asset_code != asset:
                 raise AssetMismatch(account.address, account.asset_code, asset)
         check_balanced(entries)
+        entries = [(account, account, amount) for account, amount in entries]
+        check_funds(entries)
         tx = new_transaction(session, key=key, request_hash=request_hash, kind=kind, memo=memo,
                              meta=meta, now=now)
-        stripes = {account.id: stripe_for(account) for account, _ in entries}
-        locked = lock_balances(session, stripes.items())
-        post_entries(session, tx, [(a, locked[(a.id, stripes[a.id])], amt) for a, amt in entries])
+        post_entries(session, tx, entries)
         return tx
 
     return once(session, Transaction, key, request_hash, write)

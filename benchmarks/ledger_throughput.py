@@ -1,0 +1,686 @@
+"""Ledger throughput benchmark: prints numbers, asserts nothing.
+
+    .venv/bin/python benchmarks/ledger_throughput.py --pg postgresql://postgres@127.0.0.1:5432/test
+
+On the given PostgreSQL server it creates a database of its own (bench_<random>), builds the
+schema with the app's Alembic migrations, and measures:
+
+- transfers/s between random volunteer accounts with 1, 4 and 8 workers, each worker
+  committing one transfer per transaction through ledger.run_in_transaction;
+- the same with every transfer debiting one issuance account (an award), striped 16 ways
+  and, for comparison, not striped;
+- hold + post pairs/s;
+- ledger.verify over 1,000,000 postings (bulk-loaded first: rows and hashes computed with
+  ledger.chain exactly as ledger/writes.py computes them, inserted with COPY);
+- a 50-row ledger.history page of a busy account with those postings in the table;
+- pgbench's built-in TPC-B script with the same client counts, in a database of its own
+  (bench_<random>_pgbench), and the ratio ours / pgbench;
+- SQLite with one writer (a WAL file database set up through ledger.configure_engine).
+
+Workers are processes by default (one Python process per worker, as gunicorn would run
+them), because threads in one process share the GIL; --mode threads measures threads, and
+the random-transfer case is also measured with threads at the largest worker count so the
+difference shows. Both databases are dropped at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import multiprocessing as mp
+import os
+import platform
+import queue
+import random
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import sqlalchemy as sa
+import sqlalchemy.orm as so
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import ledger  # noqa: E402
+from ledger import chain, clock  # noqa: E402
+from ledger.models import Account, Balance  # noqa: E402
+
+ASSET = "POINTS"
+FUNDING = 1_000_000  # points each volunteer starts with: no benchmark transfer can drain it
+ISSUER = "community:bench:issuance"  # striped; funds the volunteers, debited by awards
+ISSUER_FLAT = "community:bench:issuance-flat"  # the same, one stripe
+BUSY = "merchant:bench:busy"  # the account whose history pages are read
+MERCHANTS = 50  # holds are posted to one of these
+
+TARGETS = {
+    "random": ("pgbench", 0.5),
+    "issuance-16": ("pgbench", 0.3),
+    "sqlite": ("abs", 1500.0),
+    "verify": ("max_s", 10.0),
+    "history": ("max_ms", 5.0),
+}
+
+
+def volunteer(i: int) -> str:
+    return f"volunteer:{i}:points"
+
+
+def merchant(i: int) -> str:
+    return f"merchant:{i}:points"
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+# ----------------------------------------------------------------------------- set-up
+
+
+def sqlalchemy_url(raw: str) -> str:
+    from pointsmall.config import database_url
+
+    return database_url(raw, "")
+
+
+def build_schema(url: str) -> None:
+    """Build the schema the way production does: the app's Alembic migrations."""
+    os.environ.setdefault("SECRET_KEY", "benchmark-only-not-a-secret")
+    import logging
+
+    from flask_migrate import upgrade
+
+    from pointsmall import create_app
+    from pointsmall.extensions import db
+
+    app = create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": url})
+    with app.app_context():
+        upgrade()
+        db.session.remove()
+        db.engine.dispose()
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+def make_engine(url: str, pool_size: int = 1) -> sa.Engine:
+    engine = sa.create_engine(url, pool_size=pool_size, max_overflow=pool_size)
+    return ledger.configure_engine(engine)
+
+
+def open_accounts(engine: sa.Engine, n_accounts: int, batch: int = 500) -> None:
+    """Open the volunteers, merchants and issuance accounts, and fund every volunteer."""
+    with so.Session(engine) as s:
+        ledger.open_account(s, ISSUER, ASSET, allow_negative=True, stripes=16)
+        ledger.open_account(s, ISSUER_FLAT, ASSET, allow_negative=True, stripes=1)
+        ledger.open_account(s, BUSY, ASSET)
+        for m in range(MERCHANTS):
+            ledger.open_account(s, merchant(m), ASSET)
+        s.commit()
+        for start in range(0, n_accounts, batch):
+            for i in range(start, min(start + batch, n_accounts)):
+                ledger.open_account(s, volunteer(i), ASSET)
+            s.commit()
+        # Fund in multi-leg transactions through the API: one debit, `batch` credits.
+        for start in range(0, n_accounts, batch):
+            ids = range(start, min(start + batch, n_accounts))
+            legs = [ledger.Leg(ISSUER, -FUNDING * len(ids))]
+            legs += [ledger.Leg(volunteer(i), FUNDING) for i in ids]
+            ledger.run_in_transaction(s, lambda s, legs=legs, start=start: ledger.transfer(
+                s, legs, key=f"fund:{start}", kind="award", memo="benchmark funding"))
+
+
+# ----------------------------------------------------------------------------- bulk load
+
+
+def bulk_group(url: str, group: int, n_tx: int, tx_id0: int, p_id0: int,
+               accounts: list[tuple[int, int, str, int, int, str]], busy_share: float,
+               seed: int, base: datetime) -> tuple[int, float]:
+    """Compute and COPY `n_tx` transfers among `accounts` (disjoint from other groups').
+
+    Rows and hashes are exactly those ledger.move would write: the transaction seal from
+    chain.transaction_hash, one debit then one credit, each chained onto its stripe's head
+    with chain.posting_hash, balance_after the stripe's running total; no overdraft.
+    """
+    started = time.perf_counter()
+    rng = random.Random(seed)
+    # state per balance: [account_id, address, posted, seq, head]
+    state = {b: [a, addr, posted, seq, head] for a, b, addr, posted, seq, head in accounts}
+    balance_ids = [b for _, b, *_ in accounts]
+    busy = balance_ids[0] if busy_share else None
+    senders = balance_ids[1:] if busy is not None else balance_ids
+    tx_lines: list[str] = []
+    p_lines: list[str] = []
+    kind, memo, meta, meta_text = "transfer", "", {}, "{}"
+    tx_hash_fn, post_hash_fn, req_hash_fn = (chain.transaction_hash, chain.posting_hash,
+                                             chain.request_hash)
+    p_id = p_id0
+    for i in range(n_tx):
+        tx_id = tx_id0 + i
+        src = rng.choice(senders)
+        if busy is not None and rng.random() < busy_share:
+            dst = busy
+        else:
+            dst = rng.choice(senders)
+            while dst == src:
+                dst = rng.choice(senders)
+        amount = rng.randint(1, 100)
+        s_state, d_state = state[src], state[dst]
+        if s_state[2] < amount:  # never happens with the funding; never write an overdraft
+            raise RuntimeError("bulk load would overdraw an account")
+        key = f"bulk:{group}:{i}"
+        created = base + timedelta(microseconds=i)
+        tx_hash = tx_hash_fn(key, kind, memo, meta, None, created)
+        req = req_hash_fn("transfer", legs=[[s_state[1], -amount], [d_state[1], amount]],
+                          kind=kind, memo=memo, meta=meta, asset=None)
+        tx_lines.append(f"{tx_id}\t{key}\t{req}\t{kind}\t{memo}\t{meta_text}\t\\N\t"
+                        f"{created.isoformat()}\t{tx_hash}\n")
+        for bal, st, amt in ((src, s_state, -amount), (dst, d_state, amount)):
+            posted = st[2] + amt
+            seq = st[3] + 1
+            digest = post_hash_fn(st[4], bal, seq, tx_id, tx_hash, st[0], ASSET, amt, posted)
+            p_lines.append(f"{p_id}\t{tx_id}\t{st[0]}\t{bal}\t{ASSET}\t{amt}\t{seq}\t{posted}\t"
+                           f"{digest}\n")
+            p_id += 1
+            st[2], st[3], st[4] = posted, seq, digest
+    computed = time.perf_counter() - started
+
+    import psycopg
+
+    with psycopg.connect(sa.make_url(url).set(drivername="postgresql")
+                         .render_as_string(hide_password=False)) as conn:
+        with conn.cursor() as cur:
+            for table, cols, lines in (
+                ("ledger_transactions", "id, idempotency_key, request_hash, kind, memo, meta, "
+                 "reverses_id, created_at, hash", tx_lines),
+                ("ledger_postings", "id, transaction_id, account_id, balance_id, asset_code, "
+                 "amount, seq, balance_after, hash", p_lines),
+            ):
+                with cur.copy(f"COPY {table} ({cols}) FROM STDIN") as copy:
+                    for start in range(0, len(lines), 20_000):
+                        copy.write("".join(lines[start:start + 20_000]))
+            cur.execute("CREATE TEMP TABLE heads (id bigint, posted bigint, seq bigint, "
+                        "head_hash text) ON COMMIT DROP")
+            with cur.copy("COPY heads FROM STDIN") as copy:
+                buf = io.StringIO()
+                for bal, (_, _, posted, seq, head) in state.items():
+                    buf.write(f"{bal}\t{posted}\t{seq}\t{head}\n")
+                copy.write(buf.getvalue())
+            cur.execute("UPDATE ledger_balances b SET posted = h.posted, seq = h.seq, "
+                        "head_hash = h.head_hash FROM heads h WHERE b.id = h.id "
+                        "AND b.seq <> h.seq")
+        conn.commit()
+    return p_id - p_id0, computed
+
+
+def bulk_load(url: str, target_postings: int, procs: int) -> dict:
+    """Fill the postings table up to `target_postings` rows in `procs` parallel groups."""
+    engine = make_engine(url)
+    started = time.perf_counter()
+    with engine.connect() as conn:
+        existing = conn.scalar(sa.text("SELECT count(*) FROM ledger_postings"))
+        seqs = {t: conn.scalar(sa.text(f"SELECT pg_get_serial_sequence('{t}', 'id')"))
+                for t in ("ledger_transactions", "ledger_postings")}
+        max_ids = {t: conn.scalar(sa.text(f"SELECT coalesce(max(id), 0) FROM {t}"))
+                   for t in seqs}
+        rows = conn.execute(
+            sa.select(Account.id, Balance.id, Account.address, Balance.posted, Balance.seq,
+                      Balance.head_hash)
+            .join(Balance, Balance.account_id == Account.id)
+            .where(sa.or_(Account.address.like("volunteer:%"), Account.address == BUSY))
+            .order_by(Account.address != BUSY, Balance.id)
+        ).all()
+    engine.dispose()
+    n_tx_total = max(0, (target_postings - existing) // 2)
+    busy_row, volunteers = rows[0], rows[1:]
+    groups = [list(volunteers[g::procs]) for g in range(procs)]
+    groups[0].insert(0, busy_row)
+    per = [n_tx_total // procs + (1 if g < n_tx_total % procs else 0) for g in range(procs)]
+    tx0, p0 = max_ids["ledger_transactions"] + 1, max_ids["ledger_postings"] + 1
+    base = clock.utcnow() - timedelta(days=30)
+    jobs = []
+    for g in range(procs):
+        jobs.append((url, g, per[g], tx0, p0, [tuple(r) for r in groups[g]],
+                     0.2 if g == 0 else 0.0, 1000 + g, base + timedelta(days=g)))
+        tx0 += per[g]
+        p0 += 2 * per[g]
+    with mp.get_context("fork").Pool(procs) as pool:
+        results = pool.starmap(bulk_group, jobs)
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        for table, seq in seqs.items():
+            conn.execute(sa.text(f"SELECT setval('{seq}', (SELECT max(id) FROM {table}))"))
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.exec_driver_sql("VACUUM ANALYZE ledger_transactions, ledger_postings, "
+                             "ledger_balances")
+        total = conn.scalar(sa.text("SELECT count(*) FROM ledger_postings"))
+        busy_postings = conn.scalar(sa.text(
+            "SELECT count(*) FROM ledger_postings p JOIN ledger_accounts a "
+            "ON a.id = p.account_id WHERE a.address = :a"), {"a": BUSY})
+    engine.dispose()
+    return {
+        "seconds": time.perf_counter() - started,
+        "compute_seconds": max(c for _, c in results),
+        "loaded_postings": sum(n for n, _ in results),
+        "postings": total,
+        "busy_postings": busy_postings,
+        "procs": procs,
+    }
+
+
+# ----------------------------------------------------------------------------- workloads
+
+
+def make_op(scenario: str, n_accounts: int, rng: random.Random,
+            tag: str) -> Callable[[so.Session, int], None]:
+    """Return op(session, i): one unit of work, committed through run_in_transaction."""
+    run = ledger.run_in_transaction
+
+    if scenario == "random":
+        def op(s: so.Session, i: int) -> None:
+            a, b = rng.sample(range(n_accounts), 2)
+            run(s, lambda s: ledger.move(s, volunteer(a), volunteer(b), 1,
+                                         key=f"{tag}:{i}", kind="transfer"))
+    elif scenario.startswith("issuance"):
+        issuer = ISSUER if scenario == "issuance-16" else ISSUER_FLAT
+
+        def op(s: so.Session, i: int) -> None:
+            b = rng.randrange(n_accounts)
+            run(s, lambda s: ledger.move(s, issuer, volunteer(b), 1, key=f"{tag}:{i}",
+                                         kind="award"))
+    elif scenario == "holdpost":
+        def op(s: so.Session, i: int) -> None:
+            a, m = rng.randrange(n_accounts), rng.randrange(MERCHANTS)
+            hold_id = run(s, lambda s: ledger.hold(s, volunteer(a), merchant(m), 1,
+                                                   key=f"{tag}:h:{i}", kind="redemption").id)
+            run(s, lambda s: ledger.post_hold(s, hold_id, key=f"{tag}:p:{i}"))
+    else:
+        raise ValueError(scenario)
+    return op
+
+
+def worker(url: str, scenario: str, n_accounts: int, duration: float, wid: int, tag: str,
+           barrier, results) -> None:
+    """Warm up, wait for the others, then run `scenario` for `duration` seconds."""
+    try:
+        engine = make_engine(url)
+        rng = random.Random(hash((tag, wid)))
+        op = make_op(scenario, n_accounts, rng, f"{tag}:{wid}")
+        with so.Session(engine) as s:
+            for i in range(10):
+                op(s, -1 - i)
+            barrier.wait()
+            n = errors = 0
+            first_error = ""
+            latencies = []
+            start = time.perf_counter()
+            deadline = start + duration
+            now = start
+            while now < deadline:
+                try:
+                    op(s, n)
+                    n += 1
+                except Exception as exc:  # counted and reported, never hidden
+                    errors += 1
+                    first_error = first_error or f"{type(exc).__name__}: {exc}"[:300]
+                    if errors > 1000:
+                        break
+                t = time.perf_counter()
+                latencies.append(t - now)
+                now = t
+            elapsed = now - start
+        engine.dispose()
+        results.put((wid, n, elapsed, errors, first_error, latencies))
+    except Exception as exc:
+        try:
+            barrier.abort()
+        except Exception:
+            pass
+        results.put((wid, 0, 0.0, 1, f"{type(exc).__name__}: {exc}"[:300], []))
+
+
+def measure(url: str, scenario: str, n_accounts: int, workers: int, duration: float,
+            mode: str) -> dict:
+    """Run `workers` workers (processes or threads) on one scenario and sum their rates."""
+    tag = f"{scenario}:{mode}:{workers}:{uuid.uuid4().hex[:8]}"
+    if mode == "processes":
+        ctx = mp.get_context("fork")
+        barrier, results = ctx.Barrier(workers), ctx.Queue()
+        procs = [ctx.Process(target=worker, args=(url, scenario, n_accounts, duration, w, tag,
+                                                  barrier, results)) for w in range(workers)]
+    else:
+        barrier, results = threading.Barrier(workers), queue.Queue()
+        procs = [threading.Thread(target=worker, args=(url, scenario, n_accounts, duration, w,
+                                                       tag, barrier, results))
+                 for w in range(workers)]
+    for p in procs:
+        p.start()
+    out = [results.get(timeout=duration + 300) for _ in procs]
+    for p in procs:
+        p.join()
+    done = sum(r[1] for r in out)
+    elapsed = max(r[2] for r in out) or duration
+    latencies = sorted(x for r in out for x in r[5])
+    return {
+        "scenario": scenario, "workers": workers, "mode": mode, "ops": done,
+        "rate": done / elapsed,
+        "p50_ms": 1000 * latencies[len(latencies) // 2] if latencies else None,
+        "p99_ms": 1000 * latencies[int(len(latencies) * 0.99)] if latencies else None,
+        "errors": sum(r[3] for r in out),
+        "first_error": next((r[4] for r in out if r[4]), ""),
+    }
+
+
+def checkpoint(url: str) -> None:
+    engine = make_engine(url)
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.exec_driver_sql("CHECKPOINT")
+    engine.dispose()
+
+
+# ----------------------------------------------------------------------------- reads
+
+
+def measure_verify(url: str) -> dict:
+    engine = make_engine(url)
+    with so.Session(engine) as s:
+        started = time.perf_counter()
+        report = ledger.verify(s)
+        seconds = time.perf_counter() - started
+    engine.dispose()
+    return {"seconds": seconds, "ok": report.ok, "counts": report.counts,
+            "violations": [str(v) for v in report.violations[:5]]}
+
+
+def measure_history(url: str, calls: int) -> dict:
+    """Time ledger.history pages of the busy account, each in a fresh session."""
+    engine = make_engine(url, pool_size=2)
+    with so.Session(engine) as s:
+        account = ledger.get_account(s, BUSY)
+        ids = s.scalars(sa.text("SELECT id FROM ledger_postings WHERE account_id = :a"),
+                        {"a": account.id}).all()
+    rng = random.Random(7)
+    out = {}
+    for name, cursor in (("first", lambda: None), ("deep", lambda: rng.choice(ids))):
+        times = []
+        for _ in range(20):  # warm-up
+            with so.Session(engine) as s:
+                ledger.history(s, BUSY, limit=50, before=cursor())
+        for _ in range(calls):
+            before = cursor()
+            with so.Session(engine) as s:
+                t = time.perf_counter()
+                page = ledger.history(s, BUSY, limit=50, before=before)
+                times.append(time.perf_counter() - t)
+            assert len(page.entries) == 50 or before is not None
+        times.sort()
+        out[name] = {"p50_ms": 1000 * statistics.median(times),
+                     "p99_ms": 1000 * times[int(len(times) * 0.99)], "calls": calls}
+    out["busy_postings"] = len(ids)
+    engine.dispose()
+    return out
+
+
+# ----------------------------------------------------------------------------- pgbench
+
+
+def pgbench(url: str, dbname: str, scale: int, clients: list[int], duration: float) -> dict:
+    u = sa.make_url(url)
+    env = dict(os.environ)
+    if u.password:
+        env["PGPASSWORD"] = u.password
+    conn = ["-h", u.host or "127.0.0.1", "-p", str(u.port or 5432), "-U", u.username or "postgres"]
+    exe = shutil.which("pgbench") or "/usr/bin/pgbench"
+    started = time.perf_counter()
+    subprocess.run([exe, *conn, "-i", "-s", str(scale), "-q", dbname], env=env, check=True,
+                   capture_output=True, text=True)
+    init_seconds = time.perf_counter() - started
+    out = {"init_seconds": init_seconds, "tps": {}}
+    for c in clients:
+        checkpoint(url)
+        run = subprocess.run([exe, *conn, "-c", str(c), "-j", str(c), "-T", str(int(duration)),
+                              dbname], env=env, check=True, capture_output=True, text=True)
+        m = re.search(r"tps = ([0-9.]+) \(without initial connection time\)", run.stdout)
+        if not m:
+            raise RuntimeError(f"cannot read pgbench output:\n{run.stdout}\n{run.stderr}")
+        out["tps"][c] = float(m.group(1))
+        log(f"pgbench TPC-B -c {c}: {out['tps'][c]:.0f} tps")
+    return out
+
+
+# ----------------------------------------------------------------------------- SQLite
+
+
+def measure_sqlite(n_accounts: int, duration: float) -> dict:
+    tmp = tempfile.mkdtemp(prefix="ledger_bench_sqlite_")
+    try:
+        url = f"sqlite:///{tmp}/bench.db"
+        build_schema(url)
+        engine = make_engine(url)
+        open_accounts(engine, n_accounts)
+        with engine.connect() as conn:
+            journal = conn.exec_driver_sql("PRAGMA journal_mode").scalar()
+        engine.dispose()
+        barrier, results = threading.Barrier(1), queue.Queue()
+        worker(url, "random", n_accounts, duration, 0, f"sqlite:{uuid.uuid4().hex[:8]}",
+               barrier, results)
+        _, n, elapsed, errors, first_error, lat = results.get()
+        lat.sort()
+        return {"rate": n / elapsed if elapsed else 0.0, "errors": errors,
+                "first_error": first_error, "journal_mode": journal,
+                "p50_ms": 1000 * lat[len(lat) // 2] if lat else None,
+                "p99_ms": 1000 * lat[int(len(lat) * 0.99)] if lat else None}
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def machine(url: str) -> dict:
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        version = conn.scalar(sa.text("SHOW server_version"))
+        settings = {k: conn.scalar(sa.text(f"SHOW {k}")) for k in (
+            "shared_buffers", "synchronous_commit", "fsync", "max_connections")}
+    engine.dispose()
+    mem = ""
+    try:
+        with open("/proc/meminfo") as f:
+            kb = int(f.readline().split()[1])
+        mem = f"{kb / 1024 / 1024:.1f} GiB"
+    except OSError:
+        pass
+    cpu = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f
+                        if line.startswith("model name")), "")
+    except OSError:
+        pass
+    return {"nproc": os.cpu_count(), "memory": mem, "cpu": cpu, "postgresql": version,
+            "pg_settings": settings, "python": platform.python_version(),
+            "sqlalchemy": sa.__version__, "date": time.strftime("%Y-%m-%d %H:%M %Z")}
+
+
+def verdict(met: bool) -> str:
+    return "met" if met else "MISSED"
+
+
+def print_table(res: dict) -> None:
+    pg = res.get("pgbench", {}).get("tps", {})
+    rows = []
+    for scenario, label, target in (
+        ("random", "transfers/s, random accounts", "random"),
+        ("issuance-16", "awards/s, one issuance acct, 16 stripes", "issuance-16"),
+        ("issuance-1", "awards/s, one issuance acct, 1 stripe", None),
+        ("holdpost", "hold+post pairs/s", None),
+    ):
+        for r in res.get("runs", []):
+            if r["scenario"] != scenario:
+                continue
+            base = pg.get(r["workers"])
+            ratio = r["rate"] / base if base else None
+            tgt = ""
+            if target and r["mode"] == res["mode"] and r["workers"] == max(res["workers"]):
+                need = TARGETS[target][1]
+                tgt = f">= {need} x pgbench" + (f": {verdict(ratio >= need)}" if ratio else "")
+            rows.append([f"{label} ({r['mode']})", str(r["workers"]), f"{r['rate']:.0f}",
+                         f"{base:.0f}" if base else "", f"{ratio:.2f}" if ratio else "",
+                         f"{r['p50_ms']:.1f} / {r['p99_ms']:.1f}" if r["p50_ms"] else "",
+                         str(r["errors"]), tgt])
+    if "pgbench" in res:
+        for c, tps in pg.items():
+            rows.append(["pgbench TPC-B (tpcb-like)", str(c), f"{tps:.0f}", "", "", "", "", ""])
+    if "sqlite" in res:
+        r = res["sqlite"]
+        rows.append(["SQLite transfers/s, one writer (WAL)", "1", f"{r['rate']:.0f}", "", "",
+                     f"{r['p50_ms']:.1f} / {r['p99_ms']:.1f}" if r["p50_ms"] else "",
+                     str(r["errors"]), f">= 1500/s: {verdict(r['rate'] >= 1500)}"])
+    if "load" in res:
+        r = res["load"]
+        rows.append([f"bulk load to {r['postings']:,} postings ({r['procs']} procs, COPY)",
+                     "", f"{r['seconds']:.1f} s", "", "", "", "", ""])
+    if "verify" in res:
+        r = res["verify"]
+        rows.append([f"verify over {r['counts'].get('postings', 0):,} postings "
+                     f"({'clean' if r['ok'] else 'VIOLATIONS'})", "1",
+                     f"{r['seconds']:.1f} s", "", "", "", "",
+                     f"< 10 s: {verdict(r['seconds'] < 10)}"])
+    if "history" in res:
+        r = res["history"]
+        for name, what in (("first", "newest page"), ("deep", "random cursor")):
+            h = r[name]
+            rows.append([f"history 50 rows, {what} ({r['busy_postings']:,}-posting account)",
+                         "1", f"{h['p50_ms']:.2f} ms", "", "",
+                         f"{h['p50_ms']:.2f} / {h['p99_ms']:.2f}", "",
+                         f"< 5 ms: {verdict(h['p99_ms'] < 5)}"])
+    header = ["measure", "workers", "result", "pgbench tps", "ours/pgbench",
+              "latency p50 / p99 ms", "errors", "target"]
+    widths = [max(len(str(x[i])) for x in [header, *rows]) for i in range(len(header))]
+    line = "| " + " | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)) + " |"
+    print(line)
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for row in rows:
+        print("| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |")
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pg", required=True, help="PostgreSQL server URL (any database on it)")
+    parser.add_argument("--duration", type=float, default=10.0,
+                        help="seconds per throughput measurement (default 10)")
+    parser.add_argument("--workers", default="1,4,8", help="worker counts (default 1,4,8)")
+    parser.add_argument("--mode", choices=("processes", "threads"), default="processes")
+    parser.add_argument("--accounts", type=int, default=10_000)
+    parser.add_argument("--postings", type=int, default=1_000_000,
+                        help="postings in the table for verify and history (default 1e6)")
+    parser.add_argument("--load-procs", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--history-calls", type=int, default=500)
+    parser.add_argument("--pgbench-scale", type=int, default=10)
+    parser.add_argument("--skip", default="",
+                        help="comma list of: load,random,issuance,holdpost,threads,pgbench,"
+                             "sqlite")
+    parser.add_argument("--json", help="also write the results as JSON to this file")
+    args = parser.parse_args()
+    workers = [int(w) for w in args.workers.split(",")]
+    skip = set(filter(None, args.skip.split(",")))
+
+    server = sa.make_url(sqlalchemy_url(args.pg))
+    suffix = uuid.uuid4().hex[:10]
+    name, pgb_name = f"bench_{suffix}", f"bench_{suffix}_pgbench"
+    url = server.set(database=name).render_as_string(hide_password=False)
+    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT", poolclass=sa.NullPool)
+    res: dict = {"mode": args.mode, "workers": workers, "runs": [], "database": name}
+    created: list[str] = []
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+            created.append(name)
+        log(f"created database {name}; building the schema with the migrations")
+        build_schema(url)
+        res["machine"] = machine(url)
+        started = time.perf_counter()
+        engine = make_engine(url)
+        open_accounts(engine, args.accounts)
+        engine.dispose()
+        res["setup_seconds"] = time.perf_counter() - started
+        log(f"opened and funded {args.accounts} accounts in {res['setup_seconds']:.1f} s")
+
+        if "load" not in skip:
+            res["load"] = bulk_load(url, args.postings, args.load_procs)
+            log(f"bulk load: {res['load']}")
+            res["verify"] = measure_verify(url)
+            log(f"verify: {res['verify']['seconds']:.2f} s ok={res['verify']['ok']} "
+                f"{res['verify']['counts']} {res['verify']['violations']}")
+            res["history"] = measure_history(url, args.history_calls)
+            log(f"history: {res['history']}")
+
+        plan = []
+        if "random" not in skip:
+            plan += [("random", w, args.mode) for w in workers]
+            if "threads" not in skip:
+                other = "threads" if args.mode == "processes" else "processes"
+                plan.append(("random", max(workers), other))
+        if "issuance" not in skip:
+            plan += [("issuance-16", w, args.mode) for w in workers]
+            plan += [("issuance-1", w, args.mode) for w in workers]
+        if "holdpost" not in skip:
+            plan += [("holdpost", w, args.mode) for w in workers]
+        for scenario, w, mode in plan:
+            checkpoint(url)
+            r = measure(url, scenario, args.accounts, w, args.duration, mode)
+            res["runs"].append(r)
+            log(f"{scenario} x{w} {mode}: {r['rate']:.0f}/s errors={r['errors']} "
+                f"{r['first_error']}")
+
+        if "runs" in res and "load" not in skip:
+            res["verify_after"] = measure_verify(url)
+            log(f"verify after the runs: {res['verify_after']['seconds']:.2f} s "
+                f"ok={res['verify_after']['ok']} {res['verify_after']['violations']}")
+
+        if "pgbench" not in skip:
+            with admin.connect() as conn:
+                conn.exec_driver_sql(f'CREATE DATABASE "{pgb_name}"')
+                created.append(pgb_name)
+            res["pgbench"] = pgbench(url, pgb_name, args.pgbench_scale, workers, args.duration)
+
+        if "sqlite" not in skip:
+            res["sqlite"] = measure_sqlite(args.accounts, args.duration)
+            log(f"sqlite: {res['sqlite']}")
+    finally:
+        with admin.connect() as conn:
+            for db in reversed(created):
+                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+        admin.dispose()
+        log(f"dropped {', '.join(created) or 'nothing'}")
+
+    m = res["machine"]
+    print(f"\nmachine: {m['nproc']} cores ({m['cpu']}), {m['memory']}, PostgreSQL "
+          f"{m['postgresql']} {m['pg_settings']}, Python {m['python']}, SQLAlchemy "
+          f"{m['sqlalchemy']}, {m['date']}")
+    print(f"workers are {args.mode}; {args.duration:g} s per throughput run; "
+          f"{args.accounts:,} funded volunteer accounts\n")
+    print_table(res)
+    if "verify_after" in res:
+        print(f"\nverify after all runs: {'clean' if res['verify_after']['ok'] else 'VIOLATIONS'}"
+              f", {res['verify_after']['counts']}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(res, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
