@@ -172,8 +172,10 @@ def register(app: Flask) -> None:
         return _refusal(error.status, error)
 
     def _refusal(status: int, error: Exception):
-        if not wants_json() and request.method == "POST":
-            # A refused form: say why on the page it came from.
+        if not wants_json() and request.method == "POST" and not (
+                status == 404 and request.view_args):
+            # A refused form: say why on the page it came from. But a URL that names
+            # something not there, or not the caller's (another community's), is a 404.
             from pointsmall.extensions import db
 
             db.session.rollback()

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import pytest
 import sqlalchemy as sa
 import sqlalchemy.orm as so
+from flask import g, request_started
 from flask_migrate import upgrade
 
 import ledger
@@ -20,6 +21,9 @@ from pointsmall.config import database_url as normalise_url
 from pointsmall.extensions import db
 
 PG_URL = os.environ.get("TEST_DATABASE_URL")
+
+# Builder fixtures (make_community, make_staff, make_volunteer, ...) for every module.
+pytest_plugins = ["builders"]
 
 requires_postgres = pytest.mark.skipif(
     not PG_URL, reason="needs PostgreSQL: set TEST_DATABASE_URL=postgresql://user@host/db")
@@ -54,7 +58,18 @@ def base_app(database_url, tmp_path_factory):
     with app.app_context():
         upgrade()
         db.session.remove()
+    request_started.connect(_fresh_g, app, weak=False)
     return app
+
+
+def _fresh_g(sender, **extra) -> None:
+    """Start each request with an empty `g`, as in production.
+
+    A test's requests share the app context the `app` fixture pushed, and with it `g`,
+    where Flask-Login caches the signed-in user, Flask-WTF the CSRF token and Flask-Babel
+    the locale: left there, one client's sign-in or language would leak into the next.
+    """
+    g._get_current_object().__dict__.clear()
 
 
 @pytest.fixture(scope="session")

@@ -66,13 +66,15 @@ def authenticate(session: so.Session, login: str, password: str, address: str) -
     The caller commits in both cases, so that failures are remembered.
     """
     login = (login or "").strip()[:64]
-    check_throttle(session, "login-account", login.lower(), PER_ACCOUNT, WINDOW,
+    user = find_user(session, login)
+    # One count per account, whether it is named by its username or its phone number.
+    account_key = f"user:{user.id}" if user is not None else login.lower()
+    check_throttle(session, "login-account", account_key, PER_ACCOUNT, WINDOW,
                    too_many_sign_ins)
     check_throttle(session, "login-address", address, PER_ADDRESS, WINDOW,
                    too_many_sign_ins)
-    user = find_user(session, login)
     if user is None or not user.check_password(password or "") or not user.active:
-        record_failure(session, "login-account", login.lower())
+        record_failure(session, "login-account", account_key)
         record_failure(session, "login-address", address)
         raise SignInFailed()
     return user

@@ -11,6 +11,7 @@ from wtforms.validators import DataRequired, Length
 from pointsmall.auth import service
 from pointsmall.errors import TooManyAttempts, ValidationFailed
 from pointsmall.extensions import db
+from pointsmall.shell import is_local_path
 
 bp = Blueprint("auth", __name__)
 
@@ -94,6 +95,6 @@ def revoke_token(token_id: int):
 
 
 def _safe_next(target: str | None) -> str:
-    if target and target.startswith("/") and not target.startswith("//"):
+    if is_local_path(target):
         return target
     return url_for("home.index")
