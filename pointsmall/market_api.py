@@ -32,11 +32,15 @@ BAD_QUANTITY = MARKET_MESSAGES["invalid_quantity"]
 UNKNOWN_ITEM = MARKET_MESSAGES["unknown_item"]
 
 
+ROLE_NAMES = {"volunteer": "The caller is not a volunteer.",
+              "merchant": "The caller is not merchant staff."}
+
+
 def as_role(role: str):
     """Let only `role` through (bearer token) and document the refusals."""
     def decorate(view):
         view = bp.alt_response(401, schema=ErrorSchema, description="No valid bearer token.")(view)
-        view = bp.alt_response(403, schema=ErrorSchema, description=f"Not {role}.")(view)
+        view = bp.alt_response(403, schema=ErrorSchema, description=ROLE_NAMES[role])(view)
         return roles_required(role)(view)
     return decorate
 
