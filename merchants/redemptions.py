@@ -89,8 +89,11 @@ def reserve(session: so.Session, redeemer: Redeemer, item_id: int, quantity: int
         with session.begin_nested():
             return _reserve(session, redeemer, item_id, quantity, full_key, fingerprint,
                             hold_days, today, month_start, now)
-    except IntegrityError:
-        # A concurrent twin with the same key committed first: answer with its result.
+    except (IntegrityError, ledger.IdempotencyConflict, ledger.InsufficientFunds, OutOfStock,
+            OverPersonalLimit):
+        # A concurrent twin with the same key may have committed while we waited on the
+        # volunteer's balance row: its hold then clashes with ours (its expiry differs),
+        # or it took the last points or units. Answer with its result, as a retry would.
         earlier = _by_key(session, full_key, fingerprint)
         if earlier is None:
             raise
@@ -226,8 +229,11 @@ def expire_due(session: so.Session, *, now: datetime | None = None,
 
 
 def _release(session: so.Session, redemption: Redemption, status: str, now: datetime) -> None:
-    held = ledger.get_hold(session, redemption.hold_id)
-    # The ledger's own sweeper may have released an expired hold already.
+    # Locked and read afresh: the ledger's own sweeper (`flask ledger expire-holds`) may
+    # have released an expired hold already, or be releasing it right now.
+    held = session.scalar(
+        sa.select(ledger.Hold).where(ledger.Hold.id == redemption.hold_id).with_for_update()
+        .execution_options(populate_existing=True))
     if held.status == "open":
         ledger.void_hold(session, held.id, key=f"redemption:{redemption.id}:{status}", now=now)
     _return_stock(session, redemption)
