@@ -91,7 +91,8 @@ def test_a_batch_with_one_bad_volunteer_writes_nothing(place, make_activity, mak
                             key="mixed", by=None, title="x", type_code="service")
     assert "volunteer_ids" in refused.value.errors
     assert points(a) == 0
-    assert db.session.scalar(sa.select(sa.func.count()).select_from(AwardBatch)) == 0
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(AwardBatch).where(
+        AwardBatch.community_id == place.id)) == 0
 
 
 def test_awarding_volunteers_not_marked_present_is_refused(place, make_activity, make_volunteer):
@@ -123,6 +124,17 @@ def test_the_daily_cap_cuts_an_award_and_says_so(place, make_activity, make_volu
     assert points(volunteer) == earned_before + given
     assert merit(volunteer) == 10  # merit is never capped
     assert ledger.verify(db.session).ok
+
+
+def test_a_request_key_of_another_community_never_answers_for_this_one(
+        place, make_activity, make_volunteer, make_community):
+    other = make_community()
+    theirs = awards.create_batch(db.session, other.id, [awards.Line(
+        make_volunteer(other).id, 5, 5)], key="same", by=None, title="x", type_code="service")
+    volunteer = make_volunteer(place)
+    ours = awards.create_batch(db.session, place.id, [awards.Line(volunteer.id, 7, 7)],
+                               key="same", by=None, title="y", type_code="service")
+    assert ours.id != theirs.id and points(volunteer) == 7
 
 
 def test_the_monthly_cap_counts_the_whole_local_month(place, make_activity, make_volunteer):

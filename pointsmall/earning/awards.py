@@ -47,7 +47,8 @@ def award_activity(session: so.Session, activity: Activity, volunteer_ids: list[
     # One award run per activity at a time: concurrent presses queue here, and the second
     # finds everyone already awarded.
     session.execute(sa.select(Activity.id).where(Activity.id == activity.id).with_for_update())
-    earlier = _batch_by_key(session, key)
+    key = f"activity:{activity.id}:{key}"
+    earlier = _batch_by_key(session, activity.community_id, key)
     if earlier is not None:
         return earlier
     present = set(session.scalars(sa.select(Attendance.volunteer_id).where(
@@ -71,14 +72,14 @@ def create_batch(session: so.Session, community_id: int, lines: list[Line], *, k
                  by: int | None, title: str, type_code: str,
                  activity: Activity | None = None) -> AwardBatch:
     """Record a batch of awards and post it, unless it is big enough to need a checker."""
-    earlier = _batch_by_key(session, key)
+    earlier = _batch_by_key(session, community_id, key)
     if earlier is not None:
         return earlier
     _check_lines(session, community_id, lines)
     rules = ensure_rules(session, community_id)
     total = sum(line.points for line in lines)
     batch = AwardBatch(community_id=community_id, activity_id=activity.id if activity else None,
-                       idempotency_key=key, people=len(lines), requested_points=total,
+                       idempotency_key=_scoped(community_id, key), people=len(lines), requested_points=total,
                        created_by=by, status="pending")
     session.add(batch)
     session.flush()
@@ -221,10 +222,16 @@ def _check_lines(session: so.Session, community_id: int, lines: list[Line]) -> N
                                          ids=", ".join(map(str, inactive[:20]))))
 
 
-def _batch_by_key(session: so.Session, key: str) -> AwardBatch | None:
-    if not isinstance(key, str) or not key or len(key) > 120:
+def _scoped(community_id: int, key: str) -> str:
+    """Keys are per community: another community's key never answers for this one."""
+    return f"{community_id}:{key}"
+
+
+def _batch_by_key(session: so.Session, community_id: int, key: str) -> AwardBatch | None:
+    if not isinstance(key, str) or not key or len(key) > 100:
         raise invalid("key", _("A request key is required."))
-    return session.scalar(sa.select(AwardBatch).where(AwardBatch.idempotency_key == key))
+    return session.scalar(sa.select(AwardBatch).where(
+        AwardBatch.idempotency_key == _scoped(community_id, key)))
 
 
 def _lock_batch(session: so.Session, batch_id: int, community_id: int) -> AwardBatch:

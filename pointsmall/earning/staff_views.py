@@ -168,7 +168,7 @@ def award(activity_id: int):
     if not EmptyForm().validate_on_submit():
         return redirect(url_for("staff_earning.activity", activity_id=found.id))
     ids = [int(v) for v in request.form.getlist("volunteer_id") if v.isdigit()] or None
-    key = f"activity:{found.id}:{(request.form.get('key') or uuid.uuid4().hex)[:64]}"
+    key = (request.form.get('key') or uuid.uuid4().hex)[:64]
     batch = awards.award_activity(db.session, found, ids, key=key, by=current_user.id)
     db.session.commit()
     if batch.status == "pending":
