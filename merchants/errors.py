@@ -135,3 +135,10 @@ class ReasonRequired(MarketError):
 
     def __init__(self):
         super().__init__("a reason of at most 200 characters is required")
+
+
+class InvalidKey(MarketError):
+    code = "invalid_key"
+
+    def __init__(self):
+        super().__init__("a request key is a text of 1 to 100 characters")

@@ -19,6 +19,7 @@ from ledger.chain import request_hash
 from ledger.clock import utcnow
 from ledger.writes import check_key
 from merchants.errors import (
+    InvalidKey,
     InvalidQuantity,
     ItemUnavailable,
     OutOfStock,
@@ -80,6 +81,8 @@ def reserve(session: so.Session, redeemer: Redeemer, item_id: int, quantity: int
     now = now or utcnow()
     today = today or now.date()
     month_start = month_start or now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    if not isinstance(key, str) or not key.strip() or len(key) > 100:
+        raise InvalidKey()
     full_key = f"volunteer:{redeemer.id}:{check_key(key)}"
     fingerprint = request_hash("redeem", item_id=item_id, quantity=quantity)
     earlier = _by_key(session, full_key, fingerprint)

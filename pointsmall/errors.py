@@ -101,6 +101,7 @@ MARKET_MESSAGES = {
     "period_already_closed": _l("This period overlaps one that is already settled."),
     "invalid_item": _l("Please correct the marked fields."),
     "reason_required": _l("A reason is required."),
+    "invalid_key": _l("A request key is a text of 1 to 100 characters."),
 }
 LEDGER_MESSAGES = {
     "insufficient_funds": _l("Not enough points: %(available)s available, %(needed)s needed."),
@@ -195,7 +196,8 @@ def register(app: Flask) -> None:
             403: _("You may not do this."),
             404: _("Not found."),
             405: _("This method is not allowed here."),
-            413: _("The upload is too large."),
+            413: _("The file is too large: at most %(mb)d MB can be uploaded at once.",
+                   mb=(app.config.get("MAX_CONTENT_LENGTH") or 0) // (1024 * 1024)),
             429: _("Too many attempts; please wait and try again."),
         }
         errors = {}

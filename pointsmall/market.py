@@ -228,7 +228,8 @@ def settle(merchant_id: int):
     today = clock.local_today()
     if request.method == "GET":
         last = (today.replace(day=1) - timedelta(days=1))
-        form.start.data, form.end.data = last.replace(day=1), last
+        form.start.data = _date_arg("start") or last.replace(day=1)
+        form.end.data = _date_arg("end") or last
     start, end = form.start.data or today.replace(day=1), form.end.data or today
     if form.validate_on_submit():
         statement = settlement.close_period(
@@ -264,3 +265,12 @@ def statement(statement_id: int):
     return render_template("market/statement.html", statement=found, lines=lines, by_id=by_id)
 
 
+
+
+def _date_arg(name: str):
+    from datetime import date
+
+    try:
+        return date.fromisoformat(request.args.get(name, ""))
+    except ValueError:
+        return None

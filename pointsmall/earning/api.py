@@ -362,14 +362,26 @@ class StaffBatches(MethodView):
                       AwardBatch.id.desc()).limit(200)).all()
 
 
-@bp.route("/staff/award-batches/<int:batch_id>/<any(approve, reject):verdict>")
-class StaffDecide(MethodView):
+@bp.route("/staff/award-batches/<int:batch_id>/approve")
+class StaffApprove(MethodView):
     @staff_only
     @bp.response(200, BatchSchema)
-    def post(self, batch_id, verdict):
-        """Approve (post) or reject a waiting batch; its maker cannot."""
-        decide = awards.approve_batch if verdict == "approve" else awards.reject_batch
-        batch = decide(db.session, batch_id, current_user.community_id, by=current_user.id)
+    def post(self, batch_id):
+        """Approve and post a waiting batch; its maker cannot."""
+        batch = awards.approve_batch(db.session, batch_id, current_user.community_id,
+                                     by=current_user.id)
+        db.session.commit()
+        return batch
+
+
+@bp.route("/staff/award-batches/<int:batch_id>/reject")
+class StaffReject(MethodView):
+    @staff_only
+    @bp.response(200, BatchSchema)
+    def post(self, batch_id):
+        """Reject a waiting batch; its volunteers may be awarded by a corrected one."""
+        batch = awards.reject_batch(db.session, batch_id, current_user.community_id,
+                                    by=current_user.id)
         db.session.commit()
         return batch
 

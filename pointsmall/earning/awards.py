@@ -79,8 +79,8 @@ def create_batch(session: so.Session, community_id: int, lines: list[Line], *, k
     rules = ensure_rules(session, community_id)
     total = sum(line.points for line in lines)
     batch = AwardBatch(community_id=community_id, activity_id=activity.id if activity else None,
-                       idempotency_key=_scoped(community_id, key), people=len(lines), requested_points=total,
-                       created_by=by, status="pending")
+                       idempotency_key=_scoped(community_id, key), people=len(lines),
+                       requested_points=total, created_by=by, status="pending")
     session.add(batch)
     session.flush()
     session.add_all(Award(batch_id=batch.id, community_id=community_id,
