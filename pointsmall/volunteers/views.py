@@ -2,20 +2,32 @@
 
 from datetime import date
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Response,
+    flash,
+    redirect,
+    render_template,
+    request,
+    stream_with_context,
+    url_for,
+)
+from flask_babel import get_locale, ngettext
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from flask_wtf import FlaskForm
+from flask_wtf.file import FileAllowed, FileField, FileRequired
 from wtforms import BooleanField, DateField, SelectField, StringField
 from wtforms.validators import Optional
 
 from pointsmall import communities
 from pointsmall.auth.views import EmptyForm
+from pointsmall.clock import local_today
 from pointsmall.errors import ValidationFailed
 from pointsmall.extensions import db
 from pointsmall.shell import roles_required
-from pointsmall.volunteers import service
+from pointsmall.volunteers import export, importer, service
 from pointsmall.volunteers.models import STATUSES
 
 bp = Blueprint("volunteers", __name__, url_prefix="/staff")
@@ -30,6 +42,12 @@ class VolunteerForm(FlaskForm):
     joined_on = DateField(_l("Joined the volunteer team on"), validators=[Optional()],
                           default=date.today)
     show_on_leaderboard = BooleanField(_l("Show my name on leaderboards"), default=True)
+
+
+class ImportForm(FlaskForm):
+    file = FileField(_l("CSV or XLSX file"), validators=[
+        FileRequired(_l("Choose a file.")),
+        FileAllowed(["csv", "xlsx"], _l("Only CSV and XLSX files can be imported."))])
 
 
 class GridForm(FlaskForm):
@@ -58,9 +76,7 @@ def _apply_errors(form: FlaskForm, error: ValidationFailed) -> None:
 @roles_required("staff")
 def index():
     """Search and filter the community's volunteers, a page at a time."""
-    q = request.args.get("q", "")
-    grid_id = request.args.get("grid", type=int)
-    status = request.args.get("status") or None
+    q, grid_id, status = _list_filters()
     query = service.search_volunteers(db.session, _community_id(), q=q, grid_id=grid_id,
                                       status=status)
     page = db.paginate(query, page=request.args.get("page", 1, type=int), per_page=25,
@@ -137,6 +153,55 @@ def reset_password(volunteer_id: int):
     password = service.reset_password(db.session, volunteer)
     db.session.commit()
     return render_template("volunteers/password.html", volunteer=volunteer, password=password)
+
+
+@bp.route("/volunteers/import", methods=["GET", "POST"])
+@roles_required("staff")
+def import_volunteers():
+    """Import volunteers from a CSV or XLSX file: every row, or none while one is wrong."""
+    form = ImportForm()
+    if form.validate_on_submit():
+        upload = form.file.data
+        try:
+            created = importer.import_volunteers(db.session, _community_id(),
+                                                 upload.filename or "", upload.read())
+        except importer.ImportRefused as refusal:
+            db.session.rollback()
+            return render_template("volunteers/import.html", form=form, refusal=refusal,
+                                   max_rows=importer.MAX_ROWS), 422
+        db.session.commit()
+        flash(ngettext("%(num)d volunteer imported.", "%(num)d volunteers imported.",
+                       len(created)), "success")
+        return redirect(url_for("volunteers.index"))
+    return render_template("volunteers/import.html", form=form, refusal=None,
+                           max_rows=importer.MAX_ROWS), 422 if form.errors else 200
+
+
+@bp.get("/volunteers/import/template.csv")
+@roles_required("staff")
+def import_template():
+    """Download the blank import file with its Chinese headers."""
+    return Response(export.template_csv(), mimetype="text/csv", headers={
+        "Content-Disposition": "attachment; filename=volunteers-template.csv"})
+
+
+@bp.get("/volunteers/export.csv")
+@roles_required("staff")
+def export_volunteers():
+    """Download the volunteers the list page shows (same filters) as CSV for Excel."""
+    q, grid_id, status = _list_filters()
+    query = service.search_volunteers(db.session, _community_id(), q=q, grid_id=grid_id,
+                                      status=status)
+    language = "zh" if str(get_locale() or "zh").startswith("zh") else "en"
+    lines = export.volunteer_lines(db.session, _community_id(), query, language,
+                                   {k: str(v) for k, v in STATUS_LABELS.items()})
+    return Response(stream_with_context(lines), mimetype="text/csv", headers={
+        "Content-Disposition": f"attachment; filename=volunteers-{local_today():%Y%m%d}.csv"})
+
+
+def _list_filters() -> tuple[str, int | None, str | None]:
+    return (request.args.get("q", ""), request.args.get("grid", type=int),
+            request.args.get("status") or None)
 
 
 @bp.route("/grids", methods=["GET", "POST"])
