@@ -355,6 +355,25 @@ def test_the_list_page_links_to_import_and_to_the_filtered_export(as_staff, plac
     assert re.search(r'/staff/volunteers/export\.csv\?[^"]*status=active', page)
 
 
+def test_an_import_runs_no_query_per_row(app, place, connection):
+    def statements(rows: int, first_phone: int) -> int:
+        data = csv_bytes([[f"志愿者{n}", str(first_phone + n), "1栋", "2024-03-01", "是"]
+                          for n in range(rows)])
+        executed = []
+        listener = lambda *args: executed.append(args[2])  # noqa: E731
+        sa.event.listen(connection, "before_cursor_execute", listener)
+        try:
+            with app.test_request_context():
+                importer.import_volunteers(db.session, place.id, "few.csv", data)
+        finally:
+            sa.event.remove(connection, "before_cursor_execute", listener)
+        return len(executed)
+
+    statements(1, 15100000000)  # the first import also opens a savepoint and so on
+    # Up to 500 keys a look-up (250 volunteers with two accounts each), the count is fixed.
+    assert statements(20, 15200000000) == statements(250, 15300000000)
+
+
 def test_five_thousand_rows_import_in_a_few_seconds(app, place):
     rows = [[f"志愿者{n}", f"151{n:08d}", "1栋" if n % 2 else "2栋", "2024-03-01", "是"]
             for n in range(5000)]

@@ -18,6 +18,7 @@ from flask_babel import ngettext
 import ledger
 from pointsmall import audit, communities
 from pointsmall.auth.models import User
+from pointsmall.communities import Grid
 from pointsmall.errors import AppError
 from pointsmall.volunteers import service
 from pointsmall.volunteers.models import Volunteer, volunteer_address
@@ -160,7 +161,10 @@ def _find_header(lines: Iterator[tuple[int, list]]) -> dict[str, tuple[int, str]
 def check_rows(session: so.Session, community_id: int, rows: list[tuple[int, dict]],
                columns: dict[str, tuple[int, str]]) -> list[service.VolunteerFields]:
     """Check every row; return the cleaned rows or raise ImportRefused listing every error."""
-    grids = grid_lookup(session, community_id)
+    # Held here, the grids stay in the session's identity map, so clean_fields' look-up of
+    # a row's grid costs no query.
+    loaded = communities.community_grids(session, community_id)
+    grids = grid_lookup(loaded)
     phones = [service.normalise_phone(raw["phone"]) for _line, raw in rows]
     owners = dict(_rows_where_in(session, User.phone, User.id, phones))
     usernames = {name for name, _id in _rows_where_in(session, User.username, User.id, phones)}
@@ -230,10 +234,10 @@ def create_volunteers(session: so.Session, community_id: int,
     return volunteer_ids
 
 
-def grid_lookup(session: so.Session, community_id: int) -> dict[str, int]:
-    """Map a community's micro-grids by name and by "grid/micro-grid" path to their ids."""
+def grid_lookup(grids: list[Grid]) -> dict[str, int]:
+    """Map micro-grids by name and by "grid/micro-grid" path to their ids."""
     lookup = {}
-    for grid in communities.community_grids(session, community_id):
+    for grid in grids:
         if grid.level == "micro":
             lookup[_key(grid.name)] = grid.id
             lookup[_key(f"{grid.parent.name}/{grid.name}")] = grid.id
