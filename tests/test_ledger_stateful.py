@@ -41,7 +41,7 @@ FUNDING = 100
 START = datetime(2001, 1, 1, 9, 0)
 
 # A few seconds in CI; LEDGER_STATEFUL_EXAMPLES=2000 for a long hunt.
-EXAMPLES = int(os.environ.get("LEDGER_STATEFUL_EXAMPLES", "30"))
+EXAMPLES = int(os.environ.get("LEDGER_STATEFUL_EXAMPLES", "50"))
 
 names = st.sampled_from(NAMES)
 amounts = st.integers(min_value=1, max_value=80)
