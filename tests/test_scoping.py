@@ -194,7 +194,9 @@ ROUTES: dict[tuple[str, str], Case] = {
         STAFF, 201, args={"activity_id": "fresh_activity"}, body=lambda w: {},
         headers=lambda w: {"Idempotency-Key": "scoping-award"}),
     ("GET", "/api/v1/staff/award-batches"): Case(STAFF, 200, other=200, shows_a=True),
-    ("POST", "/api/v1/staff/award-batches/<int:batch_id>/<any(approve, reject):verdict>"): Case(
+    ("POST", "/api/v1/staff/award-batches/<int:batch_id>/approve"): Case(
+        STAFF, 200, args={"batch_id": "pending_batch"}),
+    ("POST", "/api/v1/staff/award-batches/<int:batch_id>/reject"): Case(
         STAFF, 200, args={"batch_id": "pending_batch"}),
     ("POST", "/api/v1/staff/awards/<int:award_id>/reverse"): Case(STAFF, 200, body=lambda w: {
         "reason": "记错了"}),
