@@ -23,6 +23,7 @@ from ledger.writes import (
     check_key,
     check_now,
     check_text,
+    find_by_key,
     lock_accounts,
     lock_balances_by_id,
     new_transaction,
@@ -105,7 +106,14 @@ def reverse(session: so.Session, transaction_id: int, *, key: str, memo: str = "
             raise UnknownTransaction(transaction_id)
         if original.reverses_id is not None:
             raise CannotReverseReversal(transaction_id)
-        already_reversed()
+        try:
+            already_reversed()
+        except AlreadyReversed:
+            # A twin of this very request may have committed since the key was looked up.
+            twin = find_by_key(session, Transaction, key, request_hash)
+            if twin is not None:
+                return twin
+            raise
         postings = session.scalars(
             sa.select(Posting).where(Posting.transaction_id == transaction_id)
             .order_by(Posting.id)
