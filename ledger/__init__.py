@@ -3,7 +3,13 @@
 SQLAlchemy 2.x only; every function takes a session, flushes and never commits.
 """
 
-from ledger.accounts import define_asset, get_account, open_account, open_accounts
+from ledger.accounts import (
+    define_asset,
+    get_account,
+    lock_account,
+    open_account,
+    open_accounts,
+)
 from ledger.batch import TransferRequest, transfer_many
 from ledger.db import configure_engine, is_retryable, run_in_transaction
 from ledger.errors import *  # noqa: F403
@@ -19,6 +25,6 @@ __all__ = [
     "Hold", "Leg", "Posting", "Report", "Transaction", "TransferRequest", "Violation",
     "balance", "balances", "transfer_many",
     "configure_engine", "define_asset", "expire_holds", "find_hold", "get_account", "get_hold",
-    "history", "hold", "is_retryable", "move", "open_account", "open_accounts", "post_hold",
-    "reverse", "run_in_transaction", "transfer", "verify", "void_hold",
+    "history", "hold", "is_retryable", "lock_account", "move", "open_account", "open_accounts",
+    "post_hold", "reverse", "run_in_transaction", "transfer", "verify", "void_hold",
 ]

@@ -122,3 +122,16 @@ def get_accounts(session: so.Session, addresses: list[str]) -> dict[str, Account
         if address not in found:
             raise UnknownAccount(address)
     return found
+
+
+def lock_account(session: so.Session, address: str) -> Account:
+    """Lock every balance row of an account, in id order, until the transaction ends.
+
+    For callers that must read a balance and then write on the strength of it (expiry:
+    what is old and unspent) without anyone spending in between.
+    """
+    account = get_account(session, address)
+    session.execute(
+        sa.select(Balance.id).where(Balance.account_id == account.id).order_by(Balance.id)
+        .with_for_update(key_share=True))
+    return account

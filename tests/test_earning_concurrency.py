@@ -132,3 +132,43 @@ def test_an_award_and_its_reversal_racing_leave_the_ledger_consistent(
     # Either the reversal won (20 back, nothing spent) or one spend won (5 left, no reversal).
     assert (balance, reversed_points, successes) in {(0, 20, 1), (5, 0, 1)}
     _books_agree(racing)
+
+
+def test_expiry_racing_a_redemption_takes_only_old_unspent_points(base_app, racing):
+    from pointsmall.earning import expiry
+    from pointsmall.earning.rules import ensure_rules
+
+    tag = uuid.uuid4().hex[:8]
+    with base_app.app_context(), racing() as s:
+        community = communities.create_community(s, f"过期竞争{tag}")
+        grid = communities.create_grid(s, community.id, f"网格{tag}")
+        rules = ensure_rules(s, community.id)
+        rules.expiry_mode, rules.expiry_months = "rolling", 12
+        volunteer, _ = volunteers.create_volunteer(
+            s, community.id, {"name": "王五", "phone": f"156{next(_phones):08d}",
+                              "grid_id": grid.id, "joined_on": "2024-01-01"},
+            password_hash="unusable", audit_it=False)
+        account = volunteer.account("POINTS")
+        issuance = communities.issuance_address(community.id, "POINTS")
+        ledger.move(s, issuance, account, 100, key=f"old-{tag}", kind="award",
+                    now=utcnow() - timedelta(days=400))
+        ledger.move(s, issuance, account, 280, key=f"new-{tag}", kind="award")
+        s.commit()
+        community_id = community.id
+
+    outcomes = race(base_app, racing, [
+        lambda s: expiry.expire_points(s, community_id),
+        lambda s: ledger.move(s, account, issuance, 60, key=f"spend-{tag}",
+                              kind="redemption").id,
+    ])
+    assert all(error is None for _, error in outcomes), outcomes
+    with racing() as s:
+        rows = ledger.history(s, account, limit=10).entries
+        kinds = [e.kind for e in rows]  # newest first
+        expired = -next(e.amount for e in rows if e.kind == "expiry")
+        # Oldest first: expiring before the spend takes all 100 old points; after it, the
+        # spend used 60 of them and only 40 are left to expire.
+        expected = 40 if kinds.index("redemption") > kinds.index("expiry") else 100
+        assert expired == expected
+        assert ledger.balance(s, account).posted == 380 - 60 - expired
+    _books_agree(racing)

@@ -77,17 +77,21 @@ def expire_points(session: so.Session, community_id: int, *, today: date | None 
         return 0
     ledger.open_account(session, expired_address(community_id), "POINTS")
     moved = 0
-    for volunteer_id, amount in expiring_amounts(session, community_id, cutoff).items():
-        try:
-            with session.begin_nested():
-                ledger.move(session, f"volunteer:{volunteer_id}:points",
-                            expired_address(community_id), amount,
-                            key=f"expire:{volunteer_id}:{cutoff.isoformat()}", kind="expiry",
-                            memo=f"{cutoff.isoformat()}", meta={"cutoff": cutoff.isoformat()})
-        except (ledger.IdempotencyConflict, ledger.InsufficientFunds):
-            # Another run expired this volunteer for this cutoff first, or the points went
-            # meanwhile: the next run looks again.
-            continue
+    for volunteer_id in expiring_amounts(session, community_id, cutoff):
+        address = f"volunteer:{volunteer_id}:points"
+        with session.begin_nested():
+            # Lock first, then work out what is old and unspent: a redemption between the
+            # two would otherwise have its points taken from the recent ones.
+            ledger.lock_account(session, address)
+            amount = expiring_amounts(session, community_id, cutoff, [volunteer_id]).get(
+                volunteer_id, 0)
+            if amount <= 0:
+                continue
+            posted = ledger.balance(session, address).posted
+            ledger.move(session, address, expired_address(community_id), amount,
+                        key=f"expire:{volunteer_id}:{cutoff.isoformat()}:{posted}",
+                        kind="expiry", memo=cutoff.isoformat(),
+                        meta={"cutoff": cutoff.isoformat()})
         moved += amount
     return moved
 
