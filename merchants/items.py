@@ -95,9 +95,23 @@ def create_item(session: so.Session, merchant_id: int, raw: dict, *,
     return item
 
 
-def update_item(session: so.Session, item: Item, raw: dict) -> Item:
-    """Change an item's fields (stock is set, not added to)."""
-    for field, value in clean_item(raw).items():
+def update_item(session: so.Session, item: Item, raw: dict, *,
+                stock_seen: int | None = None) -> Item:
+    """Change an item's fields.
+
+    Stock moves under the editor's feet as volunteers redeem, so it is changed only when
+    the editor changed it, and only if it is still what the editor saw (`stock_seen`);
+    otherwise the form would put reserved units back on the shelf.
+    """
+    fields = clean_item(raw)
+    session.execute(sa.select(Item.id).where(Item.id == item.id).with_for_update())
+    session.refresh(item, ["stock"])
+    wanted = fields.pop("stock")
+    if wanted != stock_seen:
+        if item.stock != stock_seen:
+            raise InvalidItem({"stock": ["changed"]})
+        item.stock = wanted
+    for field, value in fields.items():
         setattr(item, field, value)
     session.flush()
     return item

@@ -9,7 +9,15 @@ from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField
-from wtforms import BooleanField, DateField, IntegerField, SelectField, StringField, TextAreaField
+from wtforms import (
+    BooleanField,
+    DateField,
+    HiddenField,
+    IntegerField,
+    SelectField,
+    StringField,
+    TextAreaField,
+)
 from wtforms.validators import Optional
 
 from merchants import items as item_service
@@ -27,6 +35,8 @@ from pointsmall.shell import CATEGORY_LABELS, TIER_LABELS, roles_required
 bp = Blueprint("market", __name__, url_prefix="/staff/market")
 
 FIELD_ERRORS = {
+    "changed": _l("Volunteers redeemed meanwhile: the stock is now different. Reload the "
+                  "page and set it again."),
     "required": _l("Required."),
     "unknown": _l("Choose one of the options."),
     "positive_whole": _l("A whole number of points greater than zero."),
@@ -62,6 +72,7 @@ class ItemForm(FlaskForm):
     valid_to = DateField(_l("Valid until"), validators=[Optional()])
     active = BooleanField(_l("On sale"), default=True)
     photo = FileField(_l("Photo"))
+    stock_seen = HiddenField()
 
 
 class SettleForm(FlaskForm):
@@ -143,18 +154,21 @@ def item(item_id: int | None = None):
     form.merchant_id.choices = [(m.id, m.name) for m in _merchants()]
     if request.method == "GET" and found is None:
         form.merchant_id.data = request.args.get("merchant", type=int)
+    if request.method == "GET" and found is not None:
+        form.stock_seen.data = "" if found.stock is None else str(found.stock)
     if form.validate_on_submit():
         try:
             item_service.managed_merchant(db.session, form.merchant_id.data,
                                           current_user.community_id)
             raw = {name: field.data for name, field in form._fields.items()
-                   if name not in ("csrf_token", "photo", "merchant_id")}
+                   if name not in ("csrf_token", "photo", "merchant_id", "stock_seen")}
             if found is None:
                 found = item_service.create_item(db.session, form.merchant_id.data, raw)
                 action = "item.create"
             else:
                 found.merchant_id = form.merchant_id.data
-                item_service.update_item(db.session, found, raw)
+                item_service.update_item(db.session, found, raw,
+                                         stock_seen=_int_or_none(form.stock_seen.data))
                 action = "item.update"
             upload = form.photo.data
             if upload and getattr(upload, "filename", ""):
@@ -272,5 +286,12 @@ def _date_arg(name: str):
 
     try:
         return date.fromisoformat(request.args.get(name, ""))
+    except ValueError:
+        return None
+
+
+def _int_or_none(raw: str | None) -> int | None:
+    try:
+        return int(raw) if raw not in (None, "") else None
     except ValueError:
         return None

@@ -535,3 +535,27 @@ def test_the_expire_command_expires_due_redemptions_and_returns_their_stock(
     assert stock_of(noodles) == 4
     balance = points(volunteer.account("POINTS"))
     assert (balance.posted, balance.pending) == (100, 30)
+
+
+def test_saving_an_item_does_not_put_reserved_units_back_on_the_shelf(app, client):
+    """Staff open the form at stock 10; a volunteer reserves one; saving a typo fix keeps 9,
+    and setting a stock the editor did not see refused."""
+    from merchants import items as item_service
+    from merchants.errors import InvalidItem
+    from pointsmall.communities import create_community
+    from pointsmall.extensions import db
+
+    community = create_community(db.session, "库存社区")
+    merchant = item_service.create_merchant(db.session, community.id, name="库存超市")
+    item = item_service.create_item(db.session, merchant.id, {
+        "name": "大米", "price": 10, "stock": 10, "category": "grocery"})
+    seen = item.stock
+    db.session.execute(sa.update(Item).where(Item.id == item.id).values(stock=Item.stock - 1))
+    fields = {"name": "东北大米", "price": 10, "stock": seen, "category": "grocery"}
+    item_service.update_item(db.session, item, fields, stock_seen=seen)
+    assert (item.name, item.stock) == ("东北大米", 9)
+    with pytest.raises(InvalidItem) as refused:
+        item_service.update_item(db.session, item, dict(fields, stock=50), stock_seen=seen)
+    assert refused.value.errors == {"stock": ["changed"]}
+    item_service.update_item(db.session, item, dict(fields, stock=50), stock_seen=9)
+    assert item.stock == 50
