@@ -95,8 +95,11 @@ def create_item(session: so.Session, merchant_id: int, raw: dict, *,
     return item
 
 
+ABSOLUTE = object()  # update_item(stock_seen=ABSOLUTE): set the stock as given
+
+
 def update_item(session: so.Session, item: Item, raw: dict, *,
-                stock_seen: int | None = None) -> Item:
+                stock_seen: int | None | object = ABSOLUTE) -> Item:
     """Change an item's fields.
 
     Stock moves under the editor's feet as volunteers redeem, so it is changed only when
@@ -107,7 +110,9 @@ def update_item(session: so.Session, item: Item, raw: dict, *,
     session.execute(sa.select(Item.id).where(Item.id == item.id).with_for_update())
     session.refresh(item, ["stock"])
     wanted = fields.pop("stock")
-    if wanted != stock_seen:
+    if stock_seen is ABSOLUTE:
+        item.stock = wanted
+    elif wanted != stock_seen:
         if item.stock != stock_seen:
             raise InvalidItem({"stock": ["changed"]})
         item.stock = wanted

@@ -167,8 +167,9 @@ def item(item_id: int | None = None):
                 action = "item.create"
             else:
                 found.merchant_id = form.merchant_id.data
-                item_service.update_item(db.session, found, raw,
-                                         stock_seen=_int_or_none(form.stock_seen.data))
+                seen = (_int_or_none(form.stock_seen.data) if "stock_seen" in request.form
+                        else item_service.ABSOLUTE)
+                item_service.update_item(db.session, found, raw, stock_seen=seen)
                 action = "item.update"
             upload = form.photo.data
             if upload and getattr(upload, "filename", ""):
