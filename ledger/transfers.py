@@ -53,23 +53,29 @@ def transfer(session: so.Session, legs: Sequence[Leg], *, key: str, kind: str, m
         meta=meta, asset=asset,
     )
 
-    def write() -> Transaction:
-        # One statement finds the accounts and locks a balance stripe of each (in id order);
-        # every refusal comes before anything is written.
-        locked = lock_accounts(session, addresses)
-        entries = [(locked[leg.address], leg.amount) for leg in legs]
-        for account, _ in entries:
-            if asset is not None and account.asset_code != asset:
-                raise AssetMismatch(account.address, account.asset_code, asset)
-        check_balanced(entries)
-        entries = [(account, account, amount) for account, amount in entries]
-        check_funds(entries)
-        tx = new_transaction(session, key=key, request_hash=request_hash, kind=kind, memo=memo,
-                             meta=meta, now=now)
-        post_entries(session, tx, entries)
-        return tx
-
-    return once(session, Transaction, key, request_hash, write)
+    existing = find_by_key(session, Transaction, key, request_hash)
+    if existing is not None:
+        return existing
+    # No savepoint (a transfer is the hot path): one statement finds the accounts and locks
+    # a balance stripe of each, in id order; every refusal comes before anything is written;
+    # and a key taken meanwhile by a concurrent twin is no error but its answer.
+    locked = lock_accounts(session, addresses)
+    entries = [(locked[leg.address], leg.amount) for leg in legs]
+    for account, _ in entries:
+        if asset is not None and account.asset_code != asset:
+            raise AssetMismatch(account.address, account.asset_code, asset)
+    check_balanced(entries)
+    entries = [(account, account, amount) for account, amount in entries]
+    check_funds(entries)
+    tx = new_transaction(session, key=key, request_hash=request_hash, kind=kind, memo=memo,
+                         meta=meta, now=now, unless_taken=True)
+    if tx is None:
+        twin = find_by_key(session, Transaction, key, request_hash)
+        if twin is None:  # taken by a transaction that then rolled back: not possible
+            raise AssertionError(f"idempotency key {key!r} is taken by no transaction")
+        return twin
+    post_entries(session, tx, entries)
+    return tx
 
 
 def move(session: so.Session, source: str, destination: str, amount: int, *, key: str,

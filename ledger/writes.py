@@ -1,7 +1,9 @@
 """The one path by which amounts reach the ledger: validate, lock, post, chain.
 
-Every write runs inside a savepoint of the caller's transaction, so a refusal leaves the
-caller's other work untouched and writes nothing of its own. Balance rows are locked in
+A refusal leaves the caller's other work untouched and writes nothing of its own: holds,
+posts and reversals run inside a savepoint of the caller's transaction; a transfer, the hot
+path, makes every check before its first write and meets a concurrent twin of its key with
+INSERT ... ON CONFLICT DO NOTHING, so it needs none. Balance rows are locked in
 ascending id order (SELECT ... FOR NO KEY UPDATE), which keeps concurrent writers from
 deadlocking on each other; on SQLite the caller's transaction is an immediate one.
 """
@@ -14,6 +16,7 @@ from typing import TypeVar
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -182,12 +185,38 @@ _LOCK_ACCOUNTS = (
     .with_for_update(of=_BALANCES, key_share=True)
 )
 _INSERT_TRANSACTION = _TRANSACTIONS.insert().returning(_TRANSACTIONS.c.id)
+_INSERT_TRANSACTION_UNLESS_TAKEN = {
+    dialect: insert(_TRANSACTIONS)
+    .on_conflict_do_nothing(index_elements=[_TRANSACTIONS.c.idempotency_key])
+    .returning(_TRANSACTIONS.c.id)
+    for dialect, insert in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert))
+}
+_POSTING_COLUMNS = ("transaction_id", "account_id", "balance_id", "asset_code", "amount", "seq",
+                    "balance_after", "hash")
+_BALANCE_COLUMNS = ("posted", "pending", "seq", "head_hash")
+_UPDATES: dict[int, sa.Update] = {}
 _UPDATE_BALANCE = (
     _BALANCES.update().where(_BALANCES.c.id == sa.bindparam("b_id"))
-    .values(posted=sa.bindparam("b_posted"), pending=sa.bindparam("b_pending"),
-            seq=sa.bindparam("b_seq"), head_hash=sa.bindparam("b_head_hash"))
+    .values({column: sa.bindparam(f"b_{column}") for column in _BALANCE_COLUMNS})
 )
-_INSERT_POSTING = _POSTINGS.insert()
+# With RETURNING, SQLAlchemy sends many rows as one INSERT ... VALUES statement.
+_INSERT_POSTINGS = _POSTINGS.insert().values(
+    {column: sa.bindparam(f"p_{column}") for column in _POSTING_COLUMNS}
+).returning(_POSTINGS.c.id)
+MAX_LEGS_IN_ONE_UPDATE = 8
+
+
+def _update_balances(n: int) -> sa.Update:
+    """One UPDATE for `n` balance rows, built once per `n` (executemany sends one per row)."""
+    if n not in _UPDATES:
+        ids = [sa.bindparam(f"b_id_{i}") for i in range(n)]
+        _UPDATES[n] = _BALANCES.update().where(_BALANCES.c.id.in_(ids)).values({
+            column: sa.case(
+                *((_BALANCES.c.id == ids[i], sa.bindparam(f"b_{column}_{i}")) for i in range(n)),
+                else_=_BALANCES.c[column])
+            for column in _BALANCE_COLUMNS
+        })
+    return _UPDATES[n]
 
 
 def lock_accounts(session: so.Session, addresses: list[str]) -> dict[str, LockedAccount]:
@@ -226,15 +255,27 @@ def _lock(session: so.Session, condition: sa.ColumnElement[bool]) -> list[Balanc
 
 
 def new_transaction(session: so.Session, *, key: str, request_hash: str, kind: str, memo: str,
-                    meta: dict, now: datetime, reverses_id: int | None = None) -> Transaction:
-    """Insert the sealed transaction row that postings will hang on."""
+                    meta: dict, now: datetime, reverses_id: int | None = None,
+                    unless_taken: bool = False) -> Transaction | None:
+    """Insert the sealed transaction row that postings will hang on.
+
+    With `unless_taken`, a key that another transaction has written (or is writing: the
+    insert waits for it) yields None instead of an IntegrityError, so the caller needs no
+    savepoint to carry on and answer with the row that took the key.
+    """
     values = {
         "idempotency_key": key, "request_hash": request_hash, "kind": kind, "memo": memo,
         "meta": meta, "reverses_id": reverses_id, "created_at": now,
         "hash": chain.transaction_hash(key, kind, memo, meta, reverses_id, now),
     }
     # A Core INSERT, then the row joins the session as if loaded: no unit of work.
-    tx_id = session.connection().execute(_INSERT_TRANSACTION, values).scalar_one()
+    connection = session.connection()
+    insert = _INSERT_TRANSACTION
+    if unless_taken:
+        insert = _INSERT_TRANSACTION_UNLESS_TAKEN.get(connection.dialect.name, insert)
+    tx_id = connection.execute(insert, values).scalar_one_or_none()
+    if tx_id is None:
+        return None
     tx = Transaction(id=tx_id, **values)
     so.make_transient_to_detached(tx)
     stale = session.identity_map.get(so.util.identity_key(Transaction, tx_id))
@@ -262,32 +303,37 @@ def post_entries(session: so.Session, tx: Transaction,
     them as committed values.
     """
     check_funds(entries)
-    postings, updates = [], []
+    rows, refreshed = [], []
     for account, balance, amount in entries:
         balance_id = balance.id if isinstance(balance, Balance) else balance.balance_id
         posted = balance.posted + amount
         seq = balance.seq + 1
         digest = chain.posting_hash(balance.head_hash, balance_id, seq, tx.id, tx.hash,
                                     account.id, account.asset_code, amount, posted)
-        postings.append({
-            "transaction_id": tx.id, "account_id": account.id, "balance_id": balance_id,
-            "asset_code": account.asset_code, "amount": amount, "seq": seq,
-            "balance_after": posted, "hash": digest,
+        rows.append({
+            "p_transaction_id": tx.id, "p_account_id": account.id, "p_balance_id": balance_id,
+            "p_asset_code": account.asset_code, "p_amount": amount, "p_seq": seq,
+            "p_balance_after": posted, "p_hash": digest,
+            "b_id": balance_id, "b_posted": posted, "b_pending": balance.pending, "b_seq": seq,
+            "b_head_hash": digest,
         })
-        updates.append({"b_id": balance_id, "b_posted": posted, "b_pending": balance.pending,
-                        "b_seq": seq, "b_head_hash": digest})
+        refreshed.append((balance, balance_id, (posted, balance.pending, seq, digest)))
         if isinstance(balance, LockedAccount):
             balance.posted, balance.seq, balance.head_hash = posted, seq, digest
     connection = session.connection()
-    connection.execute(_UPDATE_BALANCE, updates)
-    connection.execute(_INSERT_POSTING, postings)
-    for (_, balance, _), update in zip(entries, updates, strict=True):
+    if len(rows) <= MAX_LEGS_IN_ONE_UPDATE:
+        connection.execute(_update_balances(len(rows)), {
+            f"{key}_{i}": value for i, row in enumerate(rows) for key, value in row.items()
+            if key.startswith("b_")})
+    else:  # many legs (a funding run, a settlement): one statement shape, executemany
+        connection.execute(_UPDATE_BALANCE, rows)
+    connection.execute(_INSERT_POSTINGS, rows)
+    for balance, balance_id, values in refreshed:
         if not isinstance(balance, Balance):
-            balance = session.identity_map.get(so.util.identity_key(Balance, update["b_id"]))
+            balance = session.identity_map.get(so.util.identity_key(Balance, balance_id))
             if balance is None:
                 continue
-        for attribute, value in (("posted", update["b_posted"]), ("pending", update["b_pending"]),
-                                 ("seq", update["b_seq"]), ("head_hash", update["b_head_hash"])):
+        for attribute, value in zip(_BALANCE_COLUMNS, values, strict=True):
             set_committed_value(balance, attribute, value)
 
 
