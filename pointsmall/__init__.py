@@ -1,19 +1,41 @@
 """Points Mall: the Flask application that composes the ledger and the marketplace."""
 
+import random
+import time
 from pathlib import Path
 
 from flask import Flask
+from sqlalchemy.exc import DBAPIError
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 import ledger
 from pointsmall import config as config_module
 from pointsmall.extensions import api, babel, csrf, db, login_manager, migrate
 
 ROOT = Path(__file__).resolve().parent.parent
+RETRIES = 3
+
+
+class PointsMall(Flask):
+    """Flask that runs a request again when the database reports a deadlock or a
+    serialization failure: every write is idempotent, so a second run is safe, and the
+    user never sees a transient conflict as an error."""
+
+    def dispatch_request(self):
+        for attempt in range(1, RETRIES + 1):
+            try:
+                return super().dispatch_request()
+            except DBAPIError as error:
+                db.session.rollback()
+                if attempt == RETRIES or not ledger.is_retryable(error):
+                    raise
+                time.sleep(random.uniform(0, 0.02 * attempt))
+        raise AssertionError("unreachable")
 
 
 def create_app(config: dict | None = None) -> Flask:
     """Build the app from the environment, overridden by `config` (tests pass one)."""
-    app = Flask(
+    app = PointsMall(
         __name__,
         instance_path=str(ROOT / "instance"),
         template_folder=str(ROOT / "templates"),
@@ -24,6 +46,13 @@ def create_app(config: dict | None = None) -> Flask:
             overrides["SQLALCHEMY_DATABASE_URI"], app.instance_path)
     app.config.from_mapping(config_module.from_environment(app.instance_path, overrides))
     app.config.from_mapping(overrides)
+    proxies = int(app.config.get("TRUSTED_PROXIES") or 0)
+    if proxies:
+        # Behind a load balancer: take the client's address and scheme from the
+        # X-Forwarded-* headers the trusted proxies set (sign-in limits and the audit
+        # log count addresses; check-in QR links need the public scheme and host).
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies,
+                                x_host=proxies, x_prefix=proxies)
 
     from pointsmall import shell
 

@@ -50,6 +50,8 @@ def from_environment(instance_path: str, overrides: dict | None = None) -> dict:
         "SESSION_COOKIE_SECURE": production,
         "HOLD_EXPIRY_BATCH": 1000,
         "REDEMPTION_HOLD_DAYS": int(env.get("REDEMPTION_HOLD_DAYS", "7")),
+        # How many proxies (load balancers) in front of the app set X-Forwarded-* headers.
+        "TRUSTED_PROXIES": int(env.get("TRUSTED_PROXIES", "0")),
         "UPLOAD_FOLDER": str(Path(instance_path) / "uploads"),
         "MAX_CONTENT_LENGTH": 5 * 1024 * 1024,
         "WTF_CSRF_TIME_LIMIT": None,

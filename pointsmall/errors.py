@@ -7,6 +7,7 @@ right status; pages get the error page inside the shell.
 from flask import Flask, flash, jsonify, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
+from sqlalchemy.exc import DataError
 from werkzeug.exceptions import HTTPException
 
 import ledger
@@ -215,6 +216,12 @@ def register(app: Flask) -> None:
         if error.code == 422:  # the same code as the service's own ValidationFailed
             message, code = _("Please correct the marked fields."), ValidationFailed.code
         return _answer(error.code or 500, code, message, errors)
+
+    @app.errorhandler(DataError)
+    @app.errorhandler(OverflowError)
+    def out_of_range(error: Exception):
+        # An id or date beyond what the database (or Python's calendar) can hold.
+        return _answer(422, "out_of_range", _("A value is out of range."))
 
     @app.errorhandler(500)
     def server_error(error):

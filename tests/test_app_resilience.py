@@ -1,0 +1,78 @@
+"""The app survives what the database and the network put in its way: a deadlock is run
+again, values out of range are a 422, and behind a proxy the client's address counts."""
+
+import pytest
+from builders import bearer, make_community, make_merchant_staff, make_volunteer  # noqa: F401
+from sqlalchemy.exc import OperationalError
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+import ledger
+from pointsmall import create_app
+
+# ruff: noqa: F811  (pytest fixtures imported from builders)
+
+
+def test_a_request_that_meets_a_deadlock_is_run_again_and_succeeds(
+        client, make_community, make_volunteer, monkeypatch):
+    volunteer = make_volunteer(make_community(), points=30)
+    headers = bearer(volunteer.user)
+    real, calls = ledger.balances, []
+
+    def deadlock_once(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise OperationalError("SELECT ...", {}, Exception("database is locked"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ledger, "balances", deadlock_once)
+    answer = client.get("/api/v1/me", headers=headers)
+    assert answer.status_code == 200
+    assert answer.get_json()["points"]["available"] == 30
+    assert len(calls) == 2
+
+
+def test_a_persistent_database_error_is_not_retried_forever(
+        client, make_community, make_volunteer, monkeypatch):
+    volunteer = make_volunteer(make_community())
+    headers = bearer(volunteer.user)
+    calls = []
+
+    def always_locked(*args, **kwargs):
+        calls.append(1)
+        raise OperationalError("SELECT ...", {}, Exception("database is locked"))
+
+    monkeypatch.setattr(ledger, "balances", always_locked)
+    with pytest.raises(OperationalError):
+        client.application.config["PROPAGATE_EXCEPTIONS"] = True
+        try:
+            client.get("/api/v1/me", headers=headers)
+        finally:
+            client.application.config["PROPAGATE_EXCEPTIONS"] = None
+    assert len(calls) == 3
+
+
+def test_a_huge_item_id_is_not_found_rather_than_a_crash(client, make_community,
+                                                         make_volunteer):
+    volunteer = make_volunteer(make_community())
+    answer = client.get("/api/v1/items/100000000000000000000",
+                        headers=bearer(volunteer.user))
+    assert answer.status_code in (404, 422)
+    assert answer.get_json()["code"] in ("not_found", "out_of_range")
+
+
+def test_a_statement_ending_in_the_year_9999_is_refused_with_a_422(
+        client, make_community, make_merchant_staff):
+    merchant = make_merchant_staff(make_community())
+    answer = client.get("/api/v1/merchant/statement?start=2026-01-01&end=9999-12-31",
+                        headers=bearer(merchant))
+    assert answer.status_code == 422
+    assert answer.get_json()["code"] == "out_of_range"
+
+
+def test_behind_a_trusted_proxy_the_forwarded_client_address_counts(database_url):
+    app = create_app({"TESTING": True, "SECRET_KEY": "x", "TRUSTED_PROXIES": 1,
+                      "SQLALCHEMY_DATABASE_URI": database_url})
+    assert isinstance(app.wsgi_app, ProxyFix)
+    plain = create_app({"TESTING": True, "SECRET_KEY": "x",
+                        "SQLALCHEMY_DATABASE_URI": database_url})
+    assert not isinstance(plain.wsgi_app, ProxyFix)
