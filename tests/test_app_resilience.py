@@ -2,7 +2,13 @@
 again, values out of range are a 422, and behind a proxy the client's address counts."""
 
 import pytest
-from builders import bearer, make_community, make_merchant_staff, make_volunteer  # noqa: F401
+from builders import (  # noqa: F401
+    bearer,
+    make_community,
+    make_merchant_staff,
+    make_staff,
+    make_volunteer,
+)
 from sqlalchemy.exc import OperationalError
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -76,3 +82,16 @@ def test_behind_a_trusted_proxy_the_forwarded_client_address_counts(database_url
     plain = create_app({"TESTING": True, "SECRET_KEY": "x",
                         "SQLALCHEMY_DATABASE_URI": database_url})
     assert not isinstance(plain.wsgi_app, ProxyFix)
+
+
+def test_a_fractional_adjustment_is_refused_and_changes_nothing(
+        client, make_community, make_staff, make_volunteer):
+    place = make_community()
+    volunteer = make_volunteer(place, points=5)
+    answer = client.post("/api/v1/staff/adjustments", headers={
+        **bearer(make_staff(place)), "Idempotency-Key": "k1"},
+        json={"volunteer_id": volunteer.id, "points": 10.7, "reason": "奖励"})
+    assert answer.status_code == 422
+    assert "points" in answer.get_json()["errors"]
+    assert ledger.balance(client.application.extensions["sqlalchemy"].session,
+                          volunteer.account("POINTS")).posted == 5

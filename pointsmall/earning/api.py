@@ -90,14 +90,14 @@ class ActivitySchema(Schema):
 
 
 class ActivityCreateSchema(Schema):
-    type_id = fields.Integer(required=True)
+    type_id = fields.Integer(strict=True, required=True)
     title = fields.String(required=True)
     place = fields.String(load_default="")
     starts_at = fields.DateTime(required=True, metadata={"description": "UTC"})
     ends_at = fields.DateTime(required=True, metadata={"description": "UTC"})
-    capacity = fields.Integer(load_default=None, allow_none=True)
-    points = fields.Integer(load_default=None, allow_none=True)
-    merit = fields.Integer(load_default=None, allow_none=True)
+    capacity = fields.Integer(strict=True, load_default=None, allow_none=True)
+    points = fields.Integer(strict=True, load_default=None, allow_none=True)
+    merit = fields.Integer(strict=True, load_default=None, allow_none=True)
 
 
 class CheckInSchema(Schema):
@@ -113,13 +113,13 @@ class AttendanceSchema(Schema):
 
 
 class MarkSchema(Schema):
-    volunteer_ids = fields.List(fields.Integer(), required=True,
+    volunteer_ids = fields.List(fields.Integer(strict=True), required=True,
                                 validate=validate.Length(min=1, max=5000))
     present = fields.Boolean(load_default=True)
 
 
 class AwardRequestSchema(Schema):
-    volunteer_ids = fields.List(fields.Integer(), load_default=None, allow_none=True,
+    volunteer_ids = fields.List(fields.Integer(strict=True), load_default=None, allow_none=True,
                                 metadata={"description": "Default: everyone present"})
 
 
@@ -158,8 +158,9 @@ class ReverseSchema(Schema):
 
 
 class AdjustSchema(Schema):
-    volunteer_id = fields.Integer(required=True)
-    points = fields.Integer(required=True, metadata={"description": "Negative to deduct"})
+    volunteer_id = fields.Integer(strict=True, required=True)
+    points = fields.Integer(strict=True, required=True,
+                            metadata={"description": "Negative to deduct"})
     reason = fields.String(required=True, validate=validate.Length(min=1, max=200))
 
 
@@ -170,9 +171,9 @@ class TransactionSchema(Schema):
 
 
 class ThresholdsSchema(Schema):
-    bronze = fields.Integer(required=True)
-    silver = fields.Integer(required=True)
-    gold = fields.Integer(required=True)
+    bronze = fields.Integer(strict=True, required=True)
+    silver = fields.Integer(strict=True, required=True)
+    gold = fields.Integer(strict=True, required=True)
 
 
 class MoveSchema(Schema):
