@@ -430,3 +430,25 @@ def test_activities_of_another_community_are_not_found(place, make_activity, mak
     with pytest.raises(NotFound):
         activities.get_activity(db.session, activity.id, other.id)
     assert db.session.get(Activity, activity.id) is not None
+
+
+def test_a_request_key_reused_for_another_list_of_volunteers_is_a_conflict(
+        place, make_activity, make_volunteer):
+    a, b = make_volunteer(place), make_volunteer(place)
+    activity = make_activity()
+    present(activity, a, b)
+    awards.award_activity(db.session, activity, [a.id], key="k", by=None)
+    with pytest.raises(Conflict):
+        awards.award_activity(db.session, activity, [b.id], key="k", by=None)
+    assert (points(a), points(b)) == (20, 0)
+    again = awards.award_activity(db.session, activity, [a.id], key="k", by=None)
+    assert again.people == 1 and points(a) == 20
+
+
+def test_checking_in_after_signing_up_uses_the_same_attendance(
+        place, make_activity, make_volunteer):
+    volunteer = make_volunteer(place)
+    activity = make_activity()
+    activities.sign_up(db.session, activity, volunteer)
+    row = activities.check_in(db.session, activity, volunteer)
+    assert row.present and row.signed_up_at is not None

@@ -7,6 +7,7 @@ import sqlalchemy.orm as so
 from flask import current_app
 from flask_babel import gettext as _
 from itsdangerous import BadSignature, URLSafeSerializer
+from sqlalchemy.exc import IntegrityError
 
 from ledger.clock import utcnow
 from pointsmall import audit
@@ -103,11 +104,8 @@ def sign_up(session: so.Session, activity: Activity, volunteer: Volunteer, *,
                                .where(Attendance.activity_id == activity.id))
         if taken >= activity.capacity:
             raise invalid("activity", _("This activity is full."))
-    row = Attendance(activity_id=activity.id, volunteer_id=volunteer.id, signed_up_at=now,
-                     source="signup")
-    session.add(row)
-    session.flush()
-    return row
+    return _insert_attendance(session, activity.id, volunteer.id, signed_up_at=now,
+                              source="signup")
 
 
 def check_in_token(activity: Activity) -> str:
@@ -140,14 +138,26 @@ def check_in(session: so.Session, activity: Activity, volunteer: Volunteer, *,
     if now > activity.ends_at + CHECK_IN_MARGIN:
         raise CheckInRefused(_("Check-in closed 30 minutes after the end."))
     row = _attendance(session, activity.id, volunteer.id, lock=True)
-    if row is not None and row.checked_in_at is not None:
-        raise CheckInRefused(_("You have already checked in."))
     if row is None:
-        row = Attendance(activity_id=activity.id, volunteer_id=volunteer.id)
-        session.add(row)
+        row = _insert_attendance(session, activity.id, volunteer.id)
+    if row.checked_in_at is not None:
+        raise CheckInRefused(_("You have already checked in."))
     row.present, row.checked_in_at, row.source = True, now, "qr"
     session.flush()
     return row
+
+
+def _insert_attendance(session: so.Session, activity_id: int, volunteer_id: int,
+                       **values) -> Attendance:
+    """Add an attendance row, or lock the one a concurrent request added first."""
+    try:
+        with session.begin_nested():
+            row = Attendance(activity_id=activity_id, volunteer_id=volunteer_id, **values)
+            session.add(row)
+            session.flush()
+            return row
+    except IntegrityError:
+        return _attendance(session, activity_id, volunteer_id, lock=True)
 
 
 def mark_present(session: so.Session, activity: Activity, volunteer_ids: list[int],
@@ -164,8 +174,7 @@ def mark_present(session: so.Session, activity: Activity, volunteer_ids: list[in
     for volunteer_id in found:
         row = rows.get(volunteer_id)
         if row is None:
-            row = Attendance(activity_id=activity.id, volunteer_id=volunteer_id, source="staff")
-            session.add(row)
+            row = _insert_attendance(session, activity.id, volunteer_id, source="staff")
         row.present = present
     session.flush()
     audit.record(session, "attendance.mark", f"activity:{activity.id}",

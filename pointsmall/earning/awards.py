@@ -25,7 +25,7 @@ from pointsmall.earning.errors import (
 )
 from pointsmall.earning.models import Activity, Attendance, Award, AwardBatch
 from pointsmall.earning.rules import ensure_rules
-from pointsmall.errors import NotFound
+from pointsmall.errors import Conflict, NotFound
 from pointsmall.volunteers.models import Volunteer, volunteer_address
 
 MAX_BATCH = 5000
@@ -50,6 +50,11 @@ def award_activity(session: so.Session, activity: Activity, volunteer_ids: list[
     key = f"activity:{activity.id}:{key}"
     earlier = _batch_by_key(session, activity.community_id, key)
     if earlier is not None:
+        listed = set(session.scalars(sa.select(Award.volunteer_id).where(
+            Award.batch_id == earlier.id)))
+        if volunteer_ids is not None and set(volunteer_ids) != listed:
+            # The key answers the request it was first used for, not another list.
+            raise Conflict(_("This request key was already used to award other volunteers."))
         return earlier
     present = set(session.scalars(sa.select(Attendance.volunteer_id).where(
         Attendance.activity_id == activity.id, Attendance.present)))

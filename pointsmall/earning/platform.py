@@ -54,7 +54,8 @@ def verify_request(session: so.Session, body: bytes, timestamp: str, signed: str
     return data
 
 
-def award_task(session: so.Session, data: dict, body: bytes) -> tuple[Award, bool]:
+def award_task(session: so.Session, data: dict, body: bytes, *,
+               retried: bool = False) -> tuple[Award, bool]:
     """Award a verified task once per task id; return the award and whether it is new."""
     community_id = int(data["community_id"])
     errors = {}
@@ -89,7 +90,9 @@ def award_task(session: so.Session, data: dict, body: bytes) -> tuple[Award, boo
             session.flush()
     except IntegrityError:
         # The same task arrived twice at once and the other copy won: answer as a retry.
-        return award_task(session, data, body)
+        if retried:
+            raise
+        return award_task(session, data, body, retried=True)
     return award, True
 
 
