@@ -2,6 +2,7 @@
 again, values out of range are a 422, and behind a proxy the client's address counts."""
 
 import pytest
+import sqlalchemy as sa
 from builders import (  # noqa: F401
     bearer,
     make_community,
@@ -95,3 +96,39 @@ def test_a_fractional_adjustment_is_refused_and_changes_nothing(
     assert "points" in answer.get_json()["errors"]
     assert ledger.balance(client.application.extensions["sqlalchemy"].session,
                           volunteer.account("POINTS")).posted == 5
+
+
+def test_a_password_reset_or_change_ends_the_users_api_tokens(
+        client, make_community, make_volunteer):
+    from pointsmall.auth import service as auth_service
+    from pointsmall.extensions import db
+    from pointsmall.volunteers import service as volunteers
+
+    volunteer = make_volunteer(make_community())
+    headers = bearer(volunteer.user)
+    assert client.get("/api/v1/me", headers=headers).status_code == 200
+    volunteers.reset_password(db.session, volunteer)  # staff reset after a lost phone
+    db.session.commit()
+    assert client.get("/api/v1/me", headers=headers).status_code == 401
+    headers = bearer(volunteer.user)
+    password = "a-new-password-1"
+    volunteer.user.set_password(password)
+    auth_service.change_password(db.session, volunteer.user, password, "another-one-22")
+    db.session.commit()
+    assert client.get("/api/v1/me", headers=headers).status_code == 401
+
+
+def test_a_token_older_than_ninety_days_no_longer_works(client, make_community, make_volunteer):
+    from datetime import timedelta
+
+    from ledger.clock import utcnow
+    from pointsmall.auth.models import ApiToken
+    from pointsmall.extensions import db
+
+    volunteer = make_volunteer(make_community())
+    headers = bearer(volunteer.user)
+    token = db.session.scalars(sa.select(ApiToken).where(
+        ApiToken.user_id == volunteer.user.id)).one()
+    token.created_at = utcnow() - timedelta(days=91)
+    db.session.commit()
+    assert client.get("/api/v1/me", headers=headers).status_code == 401

@@ -20,6 +20,8 @@ WINDOW = timedelta(minutes=15)
 PER_ACCOUNT = 5
 PER_ADDRESS = 20
 PASSWORD_MIN = 8
+# A token lasts this long; the app asks for a new one by signing in again.
+TOKEN_LIFETIME = timedelta(days=90)
 
 
 class SignInFailed(ValidationFailed):
@@ -86,6 +88,7 @@ def change_password(session: so.Session, user: User, current: str, new: str) -> 
         raise ValidationFailed({"current": [_("The current password is wrong.")]})
     check_new_password(new)
     user.set_password(new)
+    revoke_all_tokens(session, user)
     session.flush()
     audit.record(session, "user.change_password", f"user:{user.id}",
                  community_id=user.community_id, actor=user)
@@ -113,10 +116,13 @@ def user_for_token(session: so.Session, raw: str) -> User | None:
     """Return the active user a live token belongs to, or None."""
     if not raw or not raw.startswith("pm_") or len(raw) > 100:
         return None
-    token = session.scalar(sa.select(ApiToken).where(ApiToken.token_hash == _hash(raw)))
+    token = session.scalar(sa.select(ApiToken).options(so.joinedload(ApiToken.user))
+                           .where(ApiToken.token_hash == _hash(raw)))
+    now = utcnow()
     if token is None or token.revoked_at is not None or not token.user.active:
         return None
-    now = utcnow()
+    if token.created_at < now - TOKEN_LIFETIME:
+        return None
     if token.last_used_at is None or now - token.last_used_at > timedelta(minutes=5):
         token.last_used_at = now
     return token.user
@@ -133,6 +139,16 @@ def revoke_token(session: so.Session, user: User, token_id: int) -> ApiToken:
                      community_id=user.community_id, actor=user)
     session.flush()
     return token
+
+
+def revoke_all_tokens(session: so.Session, user: User) -> int:
+    """Revoke every live token of `user` (a new password ends every old way in)."""
+    now = utcnow()
+    tokens = list(session.scalars(sa.select(ApiToken).where(
+        ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))))
+    for token in tokens:
+        token.revoked_at = now
+    return len(tokens)
 
 
 def user_tokens(session: so.Session, user: User) -> list[ApiToken]:

@@ -12,6 +12,7 @@ from flask_babel import gettext as _
 import ledger
 from pointsmall import audit
 from pointsmall.auth.models import User
+from pointsmall.auth.service import revoke_all_tokens
 from pointsmall.clock import local_today
 from pointsmall.communities import Grid
 from pointsmall.errors import NotFound, ValidationFailed
@@ -143,6 +144,7 @@ def reset_password(session: so.Session, volunteer: Volunteer) -> str:
     """Give a volunteer a new random password (ending their sessions); return it."""
     password = new_password()
     volunteer.user.set_password(password)
+    revoke_all_tokens(session, volunteer.user)  # a lost phone's token stops working too
     session.flush()
     audit.record(session, "volunteer.reset_password", f"volunteer:{volunteer.id}",
                  community_id=volunteer.community_id)
