@@ -7,7 +7,8 @@ instead of deadlocking.
 """
 
 import secrets
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 import sqlalchemy as sa
@@ -17,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 import ledger
 from ledger.chain import request_hash
 from ledger.clock import utcnow
-from ledger.writes import check_key
+from ledger.writes import check_key, lock_balances_by_id
 from merchants.errors import (
     InvalidKey,
     InvalidQuantity,
@@ -51,6 +52,11 @@ class Redeemer:
     label: str
     community_id: int
     tier: str | None = None
+    # Working a tier out costs queries: given this, it is asked only by tier-gated items.
+    tier_of: Callable[[], str | None] | None = field(default=None, compare=False, repr=False)
+
+    def current_tier(self) -> str | None:
+        return self.tier_of() if self.tier_of is not None else self.tier
 
 
 def new_code() -> str:
@@ -111,9 +117,10 @@ def _reserve(session, redeemer, item_id, quantity, full_key, fingerprint, hold_d
     if item is None or not visible_to(session, item.merchant_id, redeemer.community_id):
         raise UnknownItem(item_id)
     _check_available(item, today)
-    if item.min_tier and (redeemer.tier is None
-                          or TIERS.index(redeemer.tier) < TIERS.index(item.min_tier)):
-        raise TierTooLow(item.id, item.min_tier, redeemer.tier)
+    if item.min_tier:
+        tier = redeemer.current_tier()
+        if tier is None or TIERS.index(tier) < TIERS.index(item.min_tier):
+            raise TierTooLow(item.id, item.min_tier, tier)
     points = item.price * quantity
     # The hold locks the volunteer's balance row: from here on this volunteer's other
     # redemptions wait for us, so the monthly count below cannot be raced.
@@ -226,9 +233,33 @@ def expire_due(session: so.Session, *, now: datetime | None = None,
             .order_by(Redemption.id).limit(limit)
             .with_for_update(skip_locked=True, of=Redemption)
             .execution_options(populate_existing=True)))
+        due = _lock_for_release(session, due)
         for redemption in due:
             _release(session, redemption, "expired", now)
     return [r.id for r in due]
+
+
+def _lock_for_release(session: so.Session, due: list[Redemption]) -> list[Redemption]:
+    """Take every lock a batch of releases needs up front, each kind in id order.
+
+    Released one by one, redemption after redemption, the locks would interleave (hold,
+    balance, item, hold, balance, ...) and cross a volunteer's reservation (balance, item):
+    a deadlock. Waiting for a hold is safe here: all this transaction holds by then are
+    redemption rows, which the ledger's sweeper never touches.
+    """
+    if not due:
+        return due
+    holds = {h.id: h for h in session.scalars(
+        sa.select(ledger.Hold).where(ledger.Hold.id.in_([r.hold_id for r in due]))
+        .order_by(ledger.Hold.id).with_for_update()
+        .execution_options(populate_existing=True))}
+    lock_balances_by_id(session, [holds[r.hold_id].balance_id for r in due
+                                  if holds[r.hold_id].status == "open"])
+    items = sorted({r.item_id for r in due if r.stock_kept})
+    if items:
+        session.execute(sa.select(Item.id).where(Item.id.in_(items)).order_by(Item.id)
+                        .with_for_update())
+    return due
 
 
 def _release(session: so.Session, redemption: Redemption, status: str, now: datetime) -> None:
