@@ -11,6 +11,7 @@ from ledger.errors import (
     AlreadyReversed,
     AssetMismatch,
     CannotReverseReversal,
+    InsufficientFunds,
     InvalidTransaction,
     UnknownTransaction,
 )
@@ -66,7 +67,15 @@ def transfer(session: so.Session, legs: Sequence[Leg], *, key: str, kind: str, m
             raise AssetMismatch(account.address, account.asset_code, asset)
     check_balanced(entries)
     entries = [(account, account, amount) for account, amount in entries]
-    check_funds(entries)
+    try:
+        check_funds(entries)
+    except InsufficientFunds:
+        # Perhaps a concurrent twin with this key went first and spent the points while we
+        # waited on the lock: then its transaction is the answer, as for a retry.
+        twin = find_by_key(session, Transaction, key, request_hash)
+        if twin is not None:
+            return twin
+        raise
     tx = new_transaction(session, key=key, request_hash=request_hash, kind=kind, memo=memo,
                          meta=meta, now=now, unless_taken=True)
     if tx is None:

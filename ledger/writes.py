@@ -27,6 +27,7 @@ from ledger.errors import (
     InsufficientFunds,
     InvalidAmount,
     InvalidTransaction,
+    LedgerError,
     UnbalancedTransaction,
     UnknownAccount,
 )
@@ -144,6 +145,13 @@ def once(session: so.Session, model: type[T], key: str, request_hash: str,
             return existing
         if on_integrity_error is not None:
             on_integrity_error()
+        raise
+    except LedgerError:
+        # A refusal (say, not enough points) may only mean that a concurrent twin with the
+        # same key went first and spent them: then its result is the answer, as for a retry.
+        existing = find_by_key(session, model, key, request_hash)
+        if existing is not None:
+            return existing
         raise
 
 
