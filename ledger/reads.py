@@ -82,8 +82,9 @@ def history(session: so.Session, address: str, *, limit: int = 50,
     account = session.execute(_ACCOUNT, {"address": address}).first()
     if account is None:
         raise UnknownAccount(address)
-    rows = session.execute(_PAGE if before is None else _PAGE_BEFORE,
-                           {"account_id": account.id, "limit": limit + 1, "before": before}).all()
+    before = _NO_CURSOR if before is None else max(min(before, _NO_CURSOR), 0)
+    rows = session.execute(_PAGE, {"account_id": account.id, "limit": limit + 1,
+                                   "before": before}).all()
     more = len(rows) > limit
     rows = rows[:limit]
     if account.stripes == 1:
@@ -104,16 +105,25 @@ def history(session: so.Session, address: str, *, limit: int = 50,
 
 _ACCOUNT = sa.select(Account.id, Account.stripes).where(Account.address == sa.bindparam("address"))
 _POSTINGS, _TRANSACTIONS = Posting.__table__, Transaction.__table__
+_ACCOUNT_ID = sa.bindparam("account_id", type_=sa.BigInteger)
+_BEFORE = sa.bindparam("before", type_=sa.BigInteger)
+_ZERO = sa.literal(0, sa.BigInteger)
 _PAGE = (
     sa.select(_POSTINGS.c.id, _POSTINGS.c.transaction_id, _TRANSACTIONS.c.kind,
               _TRANSACTIONS.c.memo, sa.cast(_TRANSACTIONS.c.meta, sa.Text), _POSTINGS.c.amount,
               _POSTINGS.c.balance_after, _TRANSACTIONS.c.created_at, _TRANSACTIONS.c.reverses_id)
     .join_from(_POSTINGS, _TRANSACTIONS, _TRANSACTIONS.c.id == _POSTINGS.c.transaction_id)
-    .where(_POSTINGS.c.account_id == sa.bindparam("account_id"))
-    .order_by(_POSTINGS.c.id.desc())
+    # "account_id = :account_id AND id < :before ORDER BY id DESC", spelled as a range over
+    # (account_id, id) and ordered by both: only the (account_id, id) index yields that
+    # order, so the planner cannot walk the primary key backwards filtering on the account,
+    # which it may choose for a busy account whose postings are all old (128 ms for 50,000
+    # postings among a million, where the index takes a fraction of a millisecond).
+    .where(sa.tuple_(_POSTINGS.c.account_id, _POSTINGS.c.id) > sa.tuple_(_ACCOUNT_ID, _ZERO),
+           sa.tuple_(_POSTINGS.c.account_id, _POSTINGS.c.id) < sa.tuple_(_ACCOUNT_ID, _BEFORE))
+    .order_by(_POSTINGS.c.account_id.desc(), _POSTINGS.c.id.desc())
     .limit(sa.bindparam("limit"))
 )
-_PAGE_BEFORE = _PAGE.where(_POSTINGS.c.id < sa.bindparam("before"))
+_NO_CURSOR = 2**63 - 1
 
 
 def _striped_balances_after(session: so.Session, account_id: int,
