@@ -30,6 +30,7 @@ from ledger.writes import (
     new_transaction,
     once,
     post_entries,
+    refuse_unknown,
 )
 
 
@@ -54,13 +55,17 @@ def transfer(session: so.Session, legs: Sequence[Leg], *, key: str, kind: str, m
         meta=meta, asset=asset,
     )
 
-    existing = find_by_key(session, Transaction, key, request_hash)
-    if existing is not None:
-        return existing
-    # No savepoint (a transfer is the hot path): one statement finds the accounts and locks
-    # a balance stripe of each, in id order; every refusal comes before anything is written;
-    # and a key taken meanwhile by a concurrent twin is no error but its answer.
-    locked = lock_accounts(session, addresses)
+    # No savepoint (a transfer is the hot path): one statement finds the accounts, locks a
+    # balance stripe of each in id order and tells whether the key is taken; every refusal
+    # comes before anything is written; a key taken meanwhile by a concurrent twin is no
+    # error but its answer.
+    session.flush()
+    locked, key_taken = lock_accounts(session, addresses, key)
+    if key_taken is not False:
+        existing = find_by_key(session, Transaction, key, request_hash)
+        if existing is not None:
+            return existing
+    refuse_unknown(addresses, locked)
     entries = [(locked[leg.address], leg.amount) for leg in legs]
     for account, _ in entries:
         if asset is not None and account.asset_code != asset:

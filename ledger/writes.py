@@ -9,7 +9,7 @@ deadlocking on each other; on SQLite the caller's transaction is an immediate on
 """
 
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TypeVar
@@ -191,6 +191,10 @@ _LOCK_ACCOUNTS = (
            _BALANCES.c.stripe == sa.bindparam("pick", type_=sa.Integer) % _ACCOUNTS.c.stripes)
     .order_by(_BALANCES.c.id)
     .with_for_update(of=_BALANCES, key_share=True)
+    # And, in the same round trip, whether the idempotency key is already taken.
+    .add_columns(sa.select(_TRANSACTIONS.c.id)
+                 .where(_TRANSACTIONS.c.idempotency_key == sa.bindparam("key"))
+                 .scalar_subquery())
 )
 _INSERT_TRANSACTION = _TRANSACTIONS.insert().returning(_TRANSACTIONS.c.id)
 _INSERT_TRANSACTION_UNLESS_TAKEN = {
@@ -227,15 +231,24 @@ def _update_balances(n: int) -> sa.Update:
     return _UPDATES[n]
 
 
-def lock_accounts(session: so.Session, addresses: list[str]) -> dict[str, LockedAccount]:
-    """Find the accounts at `addresses` and lock one balance stripe of each, in id order."""
+def lock_accounts(session: so.Session, addresses: list[str],
+                  key: str) -> tuple[dict[str, LockedAccount], bool | None]:
+    """Find the accounts at `addresses` and lock one balance stripe of each, in id order.
+
+    Return those found by address, and whether a transaction already holds `key` (None when
+    no account was found, and with it no answer).
+    """
     rows = session.connection().execute(_LOCK_ACCOUNTS, {
-        "addresses": addresses, "pick": random.getrandbits(30)})
-    found = {row[1]: LockedAccount(row) for row in rows}
+        "addresses": addresses, "pick": random.getrandbits(30), "key": key}).all()
+    return {row[1]: LockedAccount(row[:-1]) for row in rows}, (
+        rows[0][-1] is not None if rows else None)
+
+
+def refuse_unknown(addresses: Iterable[str], found: Container[str]) -> None:
+    """Raise UnknownAccount for the first of `addresses` that is not in `found`."""
     for address in addresses:
         if address not in found:
             raise UnknownAccount(address)
-    return found
 
 
 def lock_balances(session: so.Session,
