@@ -38,6 +38,27 @@ def staff_only(view):
     return roles_required("staff")(_documented(view))
 
 
+IDEMPOTENCY_HEADER = {
+    "in": "header", "name": "Idempotency-Key", "required": True, "schema": {"type": "string"},
+    "description": "1-64 characters; the same key with the same body answers the first result"}
+
+
+def _keyed(view):
+    """Document the Idempotency-Key header and the refusals of a keyed write."""
+    view = bp.doc(parameters=[IDEMPOTENCY_HEADER])(view)
+    view = bp.alt_response(409, schema=ErrorSchema,
+                           description="The key was used for another request.")(view)
+    return bp.alt_response(422, schema=ErrorSchema, description="Invalid fields.")(view)
+
+
+def _decides(view):
+    """Document the refusals of approving or rejecting a batch."""
+    view = bp.alt_response(404, schema=ErrorSchema,
+                           description="No such batch in the caller's community.")(view)
+    return bp.alt_response(409, schema=ErrorSchema,
+                           description="The batch was already decided.")(view)
+
+
 def _key() -> str:
     key = (request.headers.get("Idempotency-Key") or "").strip()
     if not key or len(key) > 64:
@@ -336,6 +357,7 @@ class StaffAttendance(MethodView):
 @bp.route("/staff/activities/<int:activity_id>/award")
 class StaffAward(MethodView):
     @staff_only
+    @_keyed
     @bp.arguments(AwardRequestSchema)
     @bp.response(201, BatchSchema)
     def post(self, body, activity_id):
@@ -366,6 +388,7 @@ class StaffBatches(MethodView):
 @bp.route("/staff/award-batches/<int:batch_id>/approve")
 class StaffApprove(MethodView):
     @staff_only
+    @_decides
     @bp.response(200, BatchSchema)
     def post(self, batch_id):
         """Approve and post a waiting batch; its maker cannot."""
@@ -378,6 +401,7 @@ class StaffApprove(MethodView):
 @bp.route("/staff/award-batches/<int:batch_id>/reject")
 class StaffReject(MethodView):
     @staff_only
+    @_decides
     @bp.response(200, BatchSchema)
     def post(self, batch_id):
         """Reject a waiting batch; its volunteers may be awarded by a corrected one."""
@@ -404,6 +428,7 @@ class StaffReverse(MethodView):
 @bp.route("/staff/adjustments")
 class StaffAdjust(MethodView):
     @staff_only
+    @_keyed
     @bp.arguments(AdjustSchema)
     @bp.response(201, TransactionSchema)
     def post(self, body):

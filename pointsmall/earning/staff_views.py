@@ -19,6 +19,7 @@ from pointsmall import clock, tiers
 from pointsmall.auth.views import EmptyForm
 from pointsmall.communities import community_grids
 from pointsmall.earning import activities, awards, sheets
+from pointsmall.earning.errors import invalid
 from pointsmall.earning.models import Activity, Award, AwardBatch, Evaluation, EvaluationEntry
 from pointsmall.earning.rules import activity_types, ensure_rules
 from pointsmall.errors import NotFound, ValidationFailed
@@ -70,8 +71,13 @@ def _community_id() -> int:
     return current_user.community_id
 
 
+# The service names some fields differently from the form that collects them.
+FORM_FIELDS = {"starts_at": "start", "ends_at": "end"}
+
+
 def _apply(form: FlaskForm, error: ValidationFailed) -> None:
     for field, messages in error.errors.items():
+        field = FORM_FIELDS.get(field, field)
         if hasattr(form, field):
             getattr(form, field).errors = list(messages)
         else:
@@ -82,7 +88,7 @@ def _apply(form: FlaskForm, error: ValidationFailed) -> None:
 @roles_required("staff")
 def activities_page():
     """List the community's activities; create one."""
-    form = ActivityForm()
+    form, refused = ActivityForm(), False
     form.type_id.choices = [(t.id, f"{t.name} (+{t.points})")
                             for t in activity_types(db.session, _community_id()) if t.active]
     if form.validate_on_submit():
@@ -97,6 +103,7 @@ def activities_page():
         except ValidationFailed as error:
             db.session.rollback()
             _apply(form, error)
+            refused = True
         else:
             db.session.commit()
             return redirect(url_for("staff_earning.activity", activity_id=activity.id))
@@ -104,7 +111,7 @@ def activities_page():
         Activity.community_id == _community_id()).order_by(Activity.starts_at.desc())
         .limit(100)).all()
     return render_template("earning/staff_activities.html", form=form, activities=listed), (
-        422 if form.errors else 200)
+        422 if refused or form.errors else 200)
 
 
 def _utc(day, moment: time) -> datetime | None:
@@ -137,11 +144,12 @@ def mark(activity_id: int):
         phones = [p.strip() for p in request.form.get("phones", "").split() if p.strip()]
         if phones:
             ids += sheets.volunteers_by_phone(db.session, _community_id(), phones)
-        if ids:
-            activities.mark_present(db.session, found, ids,
-                                    present=request.form.get("present", "1") == "1")
-            db.session.commit()
-            flash(_("Attendance saved."), "success")
+        if not ids:
+            raise invalid("volunteer_id", _("Choose at least one volunteer."))
+        activities.mark_present(db.session, found, ids,
+                                present=request.form.get("present", "1") == "1")
+        db.session.commit()
+        flash(_("Attendance saved."), "success")
     return redirect(url_for("staff_earning.activity", activity_id=found.id))
 
 
@@ -151,12 +159,16 @@ def sheet(activity_id: int):
     """Mark present everyone on an uploaded sign-in sheet (CSV or XLSX with phone numbers)."""
     found = activities.get_activity(db.session, activity_id, _community_id())
     form = SheetForm()
-    if form.validate_on_submit() and form.file.data:
-        ids = sheets.read_sign_in_sheet(db.session, _community_id(), form.file.data)
-        count = activities.mark_present(db.session, found, ids)
-        db.session.commit()
-        flash(ngettext("%(num)d volunteer marked present from the sheet.",
-                       "%(num)d volunteers marked present from the sheet.", count), "success")
+    if form.validate_on_submit():
+        if form.file.data:
+            ids = sheets.read_sign_in_sheet(db.session, _community_id(), form.file.data)
+            count = activities.mark_present(db.session, found, ids)
+            db.session.commit()
+            flash(ngettext("%(num)d volunteer marked present from the sheet.",
+                           "%(num)d volunteers marked present from the sheet.", count),
+                  "success")
+        else:
+            flash(_("Choose a file."), "error")
     return redirect(url_for("staff_earning.activity", activity_id=found.id))
 
 
@@ -193,8 +205,10 @@ def batches():
         AwardBatch.community_id == _community_id())
         .order_by(sa.case((AwardBatch.status == "pending", 0), else_=1),
                   AwardBatch.id.desc()).limit(100)).all()
+    # The key makes a second press of the adjustment's Save button a replay, not a second
+    # grant.
     return render_template("earning/batches.html", batches=rows, form=EmptyForm(),
-                           adjust_form=AdjustForm(prefix="adj"))
+                           adjust_form=AdjustForm(prefix="adj"), key=uuid.uuid4().hex)
 
 
 @bp.get("/awards/<int:batch_id>")
@@ -242,12 +256,14 @@ def reverse(award_id: int):
 def adjust():
     """Grant or deduct points for a volunteer, with a mandatory reason."""
     form = AdjustForm(prefix="adj")
-    if form.validate_on_submit():
-        ids = sheets.volunteers_by_phone(db.session, _community_id(), [form.phone.data or ""])
-        awards.adjust(db.session, _community_id(), ids[0], form.points.data or 0,
-                      reason=form.reason.data, key=request.form.get("key") or uuid.uuid4().hex)
-        db.session.commit()
-        flash(_("Adjusted."), "success")
+    if not form.validate_on_submit():
+        # Say what was wrong (points that are no number, a stale form) rather than nothing.
+        raise ValidationFailed({name: list(messages) for name, messages in form.errors.items()})
+    ids = sheets.volunteers_by_phone(db.session, _community_id(), [form.phone.data or ""])
+    awards.adjust(db.session, _community_id(), ids[0], form.points.data or 0,
+                  reason=form.reason.data, key=request.form.get("key") or uuid.uuid4().hex)
+    db.session.commit()
+    flash(_("Adjusted."), "success")
     return redirect(url_for("staff_earning.batches"))
 
 
@@ -257,7 +273,7 @@ def tier_page():
     """Thresholds with a preview of who moves, leaderboards, and evaluations."""
     rules = ensure_rules(db.session, _community_id())
     form, evaluation_form = ThresholdForm(prefix="t"), EvaluationForm(prefix="e")
-    moves = None
+    moves, refused = None, False
     if request.method == "GET":
         form.bronze.data, form.silver.data, form.gold.data = (
             rules.bronze_at, rules.silver_at, rules.gold_at)
@@ -273,6 +289,7 @@ def tier_page():
             moves = tiers.preview_thresholds(db.session, _community_id(), wanted)
         except ValidationFailed as error:
             flash(" ".join(error.errors.get("thresholds", [])), "error")
+            refused = True
     today = clock.local_today()
     start = _date_arg("start") or today.replace(month=1, day=1)
     end = _date_arg("end") or today
@@ -287,7 +304,8 @@ def tier_page():
     return render_template("earning/tiers.html", form=form, moves=moves, board=board,
                            start=start, end=end, grid_id=grid_id, counts=counts,
                            grids=community_grids(db.session, _community_id()),
-                           evaluations=evaluations, evaluation_form=evaluation_form)
+                           evaluations=evaluations, evaluation_form=evaluation_form), (
+        422 if refused or form.errors else 200)
 
 
 @bp.post("/evaluations")
