@@ -3,29 +3,38 @@
     .venv/bin/python benchmarks/ledger_throughput.py --pg postgresql://postgres@127.0.0.1:5432/test
 
 On the given PostgreSQL server it creates a database of its own (bench_<random>), builds the
-schema with the app's Alembic migrations, and measures:
+schema with the app's Alembic migrations (pointsmall.create_app + flask_migrate.upgrade), and
+measures:
 
-- transfers/s between random volunteer accounts with 1, 4 and 8 workers, each worker
-  committing one transfer per transaction through ledger.run_in_transaction;
-- the same with every transfer debiting one issuance account (an award), striped 16 ways
-  and, for comparison, not striped;
-- hold + post pairs/s;
-- ledger.verify over 1,000,000 postings (bulk-loaded first: rows and hashes computed with
-  ledger.chain exactly as ledger/writes.py computes them, inserted with COPY);
-- a 50-row ledger.history page of a busy account with those postings in the table;
-- pgbench's built-in TPC-B script with the same client counts, in a database of its own
-  (bench_<random>_pgbench), and the ratio ours / pgbench;
+- transfers/s between random volunteer accounts (10,000, funded) with 1, 4 and 8 workers,
+  each worker committing one transfer per transaction through ledger.run_in_transaction;
+- the same with every transfer debiting one issuance account (an award; allow_negative,
+  16 stripes) and, to show what striping buys, the same account with one stripe;
+- hold + post pairs/s (two transactions each);
+- ledger.verify over 1,000,000 postings, bulk-loaded first: rows and hashes computed with
+  ledger.chain exactly as ledger/writes.py computes them, COPYed in by parallel processes
+  into the migrated schema with every constraint and trigger in force;
+- a 50-row ledger.history page of a busy account with those postings in the table (median
+  and p99 over many calls, each in a fresh session);
+- pgbench's built-in TPC-B script (pgbench -i -s 10 into a database of its own,
+  bench_<random>_pgbench; then pgbench -c N -j N -T secs) with the same client counts, run
+  just before our runs with the same count, and the ratio ours / pgbench;
 - SQLite with one writer (a WAL file database set up through ledger.configure_engine).
 
-Workers are processes by default (one Python process per worker, as gunicorn would run
-them), because threads in one process share the GIL; --mode threads measures threads, and
-the random-transfer case is also measured with threads at the largest worker count so the
-difference shows. Both databases are dropped at the end.
+Workers are processes by default (one Python process per worker, as gunicorn runs them):
+threads in one process share the GIL; the random case is also measured with threads at the
+largest count so the difference shows (--mode threads swaps the two).
+
+Each run also reports CPU per operation, split into the client (the worker's Python) and the
+server (its PostgreSQL backend, read from /proc), and how many cores the machine was busy
+against how many of them were ours: other work on a shared machine shows up there. Both
+databases are dropped at the end, whatever happens.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import multiprocessing as mp
@@ -122,15 +131,10 @@ def open_accounts(engine: sa.Engine, n_accounts: int, batch: int = 500) -> None:
     with so.Session(engine) as s:
         ledger.open_account(s, ISSUER, ASSET, allow_negative=True, stripes=16)
         ledger.open_account(s, ISSUER_FLAT, ASSET, allow_negative=True, stripes=1)
-        ledger.open_account(s, BUSY, ASSET)
-        for m in range(MERCHANTS):
-            ledger.open_account(s, merchant(m), ASSET)
+        ledger.open_accounts(s, [(BUSY, ASSET)] + [(merchant(m), ASSET) for m in range(MERCHANTS)]
+                             + [(volunteer(i), ASSET) for i in range(n_accounts)])
         s.commit()
-        for start in range(0, n_accounts, batch):
-            for i in range(start, min(start + batch, n_accounts)):
-                ledger.open_account(s, volunteer(i), ASSET)
-            s.commit()
-        # Fund in multi-leg transactions through the API: one debit, `batch` credits.
+        # Fund through the API, in transactions of one debit and `batch` credits.
         for start in range(0, n_accounts, batch):
             ids = range(start, min(start + batch, n_accounts))
             legs = [ledger.Leg(ISSUER, -FUNDING * len(ids))]
@@ -308,6 +312,29 @@ def make_op(scenario: str, n_accounts: int, rng: random.Random,
     return op
 
 
+def backend_cpu(pid: int | None) -> float | None:
+    """CPU seconds a local PostgreSQL backend has used, or None where it cannot be read."""
+    if pid is None:
+        return None
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def machine_busy() -> float | None:
+    """CPU seconds the whole machine has spent busy since boot (all cores), from /proc/stat."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
 def worker(url: str, scenario: str, n_accounts: int, duration: float, wid: int, tag: str,
            barrier, results) -> None:
     """Warm up, wait for the others, then run `scenario` for `duration` seconds."""
@@ -318,10 +345,16 @@ def worker(url: str, scenario: str, n_accounts: int, duration: float, wid: int, 
         with so.Session(engine) as s:
             for i in range(10):
                 op(s, -1 - i)
+            pid = None
+            if engine.dialect.name == "postgresql":  # the pool of one keeps this connection
+                pid = s.connection().exec_driver_sql("SELECT pg_backend_pid()").scalar()
+                s.commit()
             barrier.wait()
             n = errors = 0
             first_error = ""
             latencies = []
+            server_before, client_before = backend_cpu(pid), time.thread_time()
+            busy_before = machine_busy() if wid == 0 else None
             start = time.perf_counter()
             deadline = start + duration
             now = start
@@ -330,6 +363,7 @@ def worker(url: str, scenario: str, n_accounts: int, duration: float, wid: int, 
                     op(s, n)
                     n += 1
                 except Exception as exc:  # counted and reported, never hidden
+                    s.rollback()
                     errors += 1
                     first_error = first_error or f"{type(exc).__name__}: {exc}"[:300]
                     if errors > 1000:
@@ -338,14 +372,52 @@ def worker(url: str, scenario: str, n_accounts: int, duration: float, wid: int, 
                 latencies.append(t - now)
                 now = t
             elapsed = now - start
+            client = time.thread_time() - client_before
+            server_after = backend_cpu(pid)
+            busy_after = machine_busy() if wid == 0 else None
+            busy = (None if busy_before is None or busy_after is None
+                    else (busy_after - busy_before) / elapsed)
+            server = None if server_before is None or server_after is None else (
+                server_after - server_before)
         engine.dispose()
-        results.put((wid, n, elapsed, errors, first_error, latencies))
+        results.put({"wid": wid, "ops": n, "elapsed": elapsed, "errors": errors,
+                     "first_error": first_error, "latencies": latencies,
+                     "client_cpu": client, "server_cpu": server, "busy_cores": busy})
     except Exception as exc:
-        try:
+        with contextlib.suppress(Exception):
             barrier.abort()
-        except Exception:
-            pass
-        results.put((wid, 0, 0.0, 1, f"{type(exc).__name__}: {exc}"[:300], []))
+        results.put({"wid": wid, "ops": 0, "elapsed": 0.0, "errors": 1,
+                     "first_error": f"{type(exc).__name__}: {exc}"[:300], "latencies": [],
+                     "client_cpu": 0.0, "server_cpu": None, "busy_cores": None})
+
+
+def percentile(sorted_values: list[float], q: float) -> float | None:
+    if not sorted_values:
+        return None
+    return sorted_values[min(len(sorted_values) - 1, int(len(sorted_values) * q))]
+
+
+def summarise(out: list[dict], duration: float) -> dict:
+    """Sum the workers' counts; latency percentiles; CPU per operation, client and server."""
+    done = sum(r["ops"] for r in out)
+    elapsed = max(r["elapsed"] for r in out) or duration
+    latencies = sorted(x for r in out for x in r["latencies"])
+    servers = [r["server_cpu"] for r in out]
+    return {
+        "ops": done, "rate": done / elapsed,
+        "p50_ms": 1000 * percentile(latencies, 0.5) if latencies else None,
+        "p99_ms": 1000 * percentile(latencies, 0.99) if latencies else None,
+        "errors": sum(r["errors"] for r in out),
+        "first_error": next((r["first_error"] for r in out if r["first_error"]), ""),
+        "client_cpu_ms": 1000 * sum(r["client_cpu"] for r in out) / done if done else None,
+        "server_cpu_ms": (1000 * sum(servers) / done
+                          if done and all(x is not None for x in servers) else None),
+        # Cores the machine was busy during the run, and how many of them were ours (our
+        # workers and their PostgreSQL backends): the rest is other work on the machine.
+        "busy_cores": next((r["busy_cores"] for r in out if r["busy_cores"] is not None), None),
+        "our_cores": (sum(r["client_cpu"] + (r["server_cpu"] or 0.0) for r in out) / elapsed
+                      if elapsed else None),
+    }
 
 
 def measure(url: str, scenario: str, n_accounts: int, workers: int, duration: float,
@@ -367,17 +439,7 @@ def measure(url: str, scenario: str, n_accounts: int, workers: int, duration: fl
     out = [results.get(timeout=duration + 300) for _ in procs]
     for p in procs:
         p.join()
-    done = sum(r[1] for r in out)
-    elapsed = max(r[2] for r in out) or duration
-    latencies = sorted(x for r in out for x in r[5])
-    return {
-        "scenario": scenario, "workers": workers, "mode": mode, "ops": done,
-        "rate": done / elapsed,
-        "p50_ms": 1000 * latencies[len(latencies) // 2] if latencies else None,
-        "p99_ms": 1000 * latencies[int(len(latencies) * 0.99)] if latencies else None,
-        "errors": sum(r[3] for r in out),
-        "first_error": next((r[4] for r in out if r[4]), ""),
-    }
+    return {"scenario": scenario, "workers": workers, "mode": mode, **summarise(out, duration)}
 
 
 def checkpoint(url: str) -> None:
@@ -393,12 +455,23 @@ def checkpoint(url: str) -> None:
 def measure_verify(url: str) -> dict:
     engine = make_engine(url)
     with so.Session(engine) as s:
+        pid = s.connection().exec_driver_sql("SELECT pg_backend_pid()").scalar()
+        server_before, client_before = backend_cpu(pid), time.process_time()
+        busy_before = machine_busy()
         started = time.perf_counter()
         report = ledger.verify(s)
         seconds = time.perf_counter() - started
+        client, server_after = time.process_time() - client_before, backend_cpu(pid)
+        busy_after = machine_busy()
     engine.dispose()
+    server = None if server_before is None or server_after is None else (
+        server_after - server_before)
     return {"seconds": seconds, "ok": report.ok, "counts": report.counts,
-            "violations": [str(v) for v in report.violations[:5]]}
+            "violations": [str(v) for v in report.violations[:5]],
+            "client_cpu": client, "server_cpu": server,
+            "busy_cores": None if busy_before is None or busy_after is None
+            else (busy_after - busy_before) / seconds,
+            "our_cores": (client + (server or 0.0)) / seconds}
 
 
 def measure_history(url: str, calls: int) -> dict:
@@ -410,6 +483,7 @@ def measure_history(url: str, calls: int) -> dict:
                         {"a": account.id}).all()
     rng = random.Random(7)
     out = {}
+    busy_before, started = machine_busy(), time.perf_counter()
     for name, cursor in (("first", lambda: None), ("deep", lambda: rng.choice(ids))):
         times = []
         for _ in range(20):  # warm-up
@@ -426,6 +500,10 @@ def measure_history(url: str, calls: int) -> dict:
         out[name] = {"p50_ms": 1000 * statistics.median(times),
                      "p99_ms": 1000 * times[int(len(times) * 0.99)], "calls": calls}
     out["busy_postings"] = len(ids)
+    out["calls"] = calls
+    busy_after = machine_busy()
+    out["busy_cores"] = (None if busy_before is None or busy_after is None
+                         else (busy_after - busy_before) / (time.perf_counter() - started))
     engine.dispose()
     return out
 
@@ -433,28 +511,52 @@ def measure_history(url: str, calls: int) -> dict:
 # ----------------------------------------------------------------------------- pgbench
 
 
-def pgbench(url: str, dbname: str, scale: int, clients: list[int], duration: float) -> dict:
+def pgbench_command(url: str) -> tuple[list[str], dict]:
     u = sa.make_url(url)
     env = dict(os.environ)
     if u.password:
         env["PGPASSWORD"] = u.password
-    conn = ["-h", u.host or "127.0.0.1", "-p", str(u.port or 5432), "-U", u.username or "postgres"]
     exe = shutil.which("pgbench") or "/usr/bin/pgbench"
+    return [exe, "-h", u.host or "127.0.0.1", "-p", str(u.port or 5432),
+            "-U", u.username or "postgres"], env
+
+
+def pgbench_init(url: str, dbname: str, scale: int) -> dict:
+    """pgbench -i -s `scale` into its own database."""
+    command, env = pgbench_command(url)
     started = time.perf_counter()
-    subprocess.run([exe, *conn, "-i", "-s", str(scale), "-q", dbname], env=env, check=True,
+    subprocess.run([*command, "-i", "-s", str(scale), "-q", dbname], env=env, check=True,
                    capture_output=True, text=True)
-    init_seconds = time.perf_counter() - started
-    out = {"init_seconds": init_seconds, "tps": {}}
-    for c in clients:
-        checkpoint(url)
-        run = subprocess.run([exe, *conn, "-c", str(c), "-j", str(c), "-T", str(int(duration)),
-                              dbname], env=env, check=True, capture_output=True, text=True)
-        m = re.search(r"tps = ([0-9.]+) \(without initial connection time\)", run.stdout)
-        if not m:
-            raise RuntimeError(f"cannot read pgbench output:\n{run.stdout}\n{run.stderr}")
-        out["tps"][c] = float(m.group(1))
-        log(f"pgbench TPC-B -c {c}: {out['tps'][c]:.0f} tps")
-    return out
+    log(f"pgbench -i -s {scale} in {time.perf_counter() - started:.1f} s")
+    return {"scale": scale, "init_seconds": time.perf_counter() - started, "tps": {},
+            "busy_cores": {}}
+
+
+def pgbench_run(url: str, dbname: str, clients: int, duration: float, out: dict) -> None:
+    """The built-in TPC-B-like script: pgbench -c N -j N -T secs."""
+    command, env = pgbench_command(url)
+    checkpoint(url)
+    busy_before, started = machine_busy(), time.perf_counter()
+    run = subprocess.run([*command, "-c", str(clients), "-j", str(clients),
+                          "-T", str(max(1, round(duration))), dbname],
+                         env=env, check=True, capture_output=True, text=True)
+    busy_after = machine_busy()
+    m = re.search(r"tps = ([0-9.]+) \(without initial connection time\)", run.stdout)
+    if not m:
+        raise RuntimeError(f"cannot read pgbench output:\n{run.stdout}\n{run.stderr}")
+    out["tps"][clients] = float(m.group(1))
+    out["busy_cores"][clients] = (None if busy_before is None or busy_after is None
+                                  else (busy_after - busy_before) / (time.perf_counter() - started))
+    log(f"pgbench TPC-B -c {clients}: {out['tps'][clients]:.0f} tps")
+
+
+def run(res: dict, url: str, scenario: str, n_accounts: int, workers: int, duration: float,
+        mode: str) -> None:
+    checkpoint(url)
+    r = measure(url, scenario, n_accounts, workers, duration, mode)
+    res["runs"].append(r)
+    log(f"{scenario} x{workers} {mode}: {r['rate']:.0f}/s, CPU/op {cpu(r)} ms, "
+        f"busy/ours {cores(r)} cores, errors {r['errors']} {r['first_error']}")
 
 
 # ----------------------------------------------------------------------------- SQLite
@@ -473,12 +575,7 @@ def measure_sqlite(n_accounts: int, duration: float) -> dict:
         barrier, results = threading.Barrier(1), queue.Queue()
         worker(url, "random", n_accounts, duration, 0, f"sqlite:{uuid.uuid4().hex[:8]}",
                barrier, results)
-        _, n, elapsed, errors, first_error, lat = results.get()
-        lat.sort()
-        return {"rate": n / elapsed if elapsed else 0.0, "errors": errors,
-                "first_error": first_error, "journal_mode": journal,
-                "p50_ms": 1000 * lat[len(lat) // 2] if lat else None,
-                "p99_ms": 1000 * lat[int(len(lat) * 0.99)] if lat else None}
+        return {"journal_mode": journal, **summarise([results.get()], duration)}
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -516,13 +613,33 @@ def verdict(met: bool) -> str:
     return "met" if met else "MISSED"
 
 
-def print_table(res: dict) -> None:
+def cpu(r: dict) -> str:
+    client, server = r.get("client_cpu_ms"), r.get("server_cpu_ms")
+    if client is None:
+        return ""
+    return f"{client:.2f} + {server:.2f}" if server is not None else f"{client:.2f} + ?"
+
+
+def cores(r: dict) -> str:
+    busy, ours = r.get("busy_cores"), r.get("our_cores")
+    if busy is None:
+        return ""
+    return f"{busy:.2f} / {ours:.2f}" if ours is not None else f"{busy:.2f}"
+
+
+def latency(r: dict) -> str:
+    return f"{r['p50_ms']:.1f} / {r['p99_ms']:.1f}" if r.get("p50_ms") is not None else ""
+
+
+def table(res: dict) -> list[list[str]]:
+    """The results as rows of text, with the issue's targets and whether each is met."""
     pg = res.get("pgbench", {}).get("tps", {})
+    pg_busy = res.get("pgbench", {}).get("busy_cores", {})
     rows = []
     for scenario, label, target in (
         ("random", "transfers/s, random accounts", "random"),
-        ("issuance-16", "awards/s, one issuance acct, 16 stripes", "issuance-16"),
-        ("issuance-1", "awards/s, one issuance acct, 1 stripe", None),
+        ("issuance-16", "awards/s, one issuance account, 16 stripes", "issuance-16"),
+        ("issuance-1", "awards/s, one issuance account, 1 stripe", None),
         ("holdpost", "hold+post pairs/s", None),
     ):
         for r in res.get("runs", []):
@@ -536,39 +653,52 @@ def print_table(res: dict) -> None:
                 tgt = f">= {need} x pgbench" + (f": {verdict(ratio >= need)}" if ratio else "")
             rows.append([f"{label} ({r['mode']})", str(r["workers"]), f"{r['rate']:.0f}",
                          f"{base:.0f}" if base else "", f"{ratio:.2f}" if ratio else "",
-                         f"{r['p50_ms']:.1f} / {r['p99_ms']:.1f}" if r["p50_ms"] else "",
-                         str(r["errors"]), tgt])
-    if "pgbench" in res:
-        for c, tps in pg.items():
-            rows.append(["pgbench TPC-B (tpcb-like)", str(c), f"{tps:.0f}", "", "", "", "", ""])
+                         latency(r), cpu(r), cores(r), str(r["errors"]), tgt])
+    for c, tps in pg.items():
+        rows.append(["pgbench TPC-B (built-in tpcb-like), pgbench -c N -j N", str(c),
+                     f"{tps:.0f}", "", "", "", "", cores({"busy_cores": pg_busy.get(c)}), "",
+                     ""])
     if "sqlite" in res:
         r = res["sqlite"]
-        rows.append(["SQLite transfers/s, one writer (WAL)", "1", f"{r['rate']:.0f}", "", "",
-                     f"{r['p50_ms']:.1f} / {r['p99_ms']:.1f}" if r["p50_ms"] else "",
+        rows.append([f"SQLite transfers/s, one writer ({r['journal_mode']} file)", "1",
+                     f"{r['rate']:.0f}", "", "", latency(r), cpu(r), cores(r),
                      str(r["errors"]), f">= 1500/s: {verdict(r['rate'] >= 1500)}"])
-    if "load" in res:
-        r = res["load"]
-        rows.append([f"bulk load to {r['postings']:,} postings ({r['procs']} procs, COPY)",
-                     "", f"{r['seconds']:.1f} s", "", "", "", "", ""])
-    if "verify" in res:
-        r = res["verify"]
-        rows.append([f"verify over {r['counts'].get('postings', 0):,} postings "
-                     f"({'clean' if r['ok'] else 'VIOLATIONS'})", "1",
-                     f"{r['seconds']:.1f} s", "", "", "", "",
-                     f"< 10 s: {verdict(r['seconds'] < 10)}"])
+    if "bulk_load" in res:
+        r = res["bulk_load"]
+        rows.append([f"bulk load to {r['postings']:,} postings ({r['procs']} processes, COPY)",
+                     "", f"{r['seconds']:.1f} s", "", "", "", "", "", "", ""])
+    for name, when in (("verify", ""), ("verify_after", ", after the runs")):
+        if name in res:
+            r = res[name]
+            rows.append([f"ledger.verify over {r['counts'].get('postings', 0):,} postings{when} "
+                         f"({'clean' if r['ok'] else 'VIOLATIONS'})", "1",
+                         f"{r['seconds']:.1f} s", "", "", "",
+                         f"{r['client_cpu']:.1f} + {r['server_cpu']:.1f} s in all"
+                         if r.get("server_cpu") is not None else "", cores(r), "",
+                         f"< 10 s: {verdict(r['seconds'] < 10)}" if name == "verify" else ""])
     if "history" in res:
         r = res["history"]
         for name, what in (("first", "newest page"), ("deep", "random cursor")):
             h = r[name]
-            rows.append([f"history 50 rows, {what} ({r['busy_postings']:,}-posting account)",
-                         "1", f"{h['p50_ms']:.2f} ms", "", "",
-                         f"{h['p50_ms']:.2f} / {h['p99_ms']:.2f}", "",
-                         f"< 5 ms: {verdict(h['p99_ms'] < 5)}"])
-    header = ["measure", "workers", "result", "pgbench tps", "ours/pgbench",
-              "latency p50 / p99 ms", "errors", "target"]
-    widths = [max(len(str(x[i])) for x in [header, *rows]) for i in range(len(header))]
-    line = "| " + " | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)) + " |"
-    print(line)
+            rows.append([f"ledger.history, 50 rows, {what} ({r['busy_postings']:,} postings "
+                         f"on the account, {r['calls']} calls)", "1",
+                         f"{h['p50_ms']:.2f} ms", "", "", f"{h['p50_ms']:.2f} / {h['p99_ms']:.2f}",
+                         "", cores(r), "",
+                         f"< 5 ms: median {verdict(h['p50_ms'] < 5)}, "
+                         f"p99 {verdict(h['p99_ms'] < 5)}"])
+    return rows
+
+
+HEADER = ["measure", "workers", "result", "pgbench tps", "ours / pgbench",
+          "latency p50 / p99 ms", "CPU ms per op, client + server", "busy / ours, cores",
+          "errors",
+          "target"]
+
+
+def print_table(res: dict) -> None:
+    rows = table(res)
+    widths = [max(len(str(x[i])) for x in [HEADER, *rows]) for i in range(len(HEADER))]
+    print("| " + " | ".join(h.ljust(w) for h, w in zip(HEADER, widths, strict=True)) + " |")
     print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     for row in rows:
         print("| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |")
@@ -612,6 +742,7 @@ def main() -> int:
         log(f"created database {name}; building the schema with the migrations")
         build_schema(url)
         res["machine"] = machine(url)
+        res["load_at_start"] = os.getloadavg()[0]
         started = time.perf_counter()
         engine = make_engine(url)
         open_accounts(engine, args.accounts)
@@ -620,42 +751,37 @@ def main() -> int:
         log(f"opened and funded {args.accounts} accounts in {res['setup_seconds']:.1f} s")
 
         if "load" not in skip:
-            res["load"] = bulk_load(url, args.postings, args.load_procs)
-            log(f"bulk load: {res['load']}")
+            res["bulk_load"] = bulk_load(url, args.postings, args.load_procs)
+            log(f"bulk load: {res['bulk_load']}")
             res["verify"] = measure_verify(url)
             log(f"verify: {res['verify']['seconds']:.2f} s ok={res['verify']['ok']} "
                 f"{res['verify']['counts']} {res['verify']['violations']}")
             res["history"] = measure_history(url, args.history_calls)
             log(f"history: {res['history']}")
 
-        plan = []
-        if "random" not in skip:
-            plan += [("random", w, args.mode) for w in workers]
-            if "threads" not in skip:
-                other = "threads" if args.mode == "processes" else "processes"
-                plan.append(("random", max(workers), other))
-        if "issuance" not in skip:
-            plan += [("issuance-16", w, args.mode) for w in workers]
-            plan += [("issuance-1", w, args.mode) for w in workers]
-        if "holdpost" not in skip:
-            plan += [("holdpost", w, args.mode) for w in workers]
-        for scenario, w, mode in plan:
-            checkpoint(url)
-            r = measure(url, scenario, args.accounts, w, args.duration, mode)
-            res["runs"].append(r)
-            log(f"{scenario} x{w} {mode}: {r['rate']:.0f}/s errors={r['errors']} "
-                f"{r['first_error']}")
-
-        if "runs" in res and "load" not in skip:
-            res["verify_after"] = measure_verify(url)
-            log(f"verify after the runs: {res['verify_after']['seconds']:.2f} s "
-                f"ok={res['verify_after']['ok']} {res['verify_after']['violations']}")
-
+        scenarios = [name for name, part in (
+            ("random", "random"), ("issuance-16", "issuance"), ("issuance-1", "issuance"),
+            ("holdpost", "holdpost")) if part not in skip]
         if "pgbench" not in skip:
             with admin.connect() as conn:
                 conn.exec_driver_sql(f'CREATE DATABASE "{pgb_name}"')
                 created.append(pgb_name)
-            res["pgbench"] = pgbench(url, pgb_name, args.pgbench_scale, workers, args.duration)
+            res["pgbench"] = pgbench_init(url, pgb_name, args.pgbench_scale)
+        # Other work on the machine comes and goes: run pgbench and ours for one client count
+        # back to back, so that each ratio compares runs made minutes apart at most.
+        for w in workers:
+            if "pgbench" not in skip:
+                pgbench_run(url, pgb_name, w, args.duration, res["pgbench"])
+            for scenario in scenarios:
+                run(res, url, scenario, args.accounts, w, args.duration, args.mode)
+        if "random" not in skip and "threads" not in skip:
+            other = "threads" if args.mode == "processes" else "processes"
+            run(res, url, "random", args.accounts, max(workers), args.duration, other)
+
+        if res["runs"] and "load" not in skip:
+            res["verify_after"] = measure_verify(url)
+            log(f"verify after the runs: {res['verify_after']['seconds']:.2f} s "
+                f"ok={res['verify_after']['ok']} {res['verify_after']['violations']}")
 
         if "sqlite" not in skip:
             res["sqlite"] = measure_sqlite(args.accounts, args.duration)
@@ -672,7 +798,8 @@ def main() -> int:
           f"{m['postgresql']} {m['pg_settings']}, Python {m['python']}, SQLAlchemy "
           f"{m['sqlalchemy']}, {m['date']}")
     print(f"workers are {args.mode}; {args.duration:g} s per throughput run; "
-          f"{args.accounts:,} funded volunteer accounts\n")
+          f"{args.accounts:,} funded volunteer accounts; load average at the start "
+          f"{res['load_at_start']:.1f}\n")
     print_table(res)
     if "verify_after" in res:
         print(f"\nverify after all runs: {'clean' if res['verify_after']['ok'] else 'VIOLATIONS'}"
