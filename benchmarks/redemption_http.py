@@ -149,7 +149,8 @@ async def run_load(load: Load, clients: int, seconds: float) -> tuple[Tally, flo
     return tally, elapsed
 
 
-def summarise(clients: int, tally: Tally, elapsed: float) -> dict:
+def summarise(clients: int, tally: Tally, elapsed: float,
+              cpu: dict[str, float] | None = None) -> dict:
     row = {"clients": clients, "seconds": round(elapsed, 2), "redemptions": tally.confirmed,
            "per_second": round(tally.confirmed / elapsed, 1) if elapsed else 0.0,
            "errors": sum(tally.errors.values()),
@@ -159,6 +160,10 @@ def summarise(clients: int, tally: Tally, elapsed: float) -> dict:
         values = tally.latencies[kind]
         row[kind] = {f"p{q}_ms": round(percentile(values, q) * 1000, 1) for q in (50, 95, 99)}
         row[kind]["count"] = len(values)
+    if cpu and tally.confirmed:
+        # CPU milliseconds per redemption (create + confirm) by who spent them.
+        row["cpu_ms"] = {part: round(seconds * 1000 / tally.confirmed, 2)
+                         for part, seconds in sorted(cpu.items())}
     return row
 
 
@@ -294,6 +299,52 @@ def worker_pids(server: subprocess.Popen) -> list[int]:
     return [int(pid) for pid in found.stdout.split()]
 
 
+def postgres_pids(url: str) -> list[int]:
+    """Return the server processes serving the benchmark's database (same machine only)."""
+    engine = sa.create_engine(server_url(url))
+    with engine.connect() as connection:
+        pids = connection.execute(sa.text(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+            " AND pid <> pg_backend_pid()")).scalars().all()
+    engine.dispose()
+    return list(pids)
+
+
+def cpu_times(pids: list[int]) -> dict[int, float]:
+    """Return user + system CPU seconds of each process that can be read from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    found = {}
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        found[pid] = (int(fields[11]) + int(fields[12])) / tick
+    return found
+
+
+@dataclass
+class CpuMeter:
+    """CPU seconds spent by the gunicorn workers, PostgreSQL and this client during a run."""
+
+    server: subprocess.Popen
+    url: str
+    before: dict = field(default_factory=dict)
+
+    def start(self) -> None:
+        self.before = {"app": cpu_times(worker_pids(self.server)),
+                       "postgres": cpu_times(postgres_pids(self.url)),
+                       "client": time.process_time()}
+
+    def stop(self) -> dict[str, float]:
+        spent = {"client": time.process_time() - self.before["client"]}
+        for part, pids in (("app", worker_pids(self.server)),
+                           ("postgres", postgres_pids(self.url))):
+            now = cpu_times(pids)
+            spent[part] = sum(t - self.before[part].get(pid, 0.0) for pid, t in now.items())
+        return spent
+
+
 def take_tokens(base_url: str, usernames: list[str]) -> list[str]:
     import httpx
 
@@ -370,6 +421,9 @@ def print_row(row: dict) -> None:
         lat = row[kind]
         print(f"      {kind:<8} n={lat['count']:<6} p50 {lat['p50_ms']:>7} ms   "
               f"p95 {lat['p95_ms']:>7} ms   p99 {lat['p99_ms']:>7} ms")
+    if "cpu_ms" in row:
+        print("      CPU per redemption: " + ", ".join(
+            f"{part} {ms} ms" for part, ms in row["cpu_ms"].items()))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -413,11 +467,14 @@ def main(argv: list[str] | None = None) -> int:
                 total.add(warm)
             spies = (profile_workers(server, args.profile, args.seconds)
                      if args.profile and n == 0 else [])
+            meter = CpuMeter(server, url)
+            meter.start()
             tally, elapsed = asyncio.run(run_load(load, clients, args.seconds))
+            cpu = meter.stop()
             for spy in spies:
                 spy.wait()
             total.add(tally)
-            rows.append(summarise(clients, tally, elapsed))
+            rows.append(summarise(clients, tally, elapsed, cpu))
             print_row(rows[-1])
         problems = reconcile(url, seeded, total)
     finally:

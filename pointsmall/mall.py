@@ -36,10 +36,17 @@ def mask_name(name: str) -> str:
 
 
 def redeemer_for(volunteer: Volunteer) -> redemptions.Redeemer:
-    """Describe a volunteer to the marketplace: id, account, masked name, tier."""
-    tier = tiers.standing(db.session, volunteer, today=clock.local_today()).tier
+    """Describe a volunteer to the marketplace: id, account, masked name, tier.
+
+    The tier is worked out only if the item asks for one: most items do not, and it
+    costs three queries.
+    """
+    def tier() -> str | None:
+        return tiers.standing(db.session, volunteer, today=clock.local_today()).tier
+
     return redemptions.Redeemer(volunteer.id, volunteer.account("POINTS"),
-                                mask_name(volunteer.name), volunteer.community_id, tier)
+                                mask_name(volunteer.name), volunteer.community_id,
+                                tier_of=tier)
 
 
 @bp.get("/")

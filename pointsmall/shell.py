@@ -120,7 +120,8 @@ def register(app: Flask) -> None:
         user = user_for_token(db.session, header[7:].strip())
         if user is not None:
             g.token_auth = True
-            db.session.commit()
+            if db.session.dirty:  # last_used_at moved on: keep it whatever the view does
+                db.session.commit()
         return user
 
     # Flask-Babel remembers the language on `g`, which outlives a request whenever an app
