@@ -8,6 +8,7 @@ never see each other's rows.
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 import sqlalchemy as sa
@@ -29,13 +30,18 @@ requires_postgres = pytest.mark.skipif(
     not PG_URL, reason="needs PostgreSQL: set TEST_DATABASE_URL=postgresql://user@host/db")
 
 
-@pytest.fixture(scope="session")
-def database_url(tmp_path_factory) -> Iterator[str]:
+@contextmanager
+def empty_database(folder, prefix: str) -> Iterator[str]:
+    """Yield the URL of a new, empty database of the kind the suite runs on; drop it after.
+
+    SQLite: a file in `folder`. PostgreSQL: a database of its own on TEST_DATABASE_URL's
+    server, so that parallel runs never see each other's rows.
+    """
     if not PG_URL:
-        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
+        yield f"sqlite:///{folder / f'{prefix}.db'}"
         return
     server = sa.make_url(normalise_url(PG_URL, ""))
-    name = f"pointsmall_test_{uuid.uuid4().hex[:12]}"
+    name = f"pointsmall_{prefix}_{uuid.uuid4().hex[:12]}"
     admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
         connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
@@ -45,6 +51,12 @@ def database_url(tmp_path_factory) -> Iterator[str]:
         with admin.connect() as connection:
             connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory) -> Iterator[str]:
+    with empty_database(tmp_path_factory.mktemp("db"), "test") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

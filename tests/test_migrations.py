@@ -1,18 +1,17 @@
 """The migrations build exactly the tables the models describe, and can be undone and redone."""
 
 import os
-import uuid
 from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from conftest import empty_database
 from flask_migrate import downgrade, upgrade
 
 import ledger
 from pointsmall import create_app
-from pointsmall.config import database_url as normalise_url
 from pointsmall.extensions import db
 
 PG_URL = os.environ.get("TEST_DATABASE_URL")
@@ -35,20 +34,8 @@ def user_triggers(connection: sa.Connection) -> set[str]:
 @pytest.fixture
 def fresh_database_url(tmp_path) -> Iterator[str]:
     """An empty database of the kind the suite runs on, dropped afterwards."""
-    if not PG_URL:
-        yield f"sqlite:///{tmp_path / 'fresh.db'}"
-        return
-    server = sa.make_url(normalise_url(PG_URL, ""))
-    name = f"pointsmall_migrations_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    try:
-        yield server.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
+    with empty_database(tmp_path, "migrations") as url:
+        yield url
 
 
 def test_every_model_is_covered_by_the_migrations(engine):

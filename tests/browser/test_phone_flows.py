@@ -10,17 +10,15 @@ import os
 import re
 import shutil
 import threading
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
+from conftest import empty_database
 from flask_migrate import upgrade
 from werkzeug.serving import make_server
 
 from pointsmall import create_app, demo
-from pointsmall.config import database_url as normalise_url
 from pointsmall.extensions import db
 
 HOW_TO_ENABLE = ("browser tests need Debian's Chromium and the playwright package: "
@@ -56,21 +54,8 @@ def chromium() -> Iterator["sync_api.Browser"]:
 @pytest.fixture(scope="module")
 def live_database(tmp_path_factory) -> Iterator[str]:
     """A database for the served app alone, dropped afterwards."""
-    pg_url = os.environ.get("TEST_DATABASE_URL")
-    if not pg_url:
-        yield f"sqlite:///{tmp_path_factory.mktemp('browser') / 'live.db'}"
-        return
-    server = sa.make_url(normalise_url(pg_url, ""))
-    name = f"pointsmall_browser_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    try:
-        yield server.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
+    with empty_database(tmp_path_factory.mktemp("browser"), "browser") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
