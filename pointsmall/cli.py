@@ -37,14 +37,18 @@ def verify_command(batch: int) -> None:
 @click.option("--batch", default=1000, show_default=True, help="Holds released per commit.")
 def expire_holds_command(batch: int) -> None:
     """Release every open hold past its deadline; safe to run twice at once."""
+    total = drain(lambda s: ledger.expire_holds(s, limit=batch), batch)
+    click.echo(f"released {total} expired hold(s)")
+
+
+def drain(work, batch: int) -> int:
+    """Run `work` (one batch, one commit) until it returns fewer than `batch` rows."""
     total = 0
     while True:
-        released = ledger.run_in_transaction(
-            db.session, lambda s: ledger.expire_holds(s, limit=batch))
-        total += len(released)
-        if len(released) < batch:
-            break
-    click.echo(f"released {total} expired hold(s)")
+        done = ledger.run_in_transaction(db.session, work)
+        total += len(done)
+        if len(done) < batch:
+            return total
 
 
 redemptions_cli = AppGroup("redemptions", help="Maintain the mall's redemptions.")
@@ -56,13 +60,7 @@ def expire_redemptions_command(batch: int) -> None:
     """Expire reserved redemptions past their deadline; safe every minute, twice at once."""
     from merchants import redemptions
 
-    total = 0
-    while True:
-        expired = ledger.run_in_transaction(
-            db.session, lambda s: redemptions.expire_due(s, limit=batch))
-        total += len(expired)
-        if len(expired) < batch:
-            break
+    total = drain(lambda s: redemptions.expire_due(s, limit=batch), batch)
     click.echo(f"expired {total} redemption(s)")
 
 
