@@ -133,7 +133,8 @@ def test_the_history_of_one_account_shows_none_of_anothers(session, make_account
 
 def test_the_history_of_a_striped_account_carries_the_accounts_running_total(session,
                                                                              make_account):
-    issuance = make_account("community:2:issuance:points", allow_negative=True, stripes=4)
+    issuance = make_account(f"test:{uuid.uuid4().hex[:8]}:issuance:points", allow_negative=True,
+                            stripes=4)
     volunteers = [make_account() for _ in range(5)]
     for round_ in range(4):
         for n, volunteer in enumerate(volunteers, start=1):
