@@ -111,7 +111,7 @@ ROUTES: dict[tuple[str, str], Case] = {
     # Another community's micro-grid in the file is a refused row, and nothing is imported.
     ("POST", "/staff/volunteers/import"): Case(STAFF, 302, other=422, body=import_file),
     ("GET", "/staff/grids"): Case(STAFF, 200, other=200, shows_a=True),
-    ("POST", "/staff/grids"): Case(STAFF, 302, other=200, body=lambda w: {
+    ("POST", "/staff/grids"): Case(STAFF, 302, other=422, body=lambda w: {
         "name": "新网格", "parent_id": w.grid_a}),
     # activities, awards, adjustments, tiers
     ("GET", "/staff/activities"): Case(STAFF, 200, other=200, shows_a=True),

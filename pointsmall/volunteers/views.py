@@ -226,7 +226,8 @@ def grids():
             flash(_("Saved."), "success")
             return redirect(url_for("volunteers.grids"))
     return render_template("volunteers/grids.html", form=form,
-                           grids=communities.community_grids(db.session, _community_id()))
+                           grids=communities.community_grids(db.session, _community_id())), (
+        422 if form.errors else 200)
 
 
 def _grid_choices_top() -> list[tuple[int, str]]:
