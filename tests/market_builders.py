@@ -71,3 +71,24 @@ def redeem(app):
         return redemption
 
     return build
+
+
+# The world most market tests start from: a community, a noodle shop, a funded volunteer.
+@pytest.fixture
+def place(make_community):
+    return make_community()
+
+
+@pytest.fixture
+def shop(place, make_shop):
+    return make_shop(place, name="老街牛肉面")
+
+
+@pytest.fixture
+def volunteer(place, make_volunteer):
+    return make_volunteer(place, name="张三", points=100)
+
+
+@pytest.fixture
+def noodles(shop, make_item):
+    return make_item(shop, name="招牌牛肉面", price=30, stock=5)

@@ -10,6 +10,7 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 from builders import bearer
+from earning_helpers import count, mark_present, merit, points
 
 import ledger
 from ledger.clock import utcnow
@@ -93,27 +94,12 @@ def assert_error(response, status: int, code: str | None = None) -> dict:
     return body
 
 
-def points(volunteer) -> int:
-    return ledger.balance(db.session, volunteer.account("POINTS")).posted
 
 
-def merit(volunteer) -> int:
-    return ledger.balance(db.session, volunteer.account("MERIT")).posted
 
 
-def count(model, place) -> int:
-    """Count a community's rows (committed rows of other tests may share the database)."""
-    community_id = getattr(place, "id", place)
-    query = sa.select(sa.func.count()).select_from(model)
-    if model is Attendance:
-        query = query.join(Activity, Activity.id == Attendance.activity_id)
-        model = Activity
-    return db.session.scalar(query.where(model.community_id == community_id))
 
 
-def mark_present(activity, *volunteers):
-    activities.mark_present(db.session, activity, [v.id for v in volunteers])
-    db.session.commit()
 
 
 def keyed(headers, key):

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 import pytest
 import sqlalchemy as sa
 from builders import PASSWORD, csrf_token, enter_session
+from earning_helpers import count, mark_present, merit, points
 from openpyxl import Workbook
 
 import ledger
@@ -80,12 +81,8 @@ def token_of(client, url: str) -> str:
     return csrf_token(text(client.get(url)))
 
 
-def points(volunteer) -> int:
-    return ledger.balance(db.session, volunteer.account("POINTS")).posted
 
 
-def merit(volunteer) -> int:
-    return ledger.balance(db.session, volunteer.account("MERIT")).posted
 
 
 def present_ids(activity) -> set[int]:
@@ -93,19 +90,8 @@ def present_ids(activity) -> set[int]:
         Attendance.activity_id == activity.id, Attendance.present)))
 
 
-def count(model, place) -> int:
-    """Count a community's rows (committed rows of other tests may share the database)."""
-    community_id = getattr(place, "id", place)
-    query = sa.select(sa.func.count()).select_from(model)
-    if model is Attendance:
-        query = query.join(Activity, Activity.id == Attendance.activity_id)
-        model = Activity
-    return db.session.scalar(query.where(model.community_id == community_id))
 
 
-def mark_present(activity, *volunteers):
-    activities.mark_present(db.session, activity, [v.id for v in volunteers])
-    db.session.commit()
 
 
 def award_key(html: str) -> str:

@@ -39,26 +39,6 @@ def uploads(app, tmp_path):
     app.config["UPLOAD_FOLDER"] = before
 
 
-@pytest.fixture
-def place(make_community):
-    return make_community()
-
-
-@pytest.fixture
-def shop(place, make_shop):
-    return make_shop(place, name="老街牛肉面")
-
-
-@pytest.fixture
-def volunteer(place, make_volunteer):
-    return make_volunteer(place, name="张三", points=100)
-
-
-@pytest.fixture
-def noodles(shop, make_item):
-    return make_item(shop, name="招牌牛肉面", price=30, stock=5)
-
-
 def as_user(client, user):
     client.set_cookie("lang", "en")
     enter_session(client, user)
