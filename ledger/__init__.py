@@ -13,15 +13,26 @@ from ledger.accounts import (
 from ledger.batch import TransferRequest, transfer_many
 from ledger.db import configure_engine, is_retryable, run_in_transaction
 from ledger.errors import *  # noqa: F403
+from ledger.flows import DayFlow
 from ledger.holds import expire_holds, find_hold, get_hold, hold, post_hold, void_hold
-from ledger.models import MAX_AMOUNT, Account, Balance, Base, Hold, Posting, Transaction
+from ledger.models import (
+    MAX_AMOUNT,
+    Account,
+    Balance,
+    Base,
+    Flow,
+    Hold,
+    Posting,
+    Transaction,
+)
 from ledger.reads import AccountBalance, HistoryEntry, HistoryPage, balance, balances, history
 from ledger.transfers import move, reverse, transfer
 from ledger.verify import Report, Violation, verify
 from ledger.writes import Leg
 
 __all__ = [
-    "MAX_AMOUNT", "Account", "AccountBalance", "Balance", "Base", "HistoryEntry", "HistoryPage",
+    "MAX_AMOUNT", "Account", "AccountBalance", "Balance", "Base", "DayFlow", "Flow",
+    "HistoryEntry", "HistoryPage",
     "Hold", "Leg", "Posting", "Report", "Transaction", "TransferRequest", "Violation",
     "balance", "balances", "transfer_many",
     "configure_engine", "define_asset", "expire_holds", "find_hold", "get_account", "get_hold",

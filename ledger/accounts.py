@@ -21,25 +21,29 @@ def define_asset(session: so.Session, code: str, name: str) -> Asset:
 
 
 def open_account(session: so.Session, address: str, asset: str, *, allow_negative: bool = False,
-                 stripes: int = 1) -> Account:
-    """Open the account at `address` (idempotent); refuse one that exists with other settings."""
+                 stripes: int = 1, scope: str | None = None) -> Account:
+    """Open the account at `address` (idempotent); refuse one that exists with other settings.
+
+    `scope` labels the account for the daily flows reports sum (see ledger.flows).
+    """
     if not isinstance(address, str) or not address or len(address) > 200:
         raise InvalidTransaction("an account address is a non-empty text of at most 200 chars")
     if not isinstance(stripes, int) or isinstance(stripes, bool) or not 1 <= stripes <= MAX_STRIPES:
         raise InvalidTransaction(f"stripes must be a whole number from 1 to {MAX_STRIPES}")
     if stripes > 1 and not allow_negative:
         raise InvalidTransaction("only accounts that may go negative can be striped")
+    _check_scope(scope)
     existing = session.scalar(sa.select(Account).where(Account.address == address))
     if existing is not None:
-        if (existing.asset_code, existing.allow_negative, existing.stripes) != (
-            asset, allow_negative, stripes
+        if (existing.asset_code, existing.allow_negative, existing.stripes, existing.scope) != (
+            asset, allow_negative, stripes, scope
         ):
             raise AccountConflict(address)
         return existing
     if session.get(Asset, asset) is None:
         raise UnknownAsset(asset)
     account = Account(address=address, asset_code=asset, allow_negative=allow_negative,
-                      stripes=stripes)
+                      stripes=stripes, scope=scope)
     session.add(account)
     session.flush()
     for stripe in range(stripes):
@@ -53,12 +57,14 @@ def open_account(session: so.Session, address: str, asset: str, *, allow_negativ
     return account
 
 
-def open_accounts(session: so.Session, wanted: list[tuple[str, str]]) -> dict[str, int]:
+def open_accounts(session: so.Session, wanted: list[tuple[str, str]], *,
+                  scope: str | None = None) -> dict[str, int]:
     """Open many plain accounts, given as (address, asset), in a few statements (bulk imports).
 
-    Like `open_account` with its defaults (one stripe, no overdraft) for each; return the
-    account id of every address.
+    Like `open_account` with its defaults (one stripe, no overdraft) and `scope` for each;
+    return the account id of every address.
     """
+    _check_scope(scope)
     for address, _asset in wanted:
         if not isinstance(address, str) or not address or len(address) > 200:
             raise InvalidTransaction("an account address is a non-empty text of at most 200 chars")
@@ -69,8 +75,8 @@ def open_accounts(session: so.Session, wanted: list[tuple[str, str]]) -> dict[st
     addresses = list(wanted_assets)
     ids: dict[str, int] = {}
     for address, account in _rows_where_in(session, Account.address, Account, addresses):
-        if (account.asset_code, account.allow_negative, account.stripes) != (
-            wanted_assets[address], False, 1
+        if (account.asset_code, account.allow_negative, account.stripes, account.scope) != (
+            wanted_assets[address], False, 1, scope
         ):
             raise AccountConflict(address)
         ids[address] = account.id
@@ -81,7 +87,8 @@ def open_accounts(session: so.Session, wanted: list[tuple[str, str]]) -> dict[st
     # Plain executemany statements, then one read of the new ids: the unit of work, or
     # inserts with RETURNING, take seconds for thousands of rows.
     session.execute(sa.insert(Account), [
-        {"address": a, "asset_code": wanted_assets[a], "allow_negative": False, "stripes": 1}
+        {"address": a, "asset_code": wanted_assets[a], "allow_negative": False, "stripes": 1,
+         "scope": scope}
         for a in new])
     created = dict(_rows_where_in(session, Account.address, Account.id, new))
     session.execute(sa.insert(Balance), [
@@ -94,6 +101,11 @@ def open_accounts(session: so.Session, wanted: list[tuple[str, str]]) -> dict[st
         for balance_id in balance_ids])
     ids.update(created)
     return ids
+
+
+def _check_scope(scope: object) -> None:
+    if scope is not None and (not isinstance(scope, str) or not scope or len(scope) > 60):
+        raise InvalidTransaction("a scope is a non-empty text of at most 60 chars, or None")
 
 
 def _rows_where_in(session: so.Session, key, value, keys, chunk: int = 500) -> list[tuple]:

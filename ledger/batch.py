@@ -15,7 +15,7 @@ import sqlalchemy as sa
 import sqlalchemy.orm as so
 from sqlalchemy.exc import IntegrityError
 
-from ledger import chain
+from ledger import chain, flows
 from ledger.accounts import get_accounts
 from ledger.clock import utcnow
 from ledger.errors import InsufficientFunds, InvalidTransaction
@@ -130,6 +130,9 @@ def _bulk(session: so.Session, requests: Sequence[TransferRequest],
                              "hash": digest})
             balance.update(posted=posted, seq=seq, head_hash=digest)
     session.execute(sa.insert(Posting), postings)
+    flows.add(session, ((account.scope, account.asset_code, tx.kind, tx.created_at, amount)
+                        for tx, plan in zip(transactions, plans, strict=True)
+                        for account, _stripe, amount in plan))
     session.execute(
         sa.update(Balance),
         [{"id": b["id"], "posted": b["posted"], "seq": b["seq"], "head_hash": b["head_hash"]}

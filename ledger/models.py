@@ -1,6 +1,6 @@
 """Tables of the double-entry ledger: assets, accounts, balances, transactions, postings, holds."""
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -54,6 +54,9 @@ class Account(Base):
     asset_code: so.Mapped[str] = so.mapped_column(sa.ForeignKey("ledger_assets.code"))
     allow_negative: so.Mapped[bool] = so.mapped_column(sa.Boolean, default=False)
     stripes: so.Mapped[int] = so.mapped_column(sa.Integer, default=1)
+    # The application's label for a group of accounts whose flows are summed per day
+    # (`community:3`); None for accounts no report sums.
+    scope: so.Mapped[str | None] = so.mapped_column(sa.String(60), index=True)
     created_at: so.Mapped[datetime] = so.mapped_column(sa.DateTime, default=utcnow)
 
 
@@ -170,3 +173,27 @@ class Hold(Base):
     @property
     def is_open(self) -> bool:
         return self.status == "open"
+
+
+class Flow(Base):
+    """Derived: the credits and debits one kind of transaction made on a scope on one day.
+
+    Written in the same transaction as the postings it sums (see ledger.flows); like the
+    cached balances, its rows change, and `verify` checks them against the postings.
+    """
+
+    __tablename__ = "ledger_flows"
+    __table_args__ = (
+        sa.CheckConstraint("credits >= 0 AND debits >= 0 AND postings >= 0",
+                           name="sums_not_negative"),
+    )
+
+    scope: so.Mapped[str] = so.mapped_column(sa.String(60), primary_key=True)
+    asset_code: so.Mapped[str] = so.mapped_column(sa.ForeignKey("ledger_assets.code"),
+                                                  primary_key=True)
+    kind: so.Mapped[str] = so.mapped_column(sa.String(40), primary_key=True)
+    day: so.Mapped[date] = so.mapped_column(sa.Date, primary_key=True)
+    slot: so.Mapped[int] = so.mapped_column(sa.SmallInteger, primary_key=True)
+    credits: so.Mapped[int] = so.mapped_column(sa.BigInteger, default=0)
+    debits: so.Mapped[int] = so.mapped_column(sa.BigInteger, default=0)
+    postings: so.Mapped[int] = so.mapped_column(sa.BigInteger, default=0)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
-from ledger import chain
+from ledger import chain, flows
 from ledger.models import Account, Balance, Hold, Posting, Transaction
 
 
@@ -55,7 +55,15 @@ def verify(session: so.Session, *, batch: int = 20_000) -> Report:
     sealed = _check_transaction_seals(session, report, batch)
     _check_chains(session, report, batch, sealed)
     _check_holds(session, report)
+    _check_flows(session, report)
     return report
+
+
+def _check_flows(session: so.Session, report: Report) -> None:
+    # Flows are keyed by text, not by a row id: the violation names the scope in detail.
+    for scope, asset, kind, fc, pc, fd, pd in flows.mismatches(session):
+        report.add("flows", "ledger_flows", 0,
+                   f"{scope} {asset} {kind}: flows say +{fc} -{fd}, postings +{pc} -{pd}")
 
 
 def _check_transactions_balance(session: so.Session, report: Report) -> None:

@@ -20,7 +20,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.attributes import set_committed_value
 
-from ledger import chain
+from ledger import chain, flows
 from ledger.clock import utcnow
 from ledger.errors import (
     IdempotencyConflict,
@@ -167,12 +167,13 @@ class LockedAccount:
     unit of work costs several times more than the database work of a transfer.
     """
 
-    __slots__ = ("address", "id", "asset_code", "stripes", "balance_id", "stripe",
+    __slots__ = ("address", "id", "asset_code", "stripes", "scope", "balance_id", "stripe",
                  "allow_negative", "posted", "pending", "seq", "head_hash")
 
     def __init__(self, row: sa.Row) -> None:
-        (self.id, self.address, self.asset_code, self.stripes, self.balance_id, self.stripe,
-         self.allow_negative, self.posted, self.pending, self.seq, self.head_hash) = row
+        (self.id, self.address, self.asset_code, self.stripes, self.scope, self.balance_id,
+         self.stripe, self.allow_negative, self.posted, self.pending, self.seq,
+         self.head_hash) = row
 
 
 _ACCOUNTS, _BALANCES = Account.__table__, Balance.__table__
@@ -184,7 +185,7 @@ _KEY_LOOKUPS: dict[sa.Table, sa.Select] = {}
 # uniform and striped accounts spread their writers).
 _LOCK_ACCOUNTS = (
     sa.select(_ACCOUNTS.c.id, _ACCOUNTS.c.address, _ACCOUNTS.c.asset_code, _ACCOUNTS.c.stripes,
-              _BALANCES.c.id, _BALANCES.c.stripe, _BALANCES.c.allow_negative,
+              _ACCOUNTS.c.scope, _BALANCES.c.id, _BALANCES.c.stripe, _BALANCES.c.allow_negative,
               _BALANCES.c.posted, _BALANCES.c.pending, _BALANCES.c.seq, _BALANCES.c.head_hash)
     .join_from(_ACCOUNTS, _BALANCES, _BALANCES.c.account_id == _ACCOUNTS.c.id)
     .where(_ACCOUNTS.c.address.in_(sa.bindparam("addresses", expanding=True)),
@@ -349,6 +350,8 @@ def post_entries(session: so.Session, tx: Transaction,
     else:  # many legs (a funding run, a settlement): one statement shape, executemany
         connection.execute(_UPDATE_BALANCE, rows)
     connection.execute(_INSERT_POSTINGS, rows)
+    flows.add(session, ((account.scope, account.asset_code, tx.kind, tx.created_at, amount)
+                        for account, _balance, amount in entries))
     for balance, balance_id, values in refreshed:
         if not isinstance(balance, Balance):
             balance = session.identity_map.get(so.util.identity_key(Balance, balance_id))

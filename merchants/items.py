@@ -8,7 +8,7 @@ import sqlalchemy.orm as so
 import ledger
 from ledger.models import MAX_AMOUNT
 from merchants.errors import InvalidItem, UnknownItem
-from merchants.models import TIERS, Item, Merchant, merchant_communities
+from merchants.models import TIERS, Item, Merchant, merchant_communities, merchant_scope
 from merchants.visibility import serves
 
 CATEGORIES = ("food", "grocery", "education", "service", "daily", "other")
@@ -36,7 +36,8 @@ def create_merchant(session: so.Session, community_id: int, *, name: str, kind: 
                                                              community_id=other))
     # A merchant's account may dip below zero: a refund after settlement is owed back
     # and nets out in the next statement.
-    ledger.open_account(session, merchant.account(), "POINTS", allow_negative=True)
+    ledger.open_account(session, merchant.account(), "POINTS", allow_negative=True,
+                        scope=merchant_scope(merchant.id))
     ledger.open_account(session, merchant.settlement_account(), "POINTS", allow_negative=True)
     return merchant
 

@@ -52,6 +52,11 @@ def merchant_address(merchant_id: int) -> str:
     return f"merchant:{merchant_id}:points"
 
 
+def merchant_scope(merchant_id: int) -> str:
+    """Return the ledger scope of a merchant's till account: its flows are summed per day."""
+    return f"merchant:{merchant_id}"
+
+
 class Item(Base):
     """Something a volunteer can redeem: goods with stock, or a service without."""
 

@@ -56,6 +56,11 @@ def issuance_address(community_id: int, asset: str) -> str:
     return f"community:{community_id}:issuance:{asset.lower()}"
 
 
+def community_scope(community_id: int) -> str:
+    """Return the ledger scope of a community's volunteers' accounts (see ledger.flows)."""
+    return f"community:{community_id}"
+
+
 def expired_address(community_id: int) -> str:
     """Return the account expired POINTS move to."""
     return f"community:{community_id}:expired:points"

@@ -18,7 +18,7 @@ from flask_babel import ngettext
 import ledger
 from pointsmall import audit, communities
 from pointsmall.auth.models import User
-from pointsmall.communities import Grid
+from pointsmall.communities import Grid, community_scope
 from pointsmall.errors import AppError
 from pointsmall.volunteers import service
 from pointsmall.volunteers.models import Volunteer, volunteer_address
@@ -230,7 +230,8 @@ def create_volunteers(session: so.Session, community_id: int,
     volunteer_ids = [volunteer_id for _user_id, volunteer_id in
                      _rows_where_in(session, Volunteer.user_id, Volunteer.id, user_ids.values())]
     ledger.open_accounts(session, [(volunteer_address(v, asset), asset)
-                                   for v in volunteer_ids for asset in ("POINTS", "MERIT")])
+                                   for v in volunteer_ids for asset in ("POINTS", "MERIT")],
+                         scope=community_scope(community_id))
     return volunteer_ids
 
 

@@ -14,7 +14,7 @@ from pointsmall import audit
 from pointsmall.auth.models import User
 from pointsmall.auth.service import revoke_all_tokens
 from pointsmall.clock import local_today
-from pointsmall.communities import Grid
+from pointsmall.communities import Grid, community_scope
 from pointsmall.errors import NotFound, ValidationFailed
 from pointsmall.volunteers.models import STATUSES, Volunteer
 
@@ -104,7 +104,8 @@ def create_volunteer(session: so.Session, community_id: int, raw: dict, *,
     session.add(volunteer)
     session.flush()
     for asset in ("POINTS", "MERIT"):
-        ledger.open_account(session, volunteer.account(asset), asset)
+        ledger.open_account(session, volunteer.account(asset), asset,
+                            scope=community_scope(community_id))
     if audit_it:
         audit.record(session, "volunteer.create", f"volunteer:{volunteer.id}",
                      community_id=community_id, name=fields.name)
