@@ -160,6 +160,7 @@ def month():
     rows = _fulfilled_between(_utc(first), _utc(after))
     return render_template("counter/month.html", rows=rows, first=first,
                            previous=(first - timedelta(days=1)).replace(day=1), after=after,
+                           last=after - timedelta(days=1),
                            total=sum(r.points for r in rows if r.status == "fulfilled"),
                            refund_form=RefundForm())
 

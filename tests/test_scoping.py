@@ -93,6 +93,9 @@ RULES_FORM = {"daily_cap": "", "monthly_cap": "", "approval_points": "5000",
               "expiry_month": "12", "expiry_day": "31", "tier_window_days": "365",
               "merit_per_year": "10"}
 
+EXPORT_TABLES = ("volunteers", "activities", "attendance", "awards", "redemptions",
+                 "statements", "journal")
+
 ROUTES: dict[tuple[str, str], Case] = {
     # volunteers and grids
     ("GET", "/staff/volunteers"): Case(STAFF, 200, other=200, query="?grid={micro_a}",
@@ -156,6 +159,13 @@ ROUTES: dict[tuple[str, str], Case] = {
     ("POST", "/staff/market/merchants/<int:merchant_id>/settle"): Case(
         STAFF, 302, body=lambda w: {"start": days_ago(20), "end": days_ago(15)}),
     ("GET", "/staff/market/statements/<int:statement_id>"): Case(STAFF, 200, shows_a=True),
+    # exports: every table of the community (called as CSV; XLSX is the same view)
+    ("GET", "/staff/exports"): Case(STAFF, 200, other=200),
+    **{("GET", f"/staff/exports/{table}.<any(csv, xlsx):fmt>"): Case(
+        STAFF, 200, other=200, shows_a=True) for table in EXPORT_TABLES},
+    ("GET", "/admin/communities/<int:community_id>/exports"): Case(ADMIN, 200, owner="admin"),
+    **{("GET", f"/admin/communities/<int:community_id>/exports/{table}.<any(csv, xlsx):fmt>"):
+       Case(ADMIN, 200, owner="admin", shows_a=True) for table in EXPORT_TABLES},
     # admin pages
     ("GET", "/admin/communities"): Case(ADMIN, 200, owner="admin", shows_a=True),
     ("POST", "/admin/communities"): Case(ADMIN, 302, owner="admin", body=lambda w: {
@@ -292,7 +302,8 @@ class World:
         key = case.args.get(name, name)
         if name == "code":
             return self.codes[case.args.get(name, "reserved_code")]
-        return {"status": "suspended", "verdict": "approve"}.get(name) or self.ids[key]
+        return ({"status": "suspended", "verdict": "approve", "fmt": "csv"}.get(name)
+                or self.ids[key])
 
     def markers(self, caller: str) -> list[str]:
         """Text that shows data of community A that `caller` has no business seeing."""
