@@ -142,6 +142,9 @@ def periods(session: so.Session, scopes: Sequence[str], bounds: Sequence[date], 
 def rebuild(session: so.Session, *, batch: int = 50_000) -> int:
     """Recompute every flow from the postings (in the current zone); return postings counted."""
     session.flush()
+    if session.connection().dialect.name == "postgresql":
+        # Writers wait until the rebuilt rows commit; their postings land in them or after.
+        session.execute(sa.text("LOCK TABLE ledger_flows IN EXCLUSIVE MODE"))
     session.execute(sa.delete(Flow))
     query = (sa.select(Account.scope, Posting.asset_code, Transaction.kind,
                        Transaction.created_at, Posting.amount)

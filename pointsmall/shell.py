@@ -37,7 +37,8 @@ NAV = {
               ("staff_earning.batches", _l("Awards")), ("staff_earning.tier_page", _l("Tiers")),
               ("volunteers.grids", _l("Grids")), ("market.index", _l("Merchants and items")),
               ("exports.staff_page", _l("Exports"))],
-    "admin": [("home.index", _l("Overview")), ("admin.communities_page", _l("Communities")),
+    "admin": [("home.index", _l("Overview")), ("reports.district_dashboard", _l("District")),
+              ("admin.communities_page", _l("Communities")),
               ("admin.audit_page", _l("Audit log"))],
 }
 

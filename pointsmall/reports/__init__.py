@@ -1,0 +1,1 @@
+"""Dashboards and reports: figures from the ledger, charts drawn on the server."""
