@@ -7,7 +7,7 @@ right status; pages get the error page inside the shell.
 from flask import Flask, flash, jsonify, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import DataError, OperationalError
 from werkzeug.exceptions import HTTPException
 
 import ledger
@@ -222,6 +222,16 @@ def register(app: Flask) -> None:
     def out_of_range(error: Exception):
         # An id or date beyond what the database (or Python's calendar) can hold.
         return _answer(422, "out_of_range", _("A value is out of range."))
+
+    @app.errorhandler(OperationalError)
+    def database_away(error: OperationalError):
+        # The database refused, dropped or timed out the connection (a restart, a failover),
+        # or a conflict outlived the request's retries: a retry with the same
+        # Idempotency-Key is safe, so say "try again" (503) rather than "our bug" (500).
+        app.logger.warning("database unavailable: %s", str(error.orig or error)[:300])
+        return _answer(503, "unavailable",
+                       _("The service is briefly unavailable. Please try again in a moment."),
+                       headers={"Retry-After": "1"})
 
     @app.errorhandler(500)
     def server_error(error):

@@ -1,7 +1,6 @@
 """The app survives what the database and the network put in its way: a deadlock is run
 again, values out of range are a 422, and behind a proxy the client's address counts."""
 
-import pytest
 import sqlalchemy as sa
 from builders import (  # noqa: F401
     bearer,
@@ -49,13 +48,38 @@ def test_a_persistent_database_error_is_not_retried_forever(
         raise OperationalError("SELECT ...", {}, Exception("database is locked"))
 
     monkeypatch.setattr(ledger, "balances", always_locked)
-    with pytest.raises(OperationalError):
-        client.application.config["PROPAGATE_EXCEPTIONS"] = True
-        try:
-            client.get("/api/v1/me", headers=headers)
-        finally:
-            client.application.config["PROPAGATE_EXCEPTIONS"] = None
+    answer = client.get("/api/v1/me", headers=headers)
     assert len(calls) == 3
+    # Still failing after the retries: "try again" (503), as when the database is away.
+    assert answer.status_code == 503
+    assert answer.headers["Retry-After"] == "1"
+
+
+def test_a_database_that_is_away_answers_503_and_the_health_check_says_unhealthy(
+        client, make_community, make_volunteer, monkeypatch):
+    # What a PostgreSQL restart or refused connections look like to the app (issue 7's
+    # fault run): the API answered 500 "something went wrong on our side" for each request.
+    volunteer = make_volunteer(make_community())
+    headers = bearer(volunteer.user)
+    refused = OperationalError("SELECT ...", {}, Exception(
+        "connection failed: connection to server at \"127.0.0.1\" failed: Connection refused"))
+
+    def away(*args, **kwargs):
+        raise refused
+
+    monkeypatch.setattr(ledger, "balances", away)
+    answer = client.get("/api/v1/me", headers=headers)
+    assert answer.status_code == 503
+    assert answer.get_json()["code"] == "unavailable"
+    assert answer.get_json()["message"]
+    assert answer.headers["Retry-After"] == "1"
+
+    from pointsmall.extensions import db
+
+    monkeypatch.setattr(db.session, "execute", away)
+    health = client.get("/healthz")
+    assert health.status_code == 503
+    assert health.get_json()["status"] == "unhealthy"
 
 
 def test_a_huge_item_id_is_not_found_rather_than_a_crash(client, make_community,

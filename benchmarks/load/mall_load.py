@@ -316,6 +316,7 @@ class Tally:
     failed_ops: Counter = field(default_factory=Counter)
     requests: int = 0
     dropped: int = 0  # arrivals refused because --max-inflight operations were running
+    error_times: list = field(default_factory=list)  # time.monotonic() of each error
 
 
 class Client:
@@ -348,6 +349,7 @@ class Client:
             except Exception as error:  # noqa: BLE001  (counted; retried)
                 tally.requests += 1
                 tally.errors[endpoint, type(error).__name__] += 1
+                tally.error_times.append((time.monotonic(), type(error).__name__))
             else:
                 tally.requests += 1
                 tally.latencies[endpoint].append(time.perf_counter() - started)
@@ -357,6 +359,7 @@ class Client:
                         tally.errors[endpoint, answer.status_code] += 1
                     return answer, attempt
                 tally.errors[endpoint, answer.status_code] += 1
+                tally.error_times.append((time.monotonic(), answer.status_code))
             if time.monotonic() + pause > deadline:
                 return None, attempt
             await asyncio.sleep(pause)
@@ -696,7 +699,8 @@ class Proxy:
                 dst.transport.abort()
                 self.pipes.discard(dst)
 
-        await asyncio.gather(pump(reader, up_writer), pump(up_reader, writer))
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.gather(pump(reader, up_writer), pump(up_reader, writer))
 
 
 # --- gunicorn -----------------------------------------------------------------------------
@@ -912,6 +916,7 @@ def load_state(args) -> dict:
     state = json.loads(Path(args.state).read_text())
     if args.url:
         state["url"] = args.url
+    rh.migrate(state["url"])  # the schema may have moved on since the seed
     return state
 
 
@@ -1057,10 +1062,13 @@ def run_faults(args) -> int:
                 await asyncio.sleep(0.5)
             stop.set()
             await poller
-            return tally, seconds, refused, recovered
+            await proxy.refuse()
+            errors_at = Counter(f"{int((at - t0) // 5) * 5:>3}-{int((at - t0) // 5) * 5 + 5} s "
+                                f"{what}" for at, what in tally.error_times)
+            return tally, seconds, refused, recovered, errors_at
 
     try:
-        tally, seconds, refused, recovered = asyncio.run(main())
+        tally, seconds, refused, recovered, errors_at = asyncio.run(main())
     finally:
         server.stop()
     row = summarise(args.rate, tally, seconds)
@@ -1077,7 +1085,10 @@ def run_faults(args) -> int:
         f"{k} x{n}" for k, n in during.items()))
     print("/healthz timeline (changes only): " + "; ".join(f"{t} s {w}" for t, w in timeline))
     print(f"service answered /healthz 200 and GET /api/v1/me 200 by itself at: {recovered} s")
+    print("failed requests by time: " + "; ".join(f"{k} x{n}" for k, n in sorted(
+        errors_at.items())))
     results.update(row=row, events=events, healthz_while_refused=dict(during),
+                   errors_by_time=dict(sorted(errors_at.items())),
                    healthz_timeline=timeline, recovered_at=recovered)
     code = finish(args, state, books, before, results)
     if recovered is None or "200" in during or not during:
