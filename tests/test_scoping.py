@@ -166,6 +166,11 @@ ROUTES: dict[tuple[str, str], Case] = {
     ("GET", "/admin/communities/<int:community_id>/exports"): Case(ADMIN, 200, owner="admin"),
     **{("GET", f"/admin/communities/<int:community_id>/exports/{table}.<any(csv, xlsx):fmt>"):
        Case(ADMIN, 200, owner="admin", shows_a=True) for table in EXPORT_TABLES},
+    # dashboards: a community's own figures; the district's for the admin
+    ("GET", "/staff/dashboard"): Case(STAFF, 200, other=200, shows_a=True),
+    ("GET", "/admin/dashboard"): Case(ADMIN, 200, owner="admin", shows_a=True),
+    ("GET", "/admin/communities/<int:community_id>/dashboard"): Case(ADMIN, 200, owner="admin",
+                                                                     shows_a=True),
     # admin pages
     ("GET", "/admin/communities"): Case(ADMIN, 200, owner="admin", shows_a=True),
     ("POST", "/admin/communities"): Case(ADMIN, 302, owner="admin", body=lambda w: {
@@ -302,6 +307,8 @@ class World:
         key = case.args.get(name, name)
         if name == "code":
             return self.codes[case.args.get(name, "reserved_code")]
+        if name == "token":
+            return self.check_in_token
         return ({"status": "suspended", "verdict": "approve", "fmt": "csv"}.get(name)
                 or self.ids[key])
 
@@ -481,11 +488,17 @@ def test_every_staff_admin_and_api_route_has_a_scoping_case(app):
 ], ids=lambda value: " ".join(value) if isinstance(value, tuple) else value)
 def test_a_route_answers_only_its_rightful_caller(world_app, monkeypatch, route, caller):
     app, world = world_app
+    if route not in app_routes(app):
+        pytest.skip(f"{route[0]} {route[1]} is not a route of this app (any more?)")
+    call_as(app, world, monkeypatch, route, ROUTES[route], caller)
+
+
+def call_as(app, world: World, monkeypatch, route: tuple[str, str], case: Case,
+            caller: str) -> None:
+    """Call `route` as `caller`: only the rightful one succeeds, the others see nothing of A."""
     monkeypatch.setitem(app.config, "WTF_CSRF_ENABLED", False)
     method, rule = route
-    if route not in app_routes(app):
-        pytest.skip(f"{method} {rule} is not a route of this app (any more?)")
-    case, api = ROUTES[route], rule.startswith("/api/")
+    api = rule.startswith("/api/")
     client, headers = app.test_client(), dict(case.headers(world) if case.headers else {})
     if caller != "anonymous" and api:
         headers["Authorization"] = f"Bearer {world.tokens[caller]}"
