@@ -232,6 +232,8 @@ def test_merchant_staff_export_only_their_own_handed_over_redemptions(
     assert client.get("/counter/exports/journal.csv").status_code == 404
     assert "/counter/exports/redemptions.xlsx" in client.get("/counter/month").get_data(
         as_text=True)
+    page = client.get("/counter/exports").get_data(as_text=True)
+    assert "/counter/exports/statements.csv" in page and "/staff/exports" not in page
 
 
 def test_text_that_a_spreadsheet_would_run_is_neutralised(
