@@ -171,6 +171,14 @@ ROUTES: dict[tuple[str, str], Case] = {
     ("GET", "/admin/dashboard"): Case(ADMIN, 200, owner="admin", shows_a=True),
     ("GET", "/admin/communities/<int:community_id>/dashboard"): Case(ADMIN, 200, owner="admin",
                                                                      shows_a=True),
+    # the monthly report: the page names the community; the PDF's text is compressed, so
+    # tests/test_monthly_report.py reads it for whose data it holds
+    ("GET", "/staff/reports/monthly"): Case(STAFF, 200, other=200, shows_a=True),
+    ("GET", "/staff/reports/monthly.pdf"): Case(STAFF, 200, other=200),
+    ("GET", "/admin/communities/<int:community_id>/reports/monthly"): Case(
+        ADMIN, 200, owner="admin", shows_a=True),
+    ("GET", "/admin/communities/<int:community_id>/reports/monthly.pdf"): Case(
+        ADMIN, 200, owner="admin"),
     # admin pages
     ("GET", "/admin/communities"): Case(ADMIN, 200, owner="admin", shows_a=True),
     ("POST", "/admin/communities"): Case(ADMIN, 302, owner="admin", body=lambda w: {
@@ -512,7 +520,8 @@ def call_as(app, world: World, monkeypatch, route: tuple[str, str], case: Case,
     answer = client.open(url_for_case(rule, case, world), method=method, headers=headers,
                          **({"json": body} if api else {"data": body}))
 
-    want, page = expected(case, caller, api), answer.get_data(as_text=True)
+    # A PDF is binary: decode leniently; the markers are looked for all the same.
+    want, page = expected(case, caller, api), answer.get_data().decode("utf-8", "replace")
     if want == LOGIN:
         assert answer.status_code == 302, page
         assert answer.headers["Location"].startswith("/login")
