@@ -1,5 +1,6 @@
 """Flask extensions, created unbound and bound in create_app."""
 
+from datetime import UTC
 from functools import cached_property
 
 from babel import support
@@ -52,6 +53,15 @@ migrate = Migrate()
 login_manager = LoginManager()
 csrf = CSRFProtect()
 babel = PointsBabel()
+
+
+class UtcDateTime(fields.DateTime):
+    """A stored moment (naive UTC) sent with its offset, as the OpenAPI date-time wants."""
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return super()._serialize(value, attr, obj, **kwargs)
 
 
 class ErrorSchema(Schema):

@@ -21,7 +21,7 @@ from merchants.models import REDEMPTION_STATUSES, TIERS
 from merchants.portal import find_counted
 from pointsmall import clock
 from pointsmall.errors import MARKET_MESSAGES, Forbidden
-from pointsmall.extensions import ErrorSchema, db
+from pointsmall.extensions import ErrorSchema, UtcDateTime, db
 from pointsmall.mall import current_volunteer, redeemer_for
 from pointsmall.shell import roles_required
 
@@ -110,10 +110,10 @@ class RedemptionSchema(Schema):
     merchant = fields.String(attribute="item.merchant.name")
     quantity = fields.Integer()
     points = fields.Integer()
-    created_at = fields.DateTime()
-    expires_at = fields.DateTime()
-    fulfilled_at = fields.DateTime(allow_none=True)
-    closed_at = fields.DateTime(allow_none=True)
+    created_at = UtcDateTime()
+    expires_at = UtcDateTime()
+    fulfilled_at = UtcDateTime(allow_none=True)
+    closed_at = UtcDateTime(allow_none=True)
 
 
 class RedemptionListQuerySchema(Schema):
@@ -132,9 +132,9 @@ class CounterRedemptionSchema(Schema):
     points = fields.Integer()
     volunteer = fields.String(attribute="volunteer_label",
                               metadata={"description": "Masked name: 张*"})
-    created_at = fields.DateTime()
-    expires_at = fields.DateTime()
-    fulfilled_at = fields.DateTime(allow_none=True)
+    created_at = UtcDateTime()
+    expires_at = UtcDateTime()
+    fulfilled_at = UtcDateTime(allow_none=True)
 
 
 class RefundSchema(Schema):
@@ -144,14 +144,14 @@ class RefundSchema(Schema):
 
 class StatementSchema(Schema):
     id = fields.Integer()
-    period_start = fields.DateTime(metadata={"description": "UTC, inclusive"})
-    period_end = fields.DateTime(metadata={"description": "UTC, exclusive"})
+    period_start = UtcDateTime(metadata={"description": "UTC, inclusive"})
+    period_end = UtcDateTime(metadata={"description": "UTC, exclusive"})
     redeemed_points = fields.Integer()
     refunded_points = fields.Integer()
     net_points = fields.Integer()
     fen_per_point = fields.Integer()
     amount_fen = fields.Integer(metadata={"description": "0 for donated goods"})
-    closed_at = fields.DateTime()
+    closed_at = UtcDateTime()
 
 
 class PeriodQuerySchema(Schema):
@@ -169,7 +169,7 @@ class LineSchema(Schema):
     volunteer = fields.String(attribute="redemption.volunteer_label")
     kind = fields.String(metadata={"enum": ["fulfilled", "refund"]})
     points = fields.Integer(metadata={"description": "Negative for a refund"})
-    at = fields.DateTime()
+    at = UtcDateTime()
 
 
 class PeriodSchema(Schema):

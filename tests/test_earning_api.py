@@ -283,8 +283,8 @@ def test_staff_create_an_activity_with_utc_or_zoned_times(client, place, as_staf
 
     assert answer.status_code == 201
     body = answer.get_json()
-    assert (body["starts_at"], body["ends_at"]) == ("2030-05-01T01:00:00",
-                                                    "2030-05-01T03:00:00")
+    assert (body["starts_at"], body["ends_at"]) == ("2030-05-01T01:00:00+00:00",
+                                                    "2030-05-01T03:00:00+00:00")
     assert (body["points"], body["merit"], body["type"]) == (kind.points, kind.merit,
                                                              "training")
     listed = client.get("/api/v1/staff/activities", headers=as_staff).get_json()

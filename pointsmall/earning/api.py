@@ -18,7 +18,7 @@ from pointsmall.earning.errors import invalid
 from pointsmall.earning.models import Activity, Attendance, Award, AwardBatch, EvaluationEntry
 from pointsmall.earning.views import me
 from pointsmall.errors import NotFound
-from pointsmall.extensions import ErrorSchema, db
+from pointsmall.extensions import ErrorSchema, UtcDateTime, db
 from pointsmall.shell import roles_required
 
 bp = Blueprint("api_earning", __name__, url_prefix="/api/v1",
@@ -75,7 +75,7 @@ class HistoryEntrySchema(Schema):
     memo = fields.String(metadata={"description": "The reason or activity name"})
     amount = fields.Integer()
     balance_after = fields.Integer()
-    created_at = fields.DateTime()
+    created_at = UtcDateTime()
 
 
 class HistoryPageSchema(Schema):
@@ -103,8 +103,8 @@ class ActivitySchema(Schema):
     type = fields.String(attribute="type.code")
     type_name = fields.String(attribute="type.name")
     place = fields.String()
-    starts_at = fields.DateTime()
-    ends_at = fields.DateTime()
+    starts_at = UtcDateTime()
+    ends_at = UtcDateTime()
     capacity = fields.Integer(allow_none=True)
     points = fields.Integer()
     merit = fields.Integer()
@@ -128,8 +128,8 @@ class CheckInSchema(Schema):
 class AttendanceSchema(Schema):
     volunteer_id = fields.Integer()
     present = fields.Boolean()
-    signed_up_at = fields.DateTime(allow_none=True)
-    checked_in_at = fields.DateTime(allow_none=True)
+    signed_up_at = UtcDateTime(allow_none=True)
+    checked_in_at = UtcDateTime(allow_none=True)
     source = fields.String()
 
 
@@ -238,8 +238,8 @@ class EvaluationEntrySchema(Schema):
 class EvaluationSchema(Schema):
     id = fields.Integer()
     name = fields.String()
-    period_start = fields.DateTime()
-    period_end = fields.DateTime()
+    period_start = UtcDateTime()
+    period_end = UtcDateTime()
     entries = fields.Method("evaluation_entries")
 
     def evaluation_entries(self, evaluation):
