@@ -207,9 +207,10 @@ def test_english_headers_when_the_language_is_english(client, seeded):
     pdf = client.get("/staff/reports/monthly.pdf?month=2026-03")
 
     assert "Monthly report" in page and "Year to date" in page and "Issued" in page
-    assert "月度报告" not in page
+    assert "月度报表" not in page and "本年累计" not in page
     text = pdf_text(pdf.data)
-    assert "Monthlyreport" in text and "Yeartodate" in text and "月度报告" not in text
+    assert "Monthlyreport" in text and "Yeartodate" in text
+    assert "月度报表" not in text and "本年累计" not in text
 
 
 def test_the_pdf_is_a_pdf_with_the_figures_in_chinese(client, seeded):
@@ -219,7 +220,7 @@ def test_the_pdf_is_a_pdf_with_the_figures_in_chinese(client, seeded):
     assert answer.mimetype == "application/pdf"
     assert answer.data.startswith(b"%PDF")
     text = pdf_text(answer.data)
-    assert "月度报告" in text and "阳光社区" in text and "2026-03" in text
+    assert "月度报表" in text and "阳光社区" in text and "2026-03" in text
     assert "1,050" in text and "890" in text and "老街牛肉面" in text
 
 

@@ -70,12 +70,13 @@ class ReportPDF(FPDF):
         self.set_font("report", size=10)
 
     def figures(self, headings: Sequence[str] | None, rows: Sequence[Sequence[object]],
-                widths: Sequence[float]) -> None:
-        """A table whose first column is text and the others numbers; rows never split."""
-        align = ("LEFT", *("RIGHT",) * (len(widths) - 1))
+                widths: Sequence[float], *, text_columns: int = 1) -> None:
+        """A table of text columns, then numbers; rows never split."""
+        align = (*("LEFT",) * text_columns, *("RIGHT",) * (len(widths) - text_columns))
+        self.set_fill_color(255)
         with self.table(col_widths=tuple(widths), width=sum(widths), align="LEFT",
                         text_align=align, line_height=6.2, padding=(0.6, 1.5),
-                        borders_layout="HORIZONTAL_LINES",
+                        borders_layout="HORIZONTAL_LINES", cell_fill_mode="NONE",
                         first_row_as_headings=headings is not None,
                         headings_style=FontFace(emphasis="NONE", fill_color=GREY)) as table:
             for row in ([headings] if headings is not None else []) + list(rows):
@@ -131,7 +132,7 @@ def render_pdf(report: MonthlyReport) -> bytes:
     _history_chart(pdf, report)
     pdf.figures((_("Month"), _("Issued"), _("Redeemed"), _("Expired"), _("Outstanding")),
                 [(f"{p.month:%Y-%m}", p.issued, p.redeemed, p.expired, p.outstanding)
-                 for p in report.history], (30, 37, 37, 37, 39))
+                 for p in report.history], (30, 35, 35, 35, 35))
 
     v, a = report.volunteers, report.activities
     pdf.heading(_("Volunteers"))
@@ -159,7 +160,8 @@ def render_pdf(report: MonthlyReport) -> bytes:
                  for t, count in report.tiers.counts.items()], (100, 35))
     pdf.figures((_("Rank"), _("Volunteer"), _("Contribution")),
                 [(str(t.rank), t.name, t.merit) for t in report.tiers.top]
-                or [("", _("No contribution in the tier window yet."), "")], (20, 100, 40))
+                or [("", _("No contribution in the tier window yet."), "")], (20, 100, 40),
+                text_columns=2)
     pdf.line_of_text(_("Top 10 by contribution in the tier window; names of volunteers who "
                        "chose not to appear are masked."), size=8.5)
 
