@@ -537,9 +537,11 @@ class Client:
             tally.failed_ops[kind] += 1
 
 
-async def open_loop(client: Client, rate: float, seconds: float, max_inflight: int,
-                    rng: random.Random) -> tuple[Tally, float]:
-    """Start operations at Poisson arrivals of `rate` per second; wait for all of them."""
+async def open_loop(client: Client, rate: float, seconds: float | None, max_inflight: int,
+                    rng: random.Random, until: asyncio.Event | None = None
+                    ) -> tuple[Tally, float]:
+    """Start operations at Poisson arrivals of `rate` per second for `seconds` (or until
+    `until` is set); then wait for all of them."""
     tally = Tally()
     client.use(tally)
     kinds, weights = zip(*MIX, strict=True)
@@ -548,7 +550,8 @@ async def open_loop(client: Client, rate: float, seconds: float, max_inflight: i
     next_at = started
     while True:
         next_at += rng.expovariate(rate)
-        if next_at - started > seconds:
+        if (seconds is not None and next_at - started > seconds) or (
+                until is not None and until.is_set()):
             break
         delay = next_at - time.perf_counter()
         if delay > 0:
@@ -717,15 +720,10 @@ class Server:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        """Start gunicorn, its log in a file (a pipe would fill up and stall it)."""
+        """Start gunicorn and wait until /healthz answers 200."""
         import httpx
 
-        log_file = open(LOG, "ab")  # noqa: SIM115  (handed to the child)
-        self.process = subprocess.Popen(
-            [str(BIN / "gunicorn"), "-w", str(self.workers), "-b", f"127.0.0.1:{self.port}",
-             "pointsmall:create_app()"], cwd=ROOT, env=rh.app_env(self.url),
-            stdout=log_file, stderr=log_file, start_new_session=True)
-        log_file.close()
+        self.spawn()
         for _ in range(300):
             if self.process.poll() is not None:
                 raise RuntimeError(f"gunicorn exited; see {LOG}")
@@ -734,6 +732,15 @@ class Server:
                     return
             time.sleep(0.1)
         raise RuntimeError(f"gunicorn did not answer /healthz within 30 s; see {LOG}")
+
+    def spawn(self) -> None:
+        """Start gunicorn, its log in a file (a pipe would fill up and stall it)."""
+        log_file = open(LOG, "ab")  # noqa: SIM115  (handed to the child)
+        self.process = subprocess.Popen(
+            [str(BIN / "gunicorn"), "-w", str(self.workers), "-b", f"127.0.0.1:{self.port}",
+             "pointsmall:create_app()"], cwd=ROOT, env=rh.app_env(self.url),
+            stdout=log_file, stderr=log_file, start_new_session=True)
+        log_file.close()
 
     def kill(self) -> None:
         os.killpg(self.process.pid, signal.SIGKILL)
@@ -924,7 +931,7 @@ def make_http(base: str, connections: int):
     import httpx
 
     return httpx.AsyncClient(
-        base_url=base, timeout=httpx.Timeout(10.0, connect=5.0),
+        base_url=base, timeout=httpx.Timeout(30.0, connect=5.0),
         limits=httpx.Limits(max_connections=connections, max_keepalive_connections=0))
 
 
@@ -1009,43 +1016,70 @@ def run_faults(args) -> int:
                 health.append((at, None, type(error).__name__))
             await asyncio.sleep(0.5)
 
+    async def healthy(probe, t0: float, limit: float = 180.0) -> float | None:
+        """Wait until /healthz answers 200; return when (seconds since t0), None if never."""
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            with contextlib.suppress(Exception):
+                if (await probe.get("/healthz", timeout=2.0)).status_code == 200:
+                    return round(time.monotonic() - t0, 1)
+            await asyncio.sleep(0.25)
+        return None
+
     async def main():
         await proxy.start()
         await asyncio.to_thread(server.start)
         rng = random.Random(args.seed)
         t0 = time.monotonic()
+        faults = []  # (name, started at, answering again at)
         async with make_http(server.base, args.max_inflight) as http, \
                 make_http(server.base, 2) as probe:
             client = Client(http, state, books, args.give_up, rng)
-            stop = asyncio.Event()
+            stop, stop_load = asyncio.Event(), asyncio.Event()
             poller = asyncio.create_task(poll_health(probe, t0, stop))
-            load = asyncio.create_task(open_loop(client, args.rate, args.seconds,
-                                                 args.max_inflight, rng))
-            at = args.seconds / 6
-            await asyncio.sleep(at)
+            load = asyncio.create_task(open_loop(client, args.rate, None, args.max_inflight,
+                                                 rng, until=stop_load))
+            await asyncio.sleep(args.settle)
+
             victim = rng.choice(rh.worker_pids(server.process))
+            at = round(time.monotonic() - t0, 1)
             os.kill(victim, signal.SIGKILL)
             mark(f"kill -9 gunicorn worker {victim}", t0)
-            await asyncio.sleep(at)
-            mark("kill -9 the whole server (master and workers)", t0)
+            faults.append(("kill -9 one gunicorn worker", at, await healthy(probe, t0)))
+            await asyncio.sleep(args.settle)
+
+            at = round(time.monotonic() - t0, 1)
             server.kill()
+            mark("kill -9 the whole server (master and workers)", t0)
             await asyncio.sleep(2)
-            await asyncio.to_thread(server.start)
-            mark("server started again", t0)
-            await asyncio.sleep(at)
+            server.spawn()
+            mark("server started again (2 s later)", t0)
+            faults.append(("kill -9 the whole server, start again 2 s later", at,
+                           await healthy(probe, t0)))
+            await asyncio.sleep(args.settle)
+
+            at = round(time.monotonic() - t0, 1)
             mark(f"restart PostgreSQL: {args.pg_restart}", t0)
             done = await asyncio.to_thread(subprocess.run, shlex.split(args.pg_restart),
                                            capture_output=True, text=True)
             mark(f"PostgreSQL restarted (exit {done.returncode})", t0)
-            await asyncio.sleep(at)
+            faults.append(("restart PostgreSQL", at, await healthy(probe, t0)))
+            await asyncio.sleep(args.settle)
+
+            at = round(time.monotonic() - t0, 1)
             mark(f"database refuses connections for {args.refuse:g} s", t0)
             await proxy.refuse()
             refused = (time.monotonic() - t0, time.monotonic() - t0 + args.refuse)
             await asyncio.sleep(args.refuse)
             await proxy.start()
             mark("database accepts connections again", t0)
+            faults.append((f"database refuses connections for {args.refuse:g} s", at,
+                           await healthy(probe, t0)))
+            await asyncio.sleep(args.settle)
+
+            stop_load.set()
             tally, seconds = await load
-            mark("load finished; every operation answered or given up", t0)
+            mark("load stopped; every operation answered or given up", t0)
             # Recovery: the service answers again with no help.
             recovered = None
             for _ in range(60):
@@ -1063,12 +1097,21 @@ def run_faults(args) -> int:
             stop.set()
             await poller
             await proxy.refuse()
-            errors_at = Counter(f"{int((at - t0) // 5) * 5:>3}-{int((at - t0) // 5) * 5 + 5} s "
-                                f"{what}" for at, what in tally.error_times)
-            return tally, seconds, refused, recovered, errors_at
+            bounds = [at for _, at, _ in faults] + [seconds + 60.0]
+            per_fault = []
+            for n, (name, at, back) in enumerate(faults):
+                window = [what for when, what in tally.error_times
+                          if at <= when - t0 < bounds[n + 1]]
+                said = Counter(f"{status or reason}" for when, status, reason in health
+                               if at <= when < (back or bounds[n + 1]))
+                per_fault.append({"fault": name, "at_s": at, "healthz_200_again_at_s": back,
+                                  "failed_requests": dict(Counter(map(str, window))),
+                                  "healthz_until_back": dict(said)})
+            before_first = [w for when, w in tally.error_times if when - t0 < faults[0][1]]
+            return tally, seconds, refused, recovered, per_fault, len(before_first)
 
     try:
-        tally, seconds, refused, recovered, errors_at = asyncio.run(main())
+        tally, seconds, refused, recovered, per_fault, early = asyncio.run(main())
     finally:
         server.stop()
     row = summarise(args.rate, tally, seconds)
@@ -1085,10 +1128,14 @@ def run_faults(args) -> int:
         f"{k} x{n}" for k, n in during.items()))
     print("/healthz timeline (changes only): " + "; ".join(f"{t} s {w}" for t, w in timeline))
     print(f"service answered /healthz 200 and GET /api/v1/me 200 by itself at: {recovered} s")
-    print("failed requests by time: " + "; ".join(f"{k} x{n}" for k, n in sorted(
-        errors_at.items())))
+    print(f"failed requests before the first fault: {early}")
+    for fault in per_fault:
+        print(f"  {fault['fault']} at {fault['at_s']} s: /healthz 200 again at "
+              f"{fault['healthz_200_again_at_s']} s; /healthz said until then "
+              f"{fault['healthz_until_back']}; failed requests (all retried) "
+              f"{fault['failed_requests']}")
     results.update(row=row, events=events, healthz_while_refused=dict(during),
-                   errors_by_time=dict(sorted(errors_at.items())),
+                   faults=per_fault, errors_before_first_fault=early,
                    healthz_timeline=timeline, recovered_at=recovered)
     code = finish(args, state, books, before, results)
     if recovered is None or "200" in during or not during:
@@ -1114,7 +1161,6 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--state", required=True)
         p.add_argument("--url", help="the database URL, if not the one in --state")
         p.add_argument("--workers", type=int, default=4, help="gunicorn workers")
-        p.add_argument("--seconds", type=float, default=60.0 if name == "load" else 120.0)
         p.add_argument("--max-inflight", type=int, default=200)
         p.add_argument("--give-up", type=float, default=60.0,
                        help="seconds a request is retried before the client gives up")
@@ -1123,9 +1169,13 @@ def main(argv: list[str] | None = None) -> int:
     sub.choices["load"].add_argument("--rates", type=lambda t: [float(x) for x in t.split(",")],
                                      default=[10.0, 20.0, 30.0, 40.0])
     sub.choices["load"].add_argument("--warmup", type=float, default=5.0)
+    sub.choices["load"].add_argument("--seconds", type=float, default=60.0,
+                                     help="measured seconds per rate")
     f = sub.choices["faults"]
     f.add_argument("--rate", type=float, default=15.0)
     f.add_argument("--refuse", type=float, default=10.0)
+    f.add_argument("--settle", type=float, default=20.0,
+                   help="seconds of plain load before the first fault and after each")
     f.add_argument("--pg-restart", default="pg_ctlcluster --skip-systemctl-redirect 15 "
                    "loadtest restart -m fast", help="a shell command that restarts PostgreSQL")
     f.add_argument("--own-server", action="store_true",
