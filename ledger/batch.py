@@ -16,10 +16,9 @@ import sqlalchemy.orm as so
 from sqlalchemy.exc import IntegrityError
 
 from ledger import chain, flows
-from ledger.accounts import get_accounts
 from ledger.clock import utcnow
 from ledger.errors import InsufficientFunds, InvalidTransaction
-from ledger.models import Balance, Posting, Transaction
+from ledger.models import Account, Balance, Posting, Transaction
 from ledger.transfers import transfer
 from ledger.writes import (
     Leg,
@@ -27,8 +26,14 @@ from ledger.writes import (
     check_balanced,
     check_key,
     check_text,
+    refuse_unknown,
     stripe_for,
 )
+
+_ACCOUNTS, _BALANCES = Account.__table__, Balance.__table__
+_TRANSACTIONS, _POSTINGS = Transaction.__table__, Posting.__table__
+# Rows per UPDATE ... FROM (VALUES ...): four parameters each, well under SQLite's limit.
+_UPDATE_CHUNK = 1000
 
 
 @dataclass(frozen=True)
@@ -84,28 +89,33 @@ def _check(request: TransferRequest) -> tuple[str, str, dict, str]:
 
 def _bulk(session: so.Session, requests: Sequence[TransferRequest],
           checked: list[tuple[str, str, dict, str]], now: datetime) -> list[Transaction]:
-    accounts = get_accounts(session, list({leg.address for r in requests for leg in r.legs}))
+    accounts = _accounts(session, list({leg.address for r in requests for leg in r.legs}))
     plans = []
     for request in requests:
         entries = [(accounts[leg.address], leg.amount) for leg in request.legs]
         check_balanced(entries)
         plans.append([(account, stripe_for(account), amount) for account, amount in entries])
-    transactions = [
-        Transaction(idempotency_key=request.key, request_hash=fingerprint, kind=kind, memo=memo,
-                    meta=meta, reverses_id=None, created_at=now,
-                    hash=chain.transaction_hash(request.key, kind, memo, meta, None, now))
+    values = [
+        {"idempotency_key": request.key, "request_hash": fingerprint, "kind": kind,
+         "memo": memo, "meta": meta, "reverses_id": None, "created_at": now,
+         "hash": chain.transaction_hash(request.key, kind, memo, meta, None, now)}
         for request, (kind, memo, meta, fingerprint) in zip(requests, checked, strict=True)
     ]
-    session.add_all(transactions)
-    session.flush()
-    # Plain rows, not ORM objects: thousands of balance changes are written with one
-    # executemany each instead of a unit-of-work flush.
+    # Plain statements, not the unit of work: one multi-row INSERT ... RETURNING for the
+    # transactions, one executemany for the postings, one UPDATE ... FROM (VALUES ...) per
+    # thousand balance rows. The returned transactions are plain objects outside the session.
+    connection = session.connection()
+    ids = connection.execute(
+        _TRANSACTIONS.insert().returning(_TRANSACTIONS.c.id, sort_by_parameter_order=True),
+        values).scalars().all()
+    transactions = [Transaction(id=tx_id, **row) for tx_id, row in zip(ids, values, strict=True)]
     wanted = sorted({(a.id, s) for plan in plans for a, s, _ in plan})
-    rows = session.execute(
-        sa.select(Balance.id, Balance.account_id, Balance.stripe, Balance.allow_negative,
-                  Balance.posted, Balance.pending, Balance.seq, Balance.head_hash)
-        .where(sa.tuple_(Balance.account_id, Balance.stripe).in_(wanted))
-        .order_by(Balance.id)
+    rows = connection.execute(
+        sa.select(_BALANCES.c.id, _BALANCES.c.account_id, _BALANCES.c.stripe,
+                  _BALANCES.c.allow_negative, _BALANCES.c.posted, _BALANCES.c.pending,
+                  _BALANCES.c.seq, _BALANCES.c.head_hash)
+        .where(sa.tuple_(_BALANCES.c.account_id, _BALANCES.c.stripe).in_(wanted))
+        .order_by(_BALANCES.c.id)
         .with_for_update(key_share=True)
     ).all()
     state = {(r.account_id, r.stripe): {"id": r.id, "allow_negative": r.allow_negative,
@@ -113,6 +123,7 @@ def _bulk(session: so.Session, requests: Sequence[TransferRequest],
                                          "seq": r.seq, "head_hash": r.head_hash}
              for r in rows}
     postings = []
+    posting_hash = chain.posting_hash
     for tx, plan in zip(transactions, plans, strict=True):
         for account, stripe, amount in plan:
             balance = state[(account.id, stripe)]
@@ -121,27 +132,59 @@ def _bulk(session: so.Session, requests: Sequence[TransferRequest],
                 raise InsufficientFunds(account.address, -amount,
                                         balance["posted"] - balance["pending"])
             seq = balance["seq"] + 1
-            digest = chain.posting_hash(balance["head_hash"], balance["id"], seq, tx.id,
-                                        tx.hash, account.id, account.asset_code, amount,
-                                        posted)
+            digest = posting_hash(balance["head_hash"], balance["id"], seq, tx.id, tx.hash,
+                                  account.id, account.asset_code, amount, posted)
             postings.append({"transaction_id": tx.id, "account_id": account.id,
                              "balance_id": balance["id"], "asset_code": account.asset_code,
                              "amount": amount, "seq": seq, "balance_after": posted,
                              "hash": digest})
             balance.update(posted=posted, seq=seq, head_hash=digest)
-    session.execute(sa.insert(Posting), postings)
+    connection.execute(_POSTINGS.insert(), postings)
     flows.add(session, ((account.scope, account.asset_code, tx.kind, tx.created_at, amount)
                         for tx, plan in zip(transactions, plans, strict=True)
                         for account, _stripe, amount in plan))
-    session.execute(
-        sa.update(Balance),
-        [{"id": b["id"], "posted": b["posted"], "seq": b["seq"], "head_hash": b["head_hash"]}
-         for b in state.values()])
+    _write_balances(connection, list(state.values()))
     # Balance objects already in the session are stale now.
     for obj in list(session.identity_map.values()):
         if isinstance(obj, Balance):
             session.expire(obj)
     return transactions
+
+
+def _write_balances(connection: sa.Connection, changed: list[dict]) -> None:
+    """Set posted, seq and head of many balance rows: on PostgreSQL one UPDATE ... FROM
+    (VALUES ...) per thousand rows; SQLite, which has no column list on a VALUES alias, an
+    executemany (cheap there: no round trips)."""
+    if connection.dialect.name != "postgresql":
+        connection.execute(
+            _BALANCES.update().where(_BALANCES.c.id == sa.bindparam("b_id"))
+            .values(posted=sa.bindparam("b_posted"), seq=sa.bindparam("b_seq"),
+                    head_hash=sa.bindparam("b_head_hash")),
+            [{"b_id": b["id"], "b_posted": b["posted"], "b_seq": b["seq"],
+              "b_head_hash": b["head_hash"]} for b in changed])
+        return
+    for start in range(0, len(changed), _UPDATE_CHUNK):
+        chunk = changed[start:start + _UPDATE_CHUNK]
+        given = sa.values(sa.column("id", sa.BigInteger), sa.column("posted", sa.BigInteger),
+                          sa.column("seq", sa.BigInteger), sa.column("head_hash", sa.String),
+                          name="given").data(
+            [(b["id"], b["posted"], b["seq"], b["head_hash"]) for b in chunk])
+        connection.execute(
+            _BALANCES.update().where(_BALANCES.c.id == given.c.id)
+            .values(posted=given.c.posted, seq=given.c.seq, head_hash=given.c.head_hash))
+
+
+def _accounts(session: so.Session, addresses: list[str]) -> dict[str, sa.Row]:
+    """Find accounts by address as plain rows (id, address, asset, stripes, scope)."""
+    found = {}
+    for start in range(0, len(addresses), 1000):
+        for row in session.connection().execute(
+                sa.select(_ACCOUNTS.c.id, _ACCOUNTS.c.address, _ACCOUNTS.c.asset_code,
+                          _ACCOUNTS.c.stripes, _ACCOUNTS.c.scope)
+                .where(_ACCOUNTS.c.address.in_(addresses[start:start + 1000]))):
+            found[row.address] = row
+    refuse_unknown(addresses, found)
+    return found
 
 
 def _one_by_one(session: so.Session, requests: Sequence[TransferRequest],

@@ -168,8 +168,9 @@ class BatchSchema(Schema):
     awards = fields.Method("batch_awards")
 
     def batch_awards(self, batch):
-        rows = db.session.scalars(sa.select(Award).where(Award.batch_id == batch.id)
-                                  .order_by(Award.id))
+        # Plain rows: a batch may list thousands of awards.
+        rows = db.session.execute(sa.select(*Award.__table__.c)
+                                  .where(Award.batch_id == batch.id).order_by(Award.id))
         return AwardSchema(many=True).dump(rows)
 
 

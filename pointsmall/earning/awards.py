@@ -29,6 +29,7 @@ from pointsmall.errors import Conflict, NotFound
 from pointsmall.volunteers.models import Volunteer, volunteer_address
 
 MAX_BATCH = 5000
+_AWARDS = Award.__table__
 MAX_AWARD = 100_000
 
 
@@ -88,11 +89,13 @@ def create_batch(session: so.Session, community_id: int, lines: list[Line], *, k
                        requested_points=total, created_by=by, status="pending")
     session.add(batch)
     session.flush()
-    session.add_all(Award(batch_id=batch.id, community_id=community_id,
-                          activity_id=activity.id if activity else None,
-                          volunteer_id=line.volunteer_id, title=title[:100], type_code=type_code,
-                          requested_points=line.points, merit=line.merit) for line in lines)
-    session.flush()
+    # One multi-row INSERT, not a thousand objects through the unit of work.
+    session.connection().execute(_AWARDS.insert(), [
+        {"batch_id": batch.id, "community_id": community_id,
+         "activity_id": activity.id if activity else None, "volunteer_id": line.volunteer_id,
+         "title": title[:100], "type_code": type_code, "requested_points": line.points,
+         "points": 0, "merit": line.merit, "reversed_points": 0, "reversed_merit": 0,
+         "reversal_reason": ""} for line in lines])
     audit.record(session, "award.batch", f"batch:{batch.id}", community_id=community_id,
                  people=len(lines), points=total, activity_id=batch.activity_id)
     if total > rules.approval_points or len(lines) > rules.approval_people:
@@ -135,23 +138,26 @@ def post_batch(session: so.Session, batch: AwardBatch, *,
     """Post every award of a batch to the ledger, cutting each at the volunteer's caps."""
     now = now or utcnow()
     rules = ensure_rules(session, batch.community_id)
-    awards = list(session.scalars(sa.select(Award).where(Award.batch_id == batch.id)
-                                  .order_by(Award.id)))
+    a = _AWARDS.c
+    awards = session.connection().execute(
+        sa.select(a.id, a.volunteer_id, a.requested_points, a.merit, a.title, a.activity_id,
+                  a.type_code)
+        .where(a.batch_id == batch.id).order_by(a.id)).all()
     # Lock the volunteers (in id order) so that two batches cannot both spend the same room
     # under a cap.
     session.execute(sa.select(Volunteer.id).where(
-        Volunteer.id.in_([a.volunteer_id for a in awards])).order_by(Volunteer.id)
+        Volunteer.id.in_([w.volunteer_id for w in awards])).order_by(Volunteer.id)
         .with_for_update())
-    room = _room_under_caps(session, [a.volunteer_id for a in awards], rules.daily_cap,
+    room = _room_under_caps(session, [w.volunteer_id for w in awards], rules.daily_cap,
                             rules.monthly_cap)
-    requests = []
+    requests, outcome = [], {}
     for award in awards:
         points, capped = award.requested_points, None
         for cap_name in ("daily", "monthly"):
             left = room.get((award.volunteer_id, cap_name))
             if left is not None and points > left:
                 points, capped = max(0, left), cap_name
-        award.points, award.capped_by, award.awarded_at = points, capped, now
+        outcome[award.id] = (points, capped)
         legs = _legs(batch.community_id, award.volunteer_id, points, award.merit)
         if legs:
             requests.append(ledger.TransferRequest(
@@ -160,11 +166,41 @@ def post_batch(session: so.Session, batch: AwardBatch, *,
                       "type": award.type_code}))
     transactions = ledger.transfer_many(session, requests, now=now)
     by_key = {tx.idempotency_key: tx.id for tx in transactions}
-    for award in awards:
-        award.transaction_id = by_key.get(f"award:{award.id}")
+    _record_outcomes(session, [
+        (award_id, points, capped, by_key.get(f"award:{award_id}"))
+        for award_id, (points, capped) in outcome.items()], now)
     batch.status, batch.decided_at = "posted", now
     session.flush()
     return batch
+
+
+def _record_outcomes(session: so.Session, rows: list[tuple[int, int, str | None, int | None]],
+                     now: datetime) -> None:
+    """Write each award's points, cap and transaction: one statement per thousand awards on
+    PostgreSQL (UPDATE ... FROM VALUES), an executemany on SQLite."""
+    connection = session.connection()
+    if connection.dialect.name != "postgresql":
+        connection.execute(
+            _AWARDS.update().where(_AWARDS.c.id == sa.bindparam("a_id")).values(
+                points=sa.bindparam("a_points"), capped_by=sa.bindparam("a_capped"),
+                transaction_id=sa.bindparam("a_tx"), awarded_at=now),
+            [{"a_id": i, "a_points": p, "a_capped": c, "a_tx": t} for i, p, c, t in rows])
+    else:
+        for start in range(0, len(rows), 1000):
+            given = sa.values(sa.column("id", sa.Integer), sa.column("points", sa.BigInteger),
+                              sa.column("capped_by", sa.String),
+                              sa.column("transaction_id", sa.BigInteger),
+                              name="given").data(rows[start:start + 1000])
+            # Casts: a column of the VALUES list that is NULL in every row is text to
+            # PostgreSQL.
+            connection.execute(_AWARDS.update().where(_AWARDS.c.id == given.c.id).values(
+                points=given.c.points, capped_by=sa.cast(given.c.capped_by, sa.String),
+                transaction_id=sa.cast(given.c.transaction_id, sa.BigInteger),
+                awarded_at=now))
+    # Award objects the session holds are stale now.
+    for obj in list(session.identity_map.values()):
+        if isinstance(obj, Award):
+            session.expire(obj)
 
 
 def _legs(community_id: int, volunteer_id: int, points: int, merit: int) -> list[ledger.Leg]:

@@ -1,0 +1,85 @@
+"""Many transfers at once: all or none, once per key, the same result as one by one."""
+
+import uuid
+
+import pytest
+import sqlalchemy as sa
+
+import ledger
+from ledger import Leg, TransferRequest
+
+
+def key():
+    return f"test:{uuid.uuid4().hex}"
+
+
+@pytest.fixture
+def accounts(session, make_account):
+    issuance = ledger.open_account(session, f"issuance:{uuid.uuid4().hex[:8]}", "POINTS",
+                                   allow_negative=True, stripes=4).address
+    people = [make_account(points=10) for _ in range(30)]
+    return issuance, people
+
+
+def counts(session):
+    return (session.scalar(sa.select(sa.func.count(ledger.Transaction.id))),
+            session.scalar(sa.select(sa.func.count(ledger.Posting.id))))
+
+
+def test_a_batch_posts_every_transfer_and_verify_stays_clean(session, accounts):
+    issuance, people = accounts
+    requests = [TransferRequest([Leg(issuance, -n - 1), Leg(who, n + 1)], key(), "award")
+                for n, who in enumerate(people)]
+    before = counts(session)
+    done = ledger.transfer_many(session, requests)
+    assert [tx.idempotency_key for tx in done] == [r.key for r in requests]
+    assert counts(session) == (before[0] + 30, before[1] + 60)
+    assert [ledger.balance(session, who).posted for who in people] == [
+        10 + n + 1 for n in range(30)]
+    assert ledger.verify(session).ok
+
+
+def test_a_repeated_batch_returns_the_first_results_and_writes_nothing(session, accounts):
+    issuance, people = accounts
+    requests = [TransferRequest([Leg(issuance, -5), Leg(who, 5)], key(), "award")
+                for who in people[:5]]
+    first = ledger.transfer_many(session, requests)
+    before = counts(session)
+    again = ledger.transfer_many(session, requests)
+    assert [tx.id for tx in again] == [tx.id for tx in first]
+    assert counts(session) == before
+    assert ledger.balance(session, people[0]).posted == 15
+
+
+def test_one_overdraft_refuses_the_whole_batch(session, accounts):
+    issuance, people = accounts
+    requests = [TransferRequest([Leg(issuance, -5), Leg(people[0], 5)], key(), "award"),
+                TransferRequest([Leg(people[1], -11), Leg(people[2], 11)], key(), "gift")]
+    before = counts(session)
+    with pytest.raises(ledger.InsufficientFunds):
+        ledger.transfer_many(session, requests)
+    assert counts(session) == before
+    assert ledger.balance(session, people[0]).posted == 10
+    assert ledger.verify(session).ok
+
+
+def test_an_unknown_account_refuses_the_whole_batch(session, accounts):
+    issuance, people = accounts
+    requests = [TransferRequest([Leg(issuance, -5), Leg(people[0], 5)], key(), "award"),
+                TransferRequest([Leg(issuance, -5), Leg("volunteer:nobody:points", 5)], key(),
+                                "award")]
+    before = counts(session)
+    with pytest.raises(ledger.UnknownAccount):
+        ledger.transfer_many(session, requests)
+    assert counts(session) == before
+
+
+def test_balances_the_session_holds_are_fresh_after_a_batch(session, accounts):
+    issuance, people = accounts
+    held = session.scalar(sa.select(ledger.Balance).join(
+        ledger.Account, ledger.Account.id == ledger.Balance.account_id)
+        .where(ledger.Account.address == people[3]))
+    assert held.posted == 10
+    ledger.transfer_many(session, [TransferRequest([Leg(issuance, -7), Leg(people[3], 7)],
+                                                   key(), "award")])
+    assert held.posted == 17
