@@ -217,6 +217,12 @@ def register(app: Flask) -> None:
             message, code = _("Please correct the marked fields."), ValidationFailed.code
         return _answer(error.code or 500, code, message, errors)
 
+    @app.errorhandler(RecursionError)
+    def nested_too_deep(error: RecursionError):
+        # JSON nested thousands deep overflows the parser (Flask's and webargs' alike): it
+        # is a body nobody can mean, not a failure of ours.
+        return _answer(400, "bad_request", _("The request could not be understood."))
+
     @app.errorhandler(DataError)
     @app.errorhandler(OverflowError)
     def out_of_range(error: Exception):
@@ -228,7 +234,13 @@ def register(app: Flask) -> None:
         # The database refused, dropped or timed out the connection (a restart, a failover),
         # or a conflict outlived the request's retries: a retry with the same
         # Idempotency-Key is safe, so say "try again" (503) rather than "our bug" (500).
-        app.logger.warning("database unavailable: %s", str(error.orig or error)[:300])
+        said = str(error.orig or error)
+        if _sqlite_bug(error):
+            # SQLite reports its own syntax errors and missing tables as "operational"
+            # too: those are our bugs, not a database that is away.
+            app.logger.error("database error", exc_info=error)
+            return _answer(500, "internal_error", _("Something went wrong on our side."))
+        app.logger.warning("database unavailable: %s", said[:300])
         return _answer(503, "unavailable",
                        _("The service is briefly unavailable. Please try again in a moment."),
                        headers={"Retry-After": "1"})
@@ -236,3 +248,14 @@ def register(app: Flask) -> None:
     @app.errorhandler(500)
     def server_error(error):
         return _answer(500, "internal_error", _("Something went wrong on our side."))
+
+
+SQLITE_AWAY = ("database is locked", "unable to open database", "disk i/o error")
+
+
+def _sqlite_bug(error: OperationalError) -> bool:
+    """Tell an SQLite error in our SQL from a database that is busy or gone."""
+    if type(error.orig).__module__ != "sqlite3":
+        return False
+    said = str(error.orig).lower()
+    return not any(away in said for away in SQLITE_AWAY)

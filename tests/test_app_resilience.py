@@ -156,3 +156,20 @@ def test_a_token_older_than_ninety_days_no_longer_works(client, make_community, 
     token.created_at = utcnow() - timedelta(days=91)
     db.session.commit()
     assert client.get("/api/v1/me", headers=headers).status_code == 401
+
+
+def test_an_sqlite_syntax_error_is_our_bug_not_a_database_that_is_away(
+        client, make_community, make_volunteer, monkeypatch):
+    import sqlite3
+
+    volunteer = make_volunteer(make_community())
+
+    def broken(*args, **kwargs):
+        raise OperationalError("UPDATE ...", {}, sqlite3.OperationalError(
+            'near "(": syntax error'))
+
+    monkeypatch.setattr(ledger, "balances", broken)
+    answer = client.get("/api/v1/me", headers=bearer(volunteer.user))
+    assert answer.status_code == 500
+    assert answer.get_json()["code"] == "internal_error"
+    assert "Retry-After" not in answer.headers
