@@ -2,6 +2,7 @@
 
 import csv
 import io
+from itertools import islice
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
@@ -54,7 +55,10 @@ def _csv_rows(data: bytes) -> list[list[str]]:
             text = data.decode(encoding)
         except UnicodeDecodeError:
             continue
-        return list(csv.reader(io.StringIO(text)))
+        try:
+            return list(islice(csv.reader(io.StringIO(text)), MAX_ROWS + 2))
+        except csv.Error:
+            break
     raise invalid("file", _("The file is neither UTF-8 nor GBK text."))
 
 
@@ -65,6 +69,13 @@ def _xlsx_rows(data: bytes) -> list[list]:
         book = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
     except Exception:  # openpyxl raises many kinds for a broken file
         raise invalid("file", _("The file is not a readable XLSX workbook.")) from None
-    sheet = book.worksheets[0]
-    return [["" if c is None else (str(int(c)) if isinstance(c, float) else str(c))
-             for c in row] for row in sheet.iter_rows(values_only=True)]
+    # Read-only sheets are parsed while iterated, so a broken file fails here too; and no
+    # more rows are read than a sheet may have, however many the file unzips into.
+    try:
+        rows = islice(book.worksheets[0].iter_rows(values_only=True), MAX_ROWS + 2)
+        return [["" if c is None else (str(int(c)) if isinstance(c, float) else str(c))
+                 for c in row] for row in rows]
+    except Exception:  # as above
+        raise invalid("file", _("The file is not a readable XLSX workbook.")) from None
+    finally:
+        book.close()
