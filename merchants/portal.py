@@ -31,7 +31,7 @@ import ledger
 from merchants import attempts, redemptions, settlement
 from merchants.errors import MarketError, UnknownRedemption
 from merchants.models import Merchant, Redemption, merchant_address
-from merchants.web import db_session, merchant_required
+from merchants.web import db_session, merchant_required, spreadsheet_cell
 
 bp = Blueprint("counter", __name__, url_prefix="/counter")
 
@@ -193,19 +193,13 @@ def _statement_csv(lines, start: date, end: date) -> Response:
     zone = _zone()
     for line in lines:
         r = line.redemption
-        writer.writerow([
+        writer.writerow([spreadsheet_cell(cell) for cell in (
             line.at.replace(tzinfo=ZoneInfo("UTC")).astimezone(zone).strftime("%Y-%m-%d %H:%M"),
-            redemptions.format_code(r.code), _cell(r.item.name), r.quantity,
-            _cell(r.volunteer_label),
-            _("Handed over") if line.kind == "fulfilled" else _("Refund"), line.points])
+            redemptions.format_code(r.code), r.item.name, r.quantity, r.volunteer_label,
+            _("Handed over") if line.kind == "fulfilled" else _("Refund"), line.points)])
     name = f"statement-{start:%Y%m%d}-{end:%Y%m%d}.csv"
     return Response(out.getvalue(), mimetype="text/csv; charset=utf-8",
                     headers={"Content-Disposition": f'attachment; filename="{name}"'})
-
-
-def _cell(value: str) -> str:
-    """Neutralise spreadsheet formulas in a cell a person typed."""
-    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
 
 
 def _parse_date(raw: str | None) -> date | None:

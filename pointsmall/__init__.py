@@ -89,6 +89,7 @@ def create_app(config: dict | None = None) -> Flask:
     from pointsmall.earning import staff_views as staff_earning_views
     from pointsmall.earning import views as earning_views
     from pointsmall.exports import views as export_views
+    from pointsmall.exports.cells import safe_cell
     from pointsmall.reports import monthly as monthly_report
     from pointsmall.reports import views as report_views
     from pointsmall.volunteers import views as volunteer_views
@@ -103,6 +104,8 @@ def create_app(config: dict | None = None) -> Flask:
     app.register_blueprint(market.bp)
     app.register_blueprint(photos.bp)
     app.register_blueprint(portal.bp)
+    # The counter's statement file defuses formulas with the app's one helper.
+    app.extensions["safe_cell"] = safe_cell
     app.register_blueprint(earning_views.bp)
     app.register_blueprint(staff_earning_views.bp)
     app.register_blueprint(rules_views.bp)
