@@ -83,8 +83,16 @@ def authenticate(session: so.Session, login: str, password: str, address: str) -
 
 
 def change_password(session: so.Session, user: User, current: str, new: str) -> None:
-    """Change `user`'s password after checking the current one."""
+    """Change `user`'s password after checking the current one.
+
+    Wrong current passwords count against the account's sign-in limit, so a borrowed
+    session cannot guess the password here either. The caller commits in both cases.
+    """
+    account_key = f"user:{user.id}"
+    check_throttle(session, "login-account", account_key, PER_ACCOUNT, WINDOW,
+                   too_many_sign_ins)
     if not user.check_password(current or ""):
+        record_failure(session, "login-account", account_key)
         raise ValidationFailed({"current": [_("The current password is wrong.")]})
     check_new_password(new)
     user.set_password(new)

@@ -70,6 +70,7 @@ def account():
         try:
             service.change_password(db.session, current_user, form.current.data, form.new.data)
         except ValidationFailed as error:
+            db.session.commit()  # remember a wrong current password: it counts as a failure
             for field, messages in error.errors.items():
                 getattr(form, field).errors = list(messages)
         else:
