@@ -94,7 +94,8 @@ def seed(session: so.Session) -> bool:
     for index, community in enumerate(made):
         types = {t.code: t for t in rules.activity_types(session, community.id)}
         for number, (title, code) in enumerate(ACTIVITIES):
-            starts = now - timedelta(days=7 * (len(ACTIVITIES) - number), hours=2)
+            # One a month over the past half year: the dashboards have a history to show.
+            starts = now - timedelta(days=30 * (len(ACTIVITIES) - number), hours=2)
             activity = activities.create_activity(session, community.id, {
                 "type_id": types[code].id, "title": title, "place": "社区党群服务中心",
                 "starts_at": starts, "ends_at": starts + timedelta(hours=2)}, by=None)
@@ -102,7 +103,8 @@ def seed(session: so.Session) -> bool:
             present = people[index] if number < 2 else rng.sample(
                 people[index], k=rng.randint(4, min(12, len(people[index]))))
             activities.mark_present(session, activity, [v.id for v in present])
-            awards.award_activity(session, activity, None, key=f"demo:{activity.id}", by=None)
+            awards.award_activity(session, activity, None, key=f"demo:{activity.id}", by=None,
+                                  now=starts + timedelta(hours=3))
         for title, code, offset in (("社区消防安全培训", "training", 0),
                                     ("周末环境整治志愿服务", "service", 3)):
             starts = now + timedelta(days=offset) - timedelta(minutes=20 if not offset else 0)

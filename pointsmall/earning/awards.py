@@ -43,7 +43,7 @@ class Line:
 
 
 def award_activity(session: so.Session, activity: Activity, volunteer_ids: list[int] | None, *,
-                   key: str, by: int | None) -> AwardBatch:
+                   key: str, by: int | None, now: datetime | None = None) -> AwardBatch:
     """Award an activity's points to its present attendees (or the ticked ones), once each."""
     # One award run per activity at a time: concurrent presses queue here, and the second
     # finds everyone already awarded.
@@ -71,12 +71,13 @@ def award_activity(session: so.Session, activity: Activity, volunteer_ids: list[
     if not lines:
         raise invalid("volunteer_ids", _("Everyone listed has already been awarded."))
     return create_batch(session, activity.community_id, lines, key=key, by=by,
-                        activity=activity, title=activity.title, type_code=activity.type.code)
+                        activity=activity, title=activity.title, type_code=activity.type.code,
+                        now=now)
 
 
 def create_batch(session: so.Session, community_id: int, lines: list[Line], *, key: str,
                  by: int | None, title: str, type_code: str,
-                 activity: Activity | None = None) -> AwardBatch:
+                 activity: Activity | None = None, now: datetime | None = None) -> AwardBatch:
     """Record a batch of awards and post it, unless it is big enough to need a checker."""
     earlier = _batch_by_key(session, community_id, key)
     if earlier is not None:
@@ -100,7 +101,7 @@ def create_batch(session: so.Session, community_id: int, lines: list[Line], *, k
                  people=len(lines), points=total, activity_id=batch.activity_id)
     if total > rules.approval_points or len(lines) > rules.approval_people:
         return batch
-    return post_batch(session, batch)
+    return post_batch(session, batch, now=now)
 
 
 def approve_batch(session: so.Session, batch_id: int, community_id: int, *,
