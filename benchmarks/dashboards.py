@@ -291,6 +291,18 @@ def history(session, per_community: int) -> None:
     session.commit()
 
 
+def existing(app) -> dict:
+    """The ids `load` returned, read back from a kept database."""
+    with app.app_context():
+        s = db.session
+        communities = list(s.scalars(sa.text("SELECT id FROM communities ORDER BY id")))
+        staff = dict(s.execute(sa.text(
+            "SELECT community_id, id FROM users WHERE username LIKE 'bench-staff-%'")).all())
+        admin = s.scalar(sa.text("SELECT id FROM users WHERE username = 'bench-admin'"))
+        s.rollback()
+    return {"communities": communities, "staff": staff, "admin": admin}
+
+
 def vacuum(url: str) -> float:
     started = time.perf_counter()
     engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
@@ -396,12 +408,15 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=30)
     parser.add_argument("--runs", type=int, default=5, help="per figures function")
     parser.add_argument("--keep", action="store_true", help="do not drop the database")
+    parser.add_argument("--database", help="measure a database kept by an earlier --keep run "
+                        "(migrated to head, not loaded again, not dropped)")
     args = parser.parse_args()
     server = sa.make_url(database_url(args.pg, ""))
-    name = f"bench_dash_{uuid.uuid4().hex[:8]}"
+    name = args.database or f"bench_dash_{uuid.uuid4().hex[:8]}"
     admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as c:
-        c.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    if not args.database:
+        with admin.connect() as c:
+            c.exec_driver_sql(f'CREATE DATABASE "{name}"')
     try:
         url = server.set(database=name).render_as_string(hide_password=False)
         app = create_app({"SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": "bench"})
@@ -411,10 +426,13 @@ def main() -> None:
               f"{platform.processor() or platform.machine()} · python "
               f"{platform.python_version()} · database {name}; load {os.getloadavg()}",
               flush=True)
-        started = time.perf_counter()
-        ids = load(app, args.communities, args.volunteers)
-        loaded = time.perf_counter() - started
-        analysed = vacuum(url)
+        if args.database:
+            ids = existing(app)
+        else:
+            started = time.perf_counter()
+            ids = load(app, args.communities, args.volunteers)
+            print(f"load {time.perf_counter() - started:.1f} s + VACUUM ANALYZE "
+                  f"{vacuum(url):.1f} s", flush=True)
         with app.app_context():
             counts = {t: db.session.scalar(sa.text(f"SELECT count(*) FROM {t}")) for t in (
                 "volunteers", "ledger_transactions", "ledger_postings", "awards", "attendance",
@@ -424,8 +442,8 @@ def main() -> None:
             mismatched = ledger.flows.mismatches(db.session)
             db.session.rollback()
             db.engine.dispose()
-        print(f"load {loaded:.1f} s + VACUUM ANALYZE {analysed:.1f} s; {counts}; {size}; "
-              f"flows against postings: {len(mismatched)} mismatches", flush=True)
+        print(f"{counts}; {size}; flows against postings: {len(mismatched)} mismatches",
+              flush=True)
         # A fresh app: the first request pays for templates, compiled statements, connections.
         app = create_app({"SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": "bench"})
         community = ids["communities"][0]
@@ -445,7 +463,7 @@ def main() -> None:
         with app.app_context():
             db.engine.dispose()
     finally:
-        if args.keep:
+        if args.keep or args.database:
             print(f"kept database {name}")
         else:
             with admin.connect() as c:

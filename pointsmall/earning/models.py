@@ -97,7 +97,11 @@ class Attendance(db.Model):
     """A volunteer at an activity: signed up, checked in, or marked present by staff."""
 
     __tablename__ = "attendance"
-    __table_args__ = (sa.UniqueConstraint("activity_id", "volunteer_id"),)
+    __table_args__ = (
+        sa.UniqueConstraint("activity_id", "volunteer_id"),
+        # Dashboards count those present at a community's activities from the index alone.
+        sa.Index("ix_attendance_activity_present", "activity_id", "present"),
+    )
 
     id: so.Mapped[int] = so.mapped_column(primary_key=True)
     activity_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("activities.id"))

@@ -33,8 +33,7 @@ from pointsmall.earning.models import (
     Evaluation,
     EvaluationEntry,
 )
-from pointsmall.earning.rules import ensure_rules
-from pointsmall.tiers import ORDER, mask, merit_between, standings
+from pointsmall.tiers import ORDER, mask, standings
 from pointsmall.volunteers.models import Volunteer
 
 ISSUED = ("award", "reversal", "adjustment")
@@ -197,8 +196,9 @@ def activities_by_month(session: so.Session, community_id: int, months: list[dat
                    Activity.starts_at < bounds[-1])
             .group_by(period)):
         rows[index].held = held
+    # count(*), not count(id): the index of those present by activity answers it alone.
     for index, attended in session.execute(
-            sa.select(period, sa.func.count(Attendance.id))
+            sa.select(period, sa.func.count())
             .join(Attendance, Attendance.activity_id == Activity.id)
             .where(Activity.community_id == community_id, Activity.starts_at >= bounds[0],
                    Activity.starts_at < bounds[-1], Attendance.present.is_(True))
@@ -264,11 +264,10 @@ def tiers(session: so.Session, community_id: int, *, limit: int = 10) -> Tiers:
     """
     standing = standings(session, community_id)
     counts = Counter(s.tier for s in standing.values())
-    rules = ensure_rules(session, community_id)
-    end = clock.utc_start_of(clock.local_today() + timedelta(days=1))
-    merit = merit_between(session, end - timedelta(days=rules.tier_window_days), end,
-                          community_id=community_id)
-    best = sorted(((m, v) for v, m in merit.items() if m > 0), key=lambda x: (-x[0], x[1]))
+    # The standings summed each volunteer's MERIT in this same window (up to the end of
+    # today): rank from them rather than sum the community's awards a second time.
+    best = sorted(((s.merit_in_window, v) for v, s in standing.items()
+                   if s.merit_in_window > 0), key=lambda x: (-x[0], x[1]))
     best = best[:limit]
     names = dict(session.execute(
         sa.select(Volunteer.id, Volunteer).where(Volunteer.id.in_([v for _m, v in best])))
