@@ -302,6 +302,7 @@ class Books:
     open: list = field(default_factory=list)  # reserved redemptions no client holds
     sequence: int = 0
     lost_answers: Counter = field(default_factory=Counter)  # found applied on retry
+    retried_writes: Counter = field(default_factory=Counter)  # answered on a later attempt
 
     def next_key(self) -> str:
         self.sequence += 1
@@ -354,6 +355,8 @@ class Client:
                 tally.requests += 1
                 tally.latencies[endpoint].append(time.perf_counter() - started)
                 if answer.status_code < 500:
+                    if attempt > 1 and method == "POST":
+                        self.books.retried_writes[endpoint] += 1
                     if answer.status_code >= 400 and not (attempt > 1
                                                           and answer.status_code == 409):
                         tally.errors[endpoint, answer.status_code] += 1
@@ -912,6 +915,7 @@ def reconcile(url: str, state: dict, books: Books, before: dict) -> tuple[list[s
     summary = {"verify": "clean" if ok else "BROKEN", "verify_seconds": round(seconds, 1),
                "acknowledged": dict(counts), "unanswered": dict(unanswered),
                "answers_lost_then_found": dict(books.lost_answers),
+               "writes_answered_on_a_retry": dict(books.retried_writes),
                "volunteers_checked": checked, "problems": len(problems)}
     return problems, summary
 
