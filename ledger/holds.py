@@ -1,12 +1,14 @@
 """Two-phase holds: reserve an amount now, post it (all or part) or release it later."""
 
+import random
 from datetime import datetime
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm.attributes import set_committed_value
 
 from ledger import chain
-from ledger.accounts import get_accounts
 from ledger.errors import (
     AssetMismatch,
     HoldAlreadyPosted,
@@ -16,32 +18,95 @@ from ledger.errors import (
     IdempotencyConflict,
     InsufficientFunds,
     InvalidTransaction,
+    UnknownAccount,
     UnknownHold,
 )
 from ledger.models import Account, Balance, Hold, Transaction
 from ledger.writes import (
+    LockedAccount,
     check_amount,
+    check_funds,
     check_key,
     check_memo,
     check_now,
     check_text,
     check_time,
     find_by_key,
-    lock_balances,
     lock_balances_by_id,
     new_transaction,
-    once,
     post_entries,
-    stripe_for,
 )
 
 _NOT_OPEN = {"posted": HoldAlreadyPosted, "voided": HoldAlreadyVoided, "expired": HoldExpired}
 
 
+_HOLDS, _ACCOUNTS, _BALANCES = Hold.__table__, Account.__table__, Balance.__table__
+_TRANSACTIONS = Transaction.__table__
+_DESTINATION = _ACCOUNTS.alias("destination")
+_OTHER_HOLD = _HOLDS.alias("other_hold")
+
+# hold(), in one round trip: the source account and one stripe of it, locked; the
+# destination's id and asset; and whether the idempotency key already made a hold.
+_LOCK_SOURCE = (
+    sa.select(_ACCOUNTS.c.id, _ACCOUNTS.c.asset_code, _BALANCES.c.id, _BALANCES.c.allow_negative,
+              _BALANCES.c.posted, _BALANCES.c.pending,
+              sa.select(_DESTINATION.c.id).where(_DESTINATION.c.address == sa.bindparam("dst"))
+              .scalar_subquery(),
+              sa.select(_DESTINATION.c.asset_code)
+              .where(_DESTINATION.c.address == sa.bindparam("dst")).scalar_subquery(),
+              sa.select(_HOLDS.c.id).where(_HOLDS.c.idempotency_key == sa.bindparam("key"))
+              .scalar_subquery())
+    .join_from(_ACCOUNTS, _BALANCES, _BALANCES.c.account_id == _ACCOUNTS.c.id)
+    .where(_ACCOUNTS.c.address == sa.bindparam("src"),
+           _BALANCES.c.stripe == sa.bindparam("pick", type_=sa.Integer) % _ACCOUNTS.c.stripes)
+    .with_for_update(of=_BALANCES, key_share=True)
+)
+_INSERT_HOLD_UNLESS_TAKEN = {
+    dialect: insert(_HOLDS).on_conflict_do_nothing(index_elements=[_HOLDS.c.idempotency_key])
+    .returning(_HOLDS.c.id)
+    for dialect, insert in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert))
+}
+_ADD_PENDING = (_BALANCES.update().where(_BALANCES.c.id == sa.bindparam("b_id"))
+                .values(pending=_BALANCES.c.pending + sa.bindparam("b_amount")))
+# post_hold(), first round trip: the hold, locked, and what its key and resolution key
+# already did.
+_LOCK_HOLD = (
+    sa.select(_HOLDS, sa.select(_TRANSACTIONS.c.id)
+              .where(_TRANSACTIONS.c.idempotency_key == sa.bindparam("key"))
+              .scalar_subquery().label("key_tx"),
+              sa.select(_OTHER_HOLD.c.id)
+              .where(_OTHER_HOLD.c.resolution_key == sa.bindparam("key"),
+                     _OTHER_HOLD.c.id != sa.bindparam("hold_id"))
+              .scalar_subquery().label("key_resolved_other"))
+    .where(_HOLDS.c.id == sa.bindparam("hold_id"))
+    .with_for_update(of=_HOLDS)
+)
+# ... second: the source stripe the hold reserved and one stripe of the destination,
+# locked in id order, with their accounts.
+_LOCK_ENDS = (
+    sa.select(_ACCOUNTS.c.id, _ACCOUNTS.c.address, _ACCOUNTS.c.asset_code, _ACCOUNTS.c.stripes,
+              _ACCOUNTS.c.scope, _BALANCES.c.id, _BALANCES.c.stripe, _BALANCES.c.allow_negative,
+              _BALANCES.c.posted, _BALANCES.c.pending, _BALANCES.c.seq, _BALANCES.c.head_hash)
+    .join_from(_ACCOUNTS, _BALANCES, _BALANCES.c.account_id == _ACCOUNTS.c.id)
+    .where(sa.or_(
+        _BALANCES.c.id == sa.bindparam("source_balance"),
+        sa.and_(_ACCOUNTS.c.id == sa.bindparam("destination"),
+                _BALANCES.c.stripe == sa.bindparam("pick", type_=sa.Integer)
+                % _ACCOUNTS.c.stripes)))
+    .order_by(_BALANCES.c.id)
+    .with_for_update(of=_BALANCES, key_share=True)
+)
+
+
 def hold(session: so.Session, source: str, destination: str, amount: int, *, key: str,
          kind: str, expires_at: datetime | None = None, memo: str = "",
          meta: dict | None = None, now: datetime | None = None) -> Hold:
-    """Reserve `amount` on `source` for `destination`; available = posted - pending."""
+    """Reserve `amount` on `source` for `destination`; available = posted - pending.
+
+    Three statements: find and lock (the key checked in the same trip), insert the hold
+    unless a twin took its key, add to pending. Every refusal comes before the first write,
+    so none needs a savepoint.
+    """
     check_key(key)
     check_amount(amount)
     kind, memo, meta = check_text(kind, memo, meta)
@@ -54,38 +119,52 @@ def hold(session: so.Session, source: str, destination: str, amount: int, *, key
         "hold", source=source, destination=destination, amount=amount, kind=kind, memo=memo,
         meta=meta, expires_at=expires_at,
     )
-
-    def write() -> Hold:
-        # Checked here, after the key was looked up: a retry of a hold that was made in time
-        # answers that hold even once its deadline has passed.
-        if expires_at is not None and expires_at <= now:
-            raise InvalidTransaction("a hold must expire in the future")
-        accounts = get_accounts(session, [source, destination])
-        src, dst = accounts[source], accounts[destination]
-        if src.asset_code != dst.asset_code:
-            raise AssetMismatch(destination, dst.asset_code, src.asset_code)
-        stripe = stripe_for(src)
-        balance = lock_balances(session, [(src.id, stripe)])[(src.id, stripe)]
-        available = balance.posted - balance.pending
-        if not balance.allow_negative and available < amount:
-            raise InsufficientFunds(source, amount, available)
-        balance.pending += amount
-        row = Hold(
-            idempotency_key=key, request_hash=request_hash, account_id=src.id,
-            balance_id=balance.id, destination_id=dst.id, asset_code=src.asset_code,
-            amount=amount, status="open", kind=kind, memo=memo, meta=meta, created_at=now,
-            expires_at=expires_at,
-        )
-        session.add(row)
-        session.flush()
-        return row
-
-    return once(session, Hold, key, request_hash, write)
+    session.flush()
+    connection = session.connection()
+    found = connection.execute(_LOCK_SOURCE, {
+        "src": source, "dst": destination, "key": key, "pick": random.getrandbits(30)}).first()
+    if found is None:
+        earlier = find_by_key(session, Hold, key, request_hash)
+        if earlier is not None:
+            return earlier
+        raise UnknownAccount(source)
+    src_id, asset, balance_id, allow_negative, posted, pending, dst_id, dst_asset, taken = found
+    if taken is not None:
+        # A retry: the first answer, even once its deadline has passed (checked below only
+        # for new holds).
+        return find_by_key(session, Hold, key, request_hash)
+    if expires_at is not None and expires_at <= now:
+        raise InvalidTransaction("a hold must expire in the future")
+    if dst_id is None:
+        raise UnknownAccount(destination)
+    if asset != dst_asset:
+        raise AssetMismatch(destination, dst_asset, asset)
+    if not allow_negative and posted - pending < amount:
+        raise InsufficientFunds(source, amount, posted - pending)
+    values = {
+        "idempotency_key": key, "request_hash": request_hash, "account_id": src_id,
+        "balance_id": balance_id, "destination_id": dst_id, "asset_code": asset,
+        "amount": amount, "status": "open", "kind": kind, "memo": memo, "meta": meta,
+        "created_at": now, "expires_at": expires_at,
+    }
+    insert = _INSERT_HOLD_UNLESS_TAKEN.get(connection.dialect.name)
+    hold_id = connection.execute(insert, values).scalar_one_or_none()
+    if hold_id is None:
+        # A concurrent twin committed the key while we waited on the balance row.
+        return find_by_key(session, Hold, key, request_hash)
+    connection.execute(_ADD_PENDING, {"b_id": balance_id, "b_amount": amount})
+    _refresh_balance(session, balance_id, pending=pending + amount)
+    return _attach(session, Hold, hold_id, values)
 
 
 def post_hold(session: so.Session, hold_id: int, *, key: str, amount: int | None = None,
               memo: str | None = None, now: datetime | None = None) -> Transaction:
-    """Post an open hold to its destination, all of it or `amount` of it, releasing the rest."""
+    """Post an open hold to its destination, all of it or `amount` of it, releasing the rest.
+
+    Seven statements: lock the hold (its key's earlier use read in the same trip), lock
+    both ends, insert the transaction, then the balances, postings, flows and the hold. Every
+    refusal comes before the first write, so none needs a savepoint.
+    """
     check_key(key)
     if not _is_id(hold_id):
         raise UnknownHold(hold_id)
@@ -95,44 +174,70 @@ def post_hold(session: so.Session, hold_id: int, *, key: str, amount: int | None
         check_memo(memo)
     request_hash = chain.request_hash("post_hold", hold_id=hold_id, amount=amount, memo=memo)
     now = check_now(now)
+    session.flush()
+    connection = session.connection()
+    row = connection.execute(_LOCK_HOLD, {"hold_id": hold_id, "key": key}).first()
+    # The key may already have resolved another hold, or voided this one: a conflict.
+    if row is not None and (row.key_resolved_other is not None or (
+            row.resolution_key == key and row.status != "posted")):
+        raise IdempotencyConflict(key)
+    if row is None:
+        if find_by_key(session, Transaction, key, request_hash) is not None:
+            raise IdempotencyConflict(key)  # the key of another transaction
+        raise UnknownHold(hold_id)
+    if row.key_tx is not None or (row.status == "posted" and row.resolution_key == key):
+        # A retry; or a twin that posted it while we waited on the lock (the row is read
+        # after the wait, the subquery before it); or the key of something else
+        # (find_by_key raises the conflict).
+        return find_by_key(session, Transaction, key, request_hash)
+    if row.status != "open":
+        raise _NOT_OPEN[row.status](row.id)
+    if row.expires_at is not None and row.expires_at <= now:
+        raise HoldExpired(row.id)
+    posted = row.amount if amount is None else amount
+    if posted > row.amount:
+        raise HoldAmountExceeded(row.id, row.amount, posted)
+    ends = [LockedAccount(r) for r in connection.execute(_LOCK_ENDS, {
+        "source_balance": row.balance_id, "destination": row.destination_id,
+        "pick": random.getrandbits(30)})]
+    src = next(e for e in ends if e.balance_id == row.balance_id)
+    dst = next(e for e in ends if e.id == row.destination_id and e is not src)
+    src.pending -= row.amount
+    entries = [(src, src, -posted), (dst, dst, posted)]
+    check_funds(entries)
+    tx = new_transaction(session, key=key, request_hash=request_hash, kind=row.kind,
+                         memo=row.memo if memo is None else memo,
+                         meta={**row.meta, "hold_id": row.id}, now=now, unless_taken=True)
+    if tx is None:
+        return find_by_key(session, Transaction, key, request_hash)
+    post_entries(session, tx, entries)
+    changes = {"status": "posted", "posted_amount": posted, "transaction_id": tx.id,
+               "resolved_at": now, "resolution_key": key}
+    connection.execute(_HOLDS.update().where(_HOLDS.c.id == row.id).values(changes))
+    stale = session.identity_map.get(so.util.identity_key(Hold, row.id))
+    if stale is not None:
+        for attribute, value in changes.items():
+            set_committed_value(stale, attribute, value)
+    return tx
 
-    def refuse_key_of_another_resolution() -> None:
-        # The key may already have voided (or posted) another hold: that is a conflict too.
-        earlier = session.scalar(sa.select(Hold).where(Hold.resolution_key == key))
-        if earlier is not None and (earlier.id != hold_id or earlier.status != "posted"):
-            raise IdempotencyConflict(key)
 
-    def write() -> Transaction:
-        row = _lock_hold(session, hold_id)
-        if row.status == "posted" and row.resolution_key == key:
-            # A concurrent twin of this very request posted it while we waited on the lock.
-            return find_by_key(session, Transaction, key, request_hash)
-        _refuse_unless_open(row)
-        if row.expires_at is not None and row.expires_at <= now:
-            raise HoldExpired(row.id)
-        posted = row.amount if amount is None else amount
-        if posted > row.amount:
-            raise HoldAmountExceeded(row.id, row.amount, posted)
-        src = session.get(Account, row.account_id)
-        dst = session.get(Account, row.destination_id)
-        tx = new_transaction(session, key=key, request_hash=request_hash, kind=row.kind,
-                             memo=row.memo if memo is None else memo,
-                             meta={**row.meta, "hold_id": row.id}, now=now)
-        dst_stripe = stripe_for(dst)
-        locked = lock_balances(session, [(src.id, _stripe(session, row)), (dst.id, dst_stripe)])
-        src_balance = next(b for b in locked.values() if b.id == row.balance_id)
-        src_balance.pending -= row.amount
-        post_entries(session, tx, [
-            (src, src_balance, -posted), (dst, locked[(dst.id, dst_stripe)], posted),
-        ])
-        row.status, row.posted_amount, row.transaction_id = "posted", posted, tx.id
-        row.resolved_at, row.resolution_key = now, key
-        session.flush()
-        return tx
+def _refresh_balance(session: so.Session, balance_id: int, **values) -> None:
+    """Tell a Balance the session holds what a Core statement just wrote to its row."""
+    balance = session.identity_map.get(so.util.identity_key(Balance, balance_id))
+    if balance is not None:
+        for attribute, value in values.items():
+            set_committed_value(balance, attribute, value)
 
-    refuse_key_of_another_resolution()
-    return once(session, Transaction, key, request_hash, write,
-                refuse_key_of_another_resolution)
+
+def _attach(session: so.Session, model: type, row_id: int, values: dict):
+    """Return the row a Core INSERT wrote as an ORM object of the session, as if loaded."""
+    obj = model(id=row_id, **values)
+    so.make_transient_to_detached(obj)
+    stale = session.identity_map.get(so.util.identity_key(model, row_id))
+    if stale is not None:  # a rolled-back row whose id SQLite has handed out again
+        session.expunge(stale)
+    session.add(obj)
+    return obj
 
 
 def void_hold(session: so.Session, hold_id: int, *, key: str,
@@ -213,10 +318,6 @@ def _release(session: so.Session, row: Hold, status: str, key: str | None,
     balance.pending -= row.amount
     row.status, row.resolved_at, row.resolution_key = status, now, key
     session.flush()
-
-
-def _stripe(session: so.Session, row: Hold) -> int:
-    return session.get(Balance, row.balance_id).stripe
 
 
 def _is_id(value: object) -> bool:

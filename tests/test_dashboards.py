@@ -1,4 +1,5 @@
 """Dashboards: figures from the ledger that reconcile, local month boundaries, who sees what."""
+# ruff: noqa: F811  (fixtures imported from market_builders)
 
 import re
 from datetime import date, datetime
