@@ -74,12 +74,18 @@ def add(session: so.Session, items: Iterable[tuple[str | None, str, str, datetim
     connection.execute(_upsert(connection.dialect.name), rows)
 
 
+_UPSERTS: dict[str, sa.Insert] = {}
+
+
 def _upsert(dialect: str) -> sa.Insert:
-    insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}[dialect](_FLOWS)
-    return insert.on_conflict_do_update(
-        index_elements=["scope", "asset_code", "kind", "day", "slot"],
-        set_={column: _FLOWS.c[column] + insert.excluded[column]
-              for column in ("credits", "debits", "postings")})
+    """INSERT ... ON CONFLICT DO UPDATE adding to the sums, built once per dialect."""
+    if dialect not in _UPSERTS:
+        insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}[dialect](_FLOWS)
+        _UPSERTS[dialect] = insert.on_conflict_do_update(
+            index_elements=["scope", "asset_code", "kind", "day", "slot"],
+            set_={column: _FLOWS.c[column] + insert.excluded[column]
+                  for column in ("credits", "debits", "postings")})
+    return _UPSERTS[dialect]
 
 
 @dataclass(frozen=True)
