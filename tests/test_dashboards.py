@@ -253,3 +253,25 @@ def test_charts_scale_numbers_and_escape_labels():
         "999", "1.2k", "3.5M", "-2k"]
     svg = str(charts.hbars("t", ["<script>"], [charts.Series("s", [5], "c")]))
     assert "<script>" not in svg and "&lt;script&gt;" in svg
+
+
+def test_active_and_new_volunteers_are_counted_per_community(make_community, make_volunteer):
+    from datetime import timedelta
+
+    from ledger.clock import utcnow
+
+    first, second = make_community(), make_community()
+    a, b, c = (make_volunteer(first) for _ in range(3))
+    d = make_volunteer(second)
+    now = utcnow()
+    for place, who, days in ((first, a, 10), (first, b, 60), (first, a, 70), (second, d, 5)):
+        awards.create_batch(db.session, place.id, [awards.Line(who.id, 5, 1)],
+                            key=f"t{serial()}", by=None, title="巡查", type_code="task",
+                            now=now - timedelta(days=days))
+    db.session.commit()
+    months = figures.months_ending(date.today(), 2)
+    found = figures.people_of(db.session, [first.id, second.id], months, now=now)
+    assert (found[first.id].total, found[first.id].active_30, found[first.id].active_90) == (
+        3, 1, 2)
+    assert (found[second.id].total, found[second.id].active_30) == (1, 1)
+    assert found[first.id] == figures.people(db.session, first.id, months, now=now)

@@ -116,12 +116,13 @@ def district_dashboard():
     year_months = [date(month.year, m, 1) for m in range(1, month.month + 1)]
     points = figures.points_by_month(db.session, ids, year_months) if ids else {}
     reconciled = figures.reconciliation(db.session, ids) if ids else {}
+    people_of = figures.people_of(db.session, ids, year_months) if ids else {}
+    held_of = figures.activities_of(db.session, ids, [month]) if ids else {}
     rows = []
     for community in places:
         months = points[community.id]
         this = months[-1]
-        people = figures.people(db.session, community.id, year_months)
-        held = figures.activities_by_month(db.session, community.id, [month])[0]
+        people, held = people_of[community.id], held_of[community.id][0]
         rows.append({
             "community": community, "this": this,
             "year_issued": sum(m.issued for m in months),
