@@ -378,10 +378,10 @@ def breakdown(app, community_ids: list[int], runs: int) -> tuple[list, list, boo
             ("points_by_month (all, year to date)",
              lambda: figures.points_by_month(s, community_ids, year_months)),
             ("reconciliation (all)", lambda: figures.reconciliation(s, community_ids)),
-            (f"people x {len(community_ids)}",
-             lambda: [figures.people(s, c, year_months) for c in community_ids]),
-            (f"activities_by_month (this month) x {len(community_ids)}",
-             lambda: [figures.activities_by_month(s, c, [month]) for c in community_ids]),
+            ("people_of (all, grouped)",
+             lambda: figures.people_of(s, community_ids, year_months)),
+            ("activities_of (all, this month, grouped)",
+             lambda: figures.activities_of(s, community_ids, [month])),
         ]
         first = [(name, timed(fn, runs)) for name, fn in community]
         second = [(name, timed(fn, runs)) for name, fn in district]
