@@ -291,6 +291,31 @@ def test_staff_create_an_activity_with_utc_or_zoned_times(client, place, as_staf
     assert [a["title"] for a in listed] == ["急救培训"]
 
 
+def test_a_retried_activity_create_with_the_same_key_answers_the_first_activity(
+        client, place, as_staff):
+    # Issue 7's fault run: a create whose answer was lost (server killed, client timeout)
+    # was sent again and made a second, third, fourth copy of the activity.
+    kind = activity_type(db.session, place.id, "meeting")
+    body = {"type_id": kind.id, "title": "网格员例会", "starts_at": "2030-05-01T09:00:00",
+            "ends_at": "2030-05-01T10:00:00"}
+    keyed = {**as_staff, "Idempotency-Key": "meeting-0501"}
+
+    first = client.post("/api/v1/staff/activities", headers=keyed, json=body)
+    again = client.post("/api/v1/staff/activities", headers=keyed, json=body)
+
+    assert (first.status_code, again.status_code) == (201, 201)
+    assert again.get_json()["id"] == first.get_json()["id"]
+    assert count(Activity, place) == 1
+    other = client.post("/api/v1/staff/activities", headers=keyed,
+                        json={**body, "title": "另一个例会"})
+    assert other.status_code == 409
+    assert count(Activity, place) == 1
+    # Without a key every create is a new activity, as before.
+    assert client.post("/api/v1/staff/activities", headers=as_staff,
+                       json=body).status_code == 201
+    assert count(Activity, place) == 2
+
+
 @pytest.mark.parametrize(("change", "field"), [
     ({"title": ""}, "title"),
     ({"title": None}, "title"),

@@ -498,7 +498,8 @@ class Client:
                                         "type_id": self.rng.choice(self.state["type_ids"]),
                                         "title": f"压测活动 {b.key}", "place": "社区",
                                         "starts_at": (now - timedelta(hours=3)).isoformat(),
-                                        "ends_at": (now - timedelta(hours=1)).isoformat()})
+                                        "ends_at": (now - timedelta(hours=1)).isoformat()},
+                                    key=f"a-{b.key.replace(':', '-')}")
         if answer is None or answer.status_code != 201:
             b.uncertain = "activity not created"
             return False
@@ -793,6 +794,9 @@ def reconcile(url: str, state: dict, books: Books, before: dict) -> tuple[list[s
             "SELECT a.batch_id, a.volunteer_id, a.points, a.activity_id FROM awards a"
             " JOIN award_batches b ON b.id = a.batch_id WHERE b.idempotency_key LIKE :p"),
             {"p": f"%:{books.run}-%"}).all()
+        copies = conn.execute(sa.text(
+            "SELECT title, count(*) FROM activities WHERE title LIKE :p GROUP BY title"
+            " HAVING count(*) > 1"), {"p": f"%{books.run}:%"}).all()
         twice = conn.execute(sa.text(
             "SELECT a.activity_id, a.volunteer_id, count(*) FROM awards a"
             " JOIN award_batches b ON b.id = a.batch_id WHERE b.idempotency_key LIKE :p"
@@ -864,6 +868,8 @@ def reconcile(url: str, state: dict, books: Books, before: dict) -> tuple[list[s
             unanswered[f"award ({b.uncertain}) -> {'applied' if found else 'not applied'}"] += 1
     if twice:
         problems.append(f"{len(twice)} volunteers awarded twice for one activity")
+    if copies:
+        problems.append(f"{len(copies)} activities created more than once, e.g. {copies[:3]}")
     # Balances: what the acknowledged operations imply, per volunteer and merchant.
     awarded = Counter()
     for b in books.batches.values():

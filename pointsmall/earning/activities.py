@@ -13,7 +13,7 @@ from ledger.clock import utcnow
 from pointsmall import audit
 from pointsmall.earning.errors import CheckInRefused, invalid
 from pointsmall.earning.models import Activity, ActivityType, Attendance
-from pointsmall.errors import NotFound
+from pointsmall.errors import Conflict, NotFound
 from pointsmall.volunteers.models import Volunteer
 
 CHECK_IN_MARGIN = timedelta(minutes=30)
@@ -21,8 +21,16 @@ MAX_POINTS = 100_000
 
 
 def create_activity(session: so.Session, community_id: int, raw: dict, *,
-                    by: int | None) -> Activity:
-    """Create an activity; points and merit default to its type's rule."""
+                    by: int | None, key: str | None = None) -> Activity:
+    """Create an activity; points and merit default to its type's rule.
+
+    With a `key`, the same key again answers the activity it first created (a client's
+    retry after a lost answer); the key with another title or times is a conflict.
+    """
+    if key is not None:
+        earlier = _activity_by_key(session, community_id, key, raw)
+        if earlier is not None:
+            return earlier
     errors: dict[str, list[str]] = {}
     kind = session.get(ActivityType, raw.get("type_id") or 0)
     if kind is None or kind.community_id != community_id or not kind.active:
@@ -54,12 +62,31 @@ def create_activity(session: so.Session, community_id: int, raw: dict, *,
     activity = Activity(community_id=community_id, type_id=kind.id, title=title,
                         place=str(raw.get("place") or "")[:120], starts_at=starts, ends_at=ends,
                         capacity=capacity, points=amounts["points"], merit=amounts["merit"],
-                        created_by=by)
-    session.add(activity)
-    session.flush()
+                        created_by=by, idempotency_key=key)
+    try:
+        with session.begin_nested():
+            session.add(activity)
+            session.flush()
+    except IntegrityError:
+        # A concurrent twin with the same key committed first: answer with its activity.
+        earlier = _activity_by_key(session, community_id, key, raw) if key else None
+        if earlier is None:
+            raise
+        return earlier
     audit.record(session, "activity.create", f"activity:{activity.id}",
                  community_id=community_id, title=title, points=activity.points)
     return activity
+
+
+def _activity_by_key(session: so.Session, community_id: int, key: str,
+                     raw: dict) -> Activity | None:
+    earlier = session.scalar(sa.select(Activity).where(
+        Activity.community_id == community_id, Activity.idempotency_key == key))
+    if earlier is not None and (
+            earlier.title != str(raw.get("title") or "").strip()
+            or earlier.starts_at != raw.get("starts_at") or earlier.ends_at != raw.get("ends_at")):
+        raise Conflict(_("This request key was already used for another activity."))
+    return earlier
 
 
 def invalid_many(errors: dict[str, list[str]]):

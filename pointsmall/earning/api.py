@@ -320,6 +320,10 @@ class StaffActivities(MethodView):
             .order_by(Activity.starts_at.desc()).limit(200)).all()
 
     @staff_only
+    @bp.doc(parameters=[{**IDEMPOTENCY_HEADER, "required": False, "description":
+                         "Optional, 1-64 characters: the same key answers the first activity"}])
+    @bp.alt_response(409, schema=ErrorSchema,
+                     description="The key was used for another activity.")
     @bp.arguments(ActivityCreateSchema)
     @bp.response(201, ActivitySchema)
     def post(self, body):
@@ -327,8 +331,9 @@ class StaffActivities(MethodView):
         for field in ("starts_at", "ends_at"):
             if body[field].tzinfo is not None:
                 body[field] = body[field].astimezone(UTC).replace(tzinfo=None)
+        key = _key() if "Idempotency-Key" in request.headers else None
         activity = activities.create_activity(db.session, current_user.community_id, body,
-                                              by=current_user.id)
+                                              by=current_user.id, key=key)
         db.session.commit()
         return activity
 

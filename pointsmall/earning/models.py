@@ -74,6 +74,8 @@ class Activity(db.Model):
         sa.CheckConstraint("capacity IS NULL OR capacity > 0", name="capacity_positive"),
         sa.CheckConstraint("points >= 0 AND merit >= 0", name="amounts_not_negative"),
         sa.Index("ix_activities_community_start", "community_id", "starts_at"),
+        # A client's retry of a create answers the first activity (Idempotency-Key).
+        sa.UniqueConstraint("community_id", "idempotency_key"),
     )
 
     id: so.Mapped[int] = so.mapped_column(primary_key=True)
@@ -89,6 +91,7 @@ class Activity(db.Model):
     cancelled: so.Mapped[bool] = so.mapped_column(default=False)
     created_by: so.Mapped[int | None] = so.mapped_column(sa.ForeignKey("users.id"))
     created_at: so.Mapped[datetime] = so.mapped_column(default=utcnow)
+    idempotency_key: so.Mapped[str | None] = so.mapped_column(sa.String(120))
 
     type: so.Mapped[ActivityType] = so.relationship(lazy="joined", innerjoin=True)
 
