@@ -7,6 +7,7 @@ written in bulk. Any key seen before sends the whole batch down the one-by-one p
 answers repeated keys exactly as `transfer` does.
 """
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -32,8 +33,6 @@ from ledger.writes import (
 
 _ACCOUNTS, _BALANCES = Account.__table__, Balance.__table__
 _TRANSACTIONS, _POSTINGS = Transaction.__table__, Posting.__table__
-# Rows per UPDATE ... FROM (VALUES ...): four parameters each, well under SQLite's limit.
-_UPDATE_CHUNK = 1000
 
 
 @dataclass(frozen=True)
@@ -48,7 +47,7 @@ class TransferRequest:
 
 
 def transfer_many(session: so.Session, requests: Sequence[TransferRequest], *,
-                  now: datetime | None = None) -> list[Transaction]:
+                  now: datetime | None = None) -> list["Transaction | Posted"]:
     """Post every request as its own transaction, all or none, once per key."""
     if not requests:
         return []
@@ -88,7 +87,7 @@ def _check(request: TransferRequest) -> tuple[str, str, dict, str]:
 
 
 def _bulk(session: so.Session, requests: Sequence[TransferRequest],
-          checked: list[tuple[str, str, dict, str]], now: datetime) -> list[Transaction]:
+          checked: list[tuple[str, str, dict, str]], now: datetime) -> list["Posted"]:
     accounts = _accounts(session, list({leg.address for r in requests for leg in r.legs}))
     plans = []
     for request in requests:
@@ -101,23 +100,15 @@ def _bulk(session: so.Session, requests: Sequence[TransferRequest],
          "hash": chain.transaction_hash(request.key, kind, memo, meta, None, now)}
         for request, (kind, memo, meta, fingerprint) in zip(requests, checked, strict=True)
     ]
-    # Plain statements, not the unit of work: one multi-row INSERT ... RETURNING for the
-    # transactions, one executemany for the postings, one UPDATE ... FROM (VALUES ...) per
-    # thousand balance rows. The returned transactions are plain objects outside the session.
+    # Plain statements, not the unit of work; on PostgreSQL each takes its rows as arrays
+    # (one constant statement, a handful of parameters, whatever the count). What comes back
+    # are plain records of the transactions, not ORM objects: a thousand of those cost more
+    # than the database work.
     connection = session.connection()
-    ids = connection.execute(
-        _TRANSACTIONS.insert().returning(_TRANSACTIONS.c.id, sort_by_parameter_order=True),
-        values).scalars().all()
-    transactions = [Transaction(id=tx_id, **row) for tx_id, row in zip(ids, values, strict=True)]
+    ids = _insert_transactions(connection, values, now)
+    transactions = [Posted(id=ids[row["idempotency_key"]], **row) for row in values]
     wanted = sorted({(a.id, s) for plan in plans for a, s, _ in plan})
-    rows = connection.execute(
-        sa.select(_BALANCES.c.id, _BALANCES.c.account_id, _BALANCES.c.stripe,
-                  _BALANCES.c.allow_negative, _BALANCES.c.posted, _BALANCES.c.pending,
-                  _BALANCES.c.seq, _BALANCES.c.head_hash)
-        .where(sa.tuple_(_BALANCES.c.account_id, _BALANCES.c.stripe).in_(wanted))
-        .order_by(_BALANCES.c.id)
-        .with_for_update(key_share=True)
-    ).all()
+    rows = _lock_balances(connection, wanted)
     state = {(r.account_id, r.stripe): {"id": r.id, "allow_negative": r.allow_negative,
                                          "posted": r.posted, "pending": r.pending,
                                          "seq": r.seq, "head_hash": r.head_hash}
@@ -139,7 +130,7 @@ def _bulk(session: so.Session, requests: Sequence[TransferRequest],
                              "amount": amount, "seq": seq, "balance_after": posted,
                              "hash": digest})
             balance.update(posted=posted, seq=seq, head_hash=digest)
-    connection.execute(_POSTINGS.insert(), postings)
+    _insert_postings(connection, postings)
     flows.add(session, ((account.scope, account.asset_code, tx.kind, tx.created_at, amount)
                         for tx, plan in zip(transactions, plans, strict=True)
                         for account, _stripe, amount in plan))
@@ -151,27 +142,110 @@ def _bulk(session: so.Session, requests: Sequence[TransferRequest],
     return transactions
 
 
+@dataclass(frozen=True)
+class Posted:
+    """A transaction written by the batch path: the values of its row."""
+
+    id: int
+    idempotency_key: str
+    request_hash: str
+    kind: str
+    memo: str
+    meta: dict
+    reverses_id: int | None
+    created_at: datetime
+    hash: str
+
+
+def _insert_transactions(connection: sa.Connection, values: list[dict],
+                         now: datetime) -> dict[str, int]:
+    """Insert the transaction rows; return their ids by idempotency key."""
+    if connection.dialect.name == "postgresql":
+        return dict(connection.execute(_INSERT_TRANSACTIONS_FROM_ARRAYS, {
+            "keys": [v["idempotency_key"] for v in values],
+            "hashes": [v["request_hash"] for v in values],
+            "kinds": [v["kind"] for v in values], "memos": [v["memo"] for v in values],
+            "metas": [json.dumps(v["meta"]) for v in values],
+            "seals": [v["hash"] for v in values], "now": now}).all())
+    found = connection.execute(
+        _TRANSACTIONS.insert().returning(_TRANSACTIONS.c.id, _TRANSACTIONS.c.idempotency_key),
+        values).all()
+    return {key: tx_id for tx_id, key in found}
+
+
+def _lock_balances(connection: sa.Connection, wanted: list[tuple[int, int]]) -> list[sa.Row]:
+    """Lock the (account, stripe) balance rows in id order and return them."""
+    if connection.dialect.name == "postgresql":
+        return connection.execute(_LOCK_BALANCES_FROM_ARRAYS, {
+            "accounts": [a for a, _s in wanted], "stripes": [s for _a, s in wanted]}).all()
+    return connection.execute(
+        sa.select(_BALANCES.c.id, _BALANCES.c.account_id, _BALANCES.c.stripe,
+                  _BALANCES.c.allow_negative, _BALANCES.c.posted, _BALANCES.c.pending,
+                  _BALANCES.c.seq, _BALANCES.c.head_hash)
+        .where(sa.tuple_(_BALANCES.c.account_id, _BALANCES.c.stripe).in_(wanted))
+        .order_by(_BALANCES.c.id)
+    ).all()
+
+
+_INSERT_TRANSACTIONS_FROM_ARRAYS = sa.text(
+    "INSERT INTO ledger_transactions"
+    " (idempotency_key, request_hash, kind, memo, meta, reverses_id, created_at, hash)"
+    " SELECT given.key, given.request_hash, given.kind, given.memo, given.meta, NULL, :now,"
+    " given.seal"
+    " FROM unnest(CAST(:keys AS varchar[]), CAST(:hashes AS varchar[]),"
+    " CAST(:kinds AS varchar[]), CAST(:memos AS text[]), CAST(:metas AS json[]),"
+    " CAST(:seals AS varchar[])) AS given (key, request_hash, kind, memo, meta, seal)"
+    " RETURNING idempotency_key, id")
+# FOR NO KEY UPDATE, in id order: postings may still reference the rows meanwhile, and
+# concurrent writers lock in one order.
+_LOCK_BALANCES_FROM_ARRAYS = sa.text(
+    "SELECT b.id, b.account_id, b.stripe, b.allow_negative, b.posted, b.pending, b.seq,"
+    " b.head_hash FROM ledger_balances AS b"
+    " JOIN unnest(CAST(:accounts AS bigint[]), CAST(:stripes AS integer[]))"
+    " AS wanted (account_id, stripe)"
+    " ON b.account_id = wanted.account_id AND b.stripe = wanted.stripe"
+    " ORDER BY b.id FOR NO KEY UPDATE OF b")
+
+
 def _write_balances(connection: sa.Connection, changed: list[dict]) -> None:
-    """Set posted, seq and head of many balance rows: on PostgreSQL one UPDATE ... FROM
-    (VALUES ...) per thousand rows; SQLite, which has no column list on a VALUES alias, an
-    executemany (cheap there: no round trips)."""
-    if connection.dialect.name != "postgresql":
-        connection.execute(
-            _BALANCES.update().where(_BALANCES.c.id == sa.bindparam("b_id"))
-            .values(posted=sa.bindparam("b_posted"), seq=sa.bindparam("b_seq"),
-                    head_hash=sa.bindparam("b_head_hash")),
-            [{"b_id": b["id"], "b_posted": b["posted"], "b_seq": b["seq"],
-              "b_head_hash": b["head_hash"]} for b in changed])
+    """Set posted, seq and head of many balance rows: on PostgreSQL one UPDATE from arrays
+    (a constant statement, four parameters, whatever the count); on SQLite an executemany
+    (cheap there: no round trips)."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(_UPDATE_BALANCES_FROM_ARRAYS, {
+            "ids": [b["id"] for b in changed], "posted": [b["posted"] for b in changed],
+            "seqs": [b["seq"] for b in changed], "heads": [b["head_hash"] for b in changed]})
         return
-    for start in range(0, len(changed), _UPDATE_CHUNK):
-        chunk = changed[start:start + _UPDATE_CHUNK]
-        given = sa.values(sa.column("id", sa.BigInteger), sa.column("posted", sa.BigInteger),
-                          sa.column("seq", sa.BigInteger), sa.column("head_hash", sa.String),
-                          name="given").data(
-            [(b["id"], b["posted"], b["seq"], b["head_hash"]) for b in chunk])
-        connection.execute(
-            _BALANCES.update().where(_BALANCES.c.id == given.c.id)
-            .values(posted=given.c.posted, seq=given.c.seq, head_hash=given.c.head_hash))
+    connection.execute(
+        _BALANCES.update().where(_BALANCES.c.id == sa.bindparam("b_id"))
+        .values(posted=sa.bindparam("b_posted"), seq=sa.bindparam("b_seq"),
+                head_hash=sa.bindparam("b_head_hash")),
+        [{"b_id": b["id"], "b_posted": b["posted"], "b_seq": b["seq"],
+          "b_head_hash": b["head_hash"]} for b in changed])
+
+
+def _insert_postings(connection: sa.Connection, postings: list[dict]) -> None:
+    """Insert many postings: on PostgreSQL one INSERT ... SELECT FROM unnest(arrays)."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(_INSERT_POSTINGS_FROM_ARRAYS, {
+            column: [p[column] for p in postings] for column in _POSTING_ARRAYS})
+        return
+    connection.execute(_POSTINGS.insert(), postings)
+
+
+_UPDATE_BALANCES_FROM_ARRAYS = sa.text(
+    "UPDATE ledger_balances AS b SET posted = given.posted, seq = given.seq,"
+    " head_hash = given.head_hash"
+    " FROM unnest(CAST(:ids AS bigint[]), CAST(:posted AS bigint[]), CAST(:seqs AS bigint[]),"
+    " CAST(:heads AS varchar[])) AS given (id, posted, seq, head_hash)"
+    " WHERE b.id = given.id")
+_POSTING_ARRAYS = {"transaction_id": "bigint", "account_id": "bigint", "balance_id": "bigint",
+                   "asset_code": "varchar", "amount": "bigint", "seq": "bigint",
+                   "balance_after": "bigint", "hash": "varchar"}
+_INSERT_POSTINGS_FROM_ARRAYS = sa.text(
+    f"INSERT INTO ledger_postings ({', '.join(_POSTING_ARRAYS)})"
+    " SELECT * FROM unnest("
+    + ", ".join(f"CAST(:{c} AS {t}[])" for c, t in _POSTING_ARRAYS.items()) + ")")
 
 
 def _accounts(session: so.Session, addresses: list[str]) -> dict[str, sa.Row]:

@@ -177,8 +177,8 @@ def post_batch(session: so.Session, batch: AwardBatch, *,
 
 def _record_outcomes(session: so.Session, rows: list[tuple[int, int, str | None, int | None]],
                      now: datetime) -> None:
-    """Write each award's points, cap and transaction: one statement per thousand awards on
-    PostgreSQL (UPDATE ... FROM VALUES), an executemany on SQLite."""
+    """Write each award's points, cap and transaction: one statement on PostgreSQL, an
+    executemany on SQLite."""
     connection = session.connection()
     if connection.dialect.name != "postgresql":
         connection.execute(
@@ -187,17 +187,16 @@ def _record_outcomes(session: so.Session, rows: list[tuple[int, int, str | None,
                 transaction_id=sa.bindparam("a_tx"), awarded_at=now),
             [{"a_id": i, "a_points": p, "a_capped": c, "a_tx": t} for i, p, c, t in rows])
     else:
-        for start in range(0, len(rows), 1000):
-            given = sa.values(sa.column("id", sa.Integer), sa.column("points", sa.BigInteger),
-                              sa.column("capped_by", sa.String),
-                              sa.column("transaction_id", sa.BigInteger),
-                              name="given").data(rows[start:start + 1000])
-            # Casts: a column of the VALUES list that is NULL in every row is text to
-            # PostgreSQL.
-            connection.execute(_AWARDS.update().where(_AWARDS.c.id == given.c.id).values(
-                points=given.c.points, capped_by=sa.cast(given.c.capped_by, sa.String),
-                transaction_id=sa.cast(given.c.transaction_id, sa.BigInteger),
-                awarded_at=now))
+        # One statement from arrays, whatever the count (NULLs travel inside them).
+        connection.execute(sa.text(
+            "UPDATE awards SET points = given.points, capped_by = given.capped_by,"
+            " transaction_id = given.transaction_id, awarded_at = :now"
+            " FROM unnest(CAST(:ids AS integer[]), CAST(:points AS bigint[]),"
+            " CAST(:capped AS varchar[]), CAST(:txs AS bigint[]))"
+            " AS given (id, points, capped_by, transaction_id)"
+            " WHERE awards.id = given.id"), {
+                "ids": [r[0] for r in rows], "points": [r[1] for r in rows],
+                "capped": [r[2] for r in rows], "txs": [r[3] for r in rows], "now": now})
     # Award objects the session holds are stale now.
     for obj in list(session.identity_map.values()):
         if isinstance(obj, Award):
