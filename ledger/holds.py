@@ -24,6 +24,7 @@ from ledger.errors import (
 from ledger.models import Account, Balance, Hold, Transaction
 from ledger.writes import (
     LockedAccount,
+    attach,
     check_amount,
     check_funds,
     check_key,
@@ -154,7 +155,7 @@ def hold(session: so.Session, source: str, destination: str, amount: int, *, key
         return find_by_key(session, Hold, key, request_hash)
     connection.execute(_ADD_PENDING, {"b_id": balance_id, "b_amount": amount})
     _refresh_balance(session, balance_id, pending=pending + amount)
-    return _attach(session, Hold, hold_id, values)
+    return attach(session, Hold, hold_id, values)
 
 
 def post_hold(session: so.Session, hold_id: int, *, key: str, amount: int | None = None,
@@ -227,17 +228,6 @@ def _refresh_balance(session: so.Session, balance_id: int, **values) -> None:
     if balance is not None:
         for attribute, value in values.items():
             set_committed_value(balance, attribute, value)
-
-
-def _attach(session: so.Session, model: type, row_id: int, values: dict):
-    """Return the row a Core INSERT wrote as an ORM object of the session, as if loaded."""
-    obj = model(id=row_id, **values)
-    so.make_transient_to_detached(obj)
-    stale = session.identity_map.get(so.util.identity_key(model, row_id))
-    if stale is not None:  # a rolled-back row whose id SQLite has handed out again
-        session.expunge(stale)
-    session.add(obj)
-    return obj
 
 
 def void_hold(session: so.Session, hold_id: int, *, key: str,

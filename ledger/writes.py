@@ -298,13 +298,18 @@ def new_transaction(session: so.Session, *, key: str, request_hash: str, kind: s
     tx_id = connection.execute(insert, values).scalar_one_or_none()
     if tx_id is None:
         return None
-    tx = Transaction(id=tx_id, **values)
-    so.make_transient_to_detached(tx)
-    stale = session.identity_map.get(so.util.identity_key(Transaction, tx_id))
+    return attach(session, Transaction, tx_id, values)
+
+
+def attach(session: so.Session, model: type[T], row_id: int, values: dict) -> T:
+    """Return the row a Core INSERT wrote as an object of the session, as if loaded."""
+    obj = model(id=row_id, **values)
+    so.make_transient_to_detached(obj)
+    stale = session.identity_map.get(so.util.identity_key(model, row_id))
     if stale is not None:  # a rolled-back row whose id SQLite has handed out again
         session.expunge(stale)
-    session.add(tx)
-    return tx
+    session.add(obj)
+    return obj
 
 
 def check_funds(entries: Iterable[tuple[Account | LockedAccount, Balance | LockedAccount, int]]
