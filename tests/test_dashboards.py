@@ -11,6 +11,7 @@ from market_builders import make_item, make_shop, redeem  # noqa: F401
 
 import ledger
 from merchants import redemptions
+from pointsmall.clock import local_today
 from pointsmall.communities import expired_address
 from pointsmall.earning import awards
 from pointsmall.extensions import db
@@ -269,7 +270,7 @@ def test_active_and_new_volunteers_are_counted_per_community(make_community, mak
                             key=f"t{serial()}", by=None, title="巡查", type_code="task",
                             now=now - timedelta(days=days))
     db.session.commit()
-    months = figures.months_ending(date.today(), 2)
+    months = figures.months_ending(local_today(), 2)
     found = figures.people_of(db.session, [first.id, second.id], months, now=now)
     assert (found[first.id].total, found[first.id].active_30, found[first.id].active_90) == (
         3, 1, 2)
