@@ -8,7 +8,7 @@ Three commands; the tests do not run them. Use a PostgreSQL cluster of your own 
     PG=postgresql://postgres@127.0.0.1:5434/postgres
     .venv/bin/python benchmarks/load/mall_load.py seed   --pg $PG --state /tmp/mall-load.json
     .venv/bin/python benchmarks/load/mall_load.py load   --state /tmp/mall-load.json --rates 10,20
-    .venv/bin/python benchmarks/load/mall_load.py faults --state /tmp/mall-load.json --rate 15 \\
+    .venv/bin/python benchmarks/load/mall_load.py faults --state /tmp/mall-load.json --rate 12 \\
         --pg-restart "pg_ctlcluster --skip-systemctl-redirect 15 loadtest restart -m fast"
 
 `seed` creates a database of its own on the server (loadtest_<random>), migrates it with the
