@@ -45,6 +45,7 @@ _HOLDS, _ACCOUNTS, _BALANCES = Hold.__table__, Account.__table__, Balance.__tabl
 _TRANSACTIONS = Transaction.__table__
 _DESTINATION = _ACCOUNTS.alias("destination")
 _OTHER_HOLD = _HOLDS.alias("other_hold")
+_OTHER_BALANCE = _BALANCES.alias("other_balance")
 
 # hold(), in one round trip: the source account and one stripe of it, locked; the
 # destination's id and asset; and whether the idempotency key already made a hold.
@@ -89,11 +90,15 @@ _LOCK_ENDS = (
               _ACCOUNTS.c.scope, _BALANCES.c.id, _BALANCES.c.stripe, _BALANCES.c.allow_negative,
               _BALANCES.c.posted, _BALANCES.c.pending, _BALANCES.c.seq, _BALANCES.c.head_hash)
     .join_from(_ACCOUNTS, _BALANCES, _BALANCES.c.account_id == _ACCOUNTS.c.id)
-    .where(sa.or_(
-        _BALANCES.c.id == sa.bindparam("source_balance"),
-        sa.and_(_ACCOUNTS.c.id == sa.bindparam("destination"),
-                _BALANCES.c.stripe == sa.bindparam("pick", type_=sa.Integer)
-                % _ACCOUNTS.c.stripes)))
+    # Both rows by primary key (an OR across the join would scan every balance row).
+    .where(_BALANCES.c.id.in_([
+        sa.bindparam("source_balance"),
+        sa.select(_OTHER_BALANCE.c.id)
+        .join_from(_OTHER_BALANCE, _DESTINATION, _DESTINATION.c.id == _OTHER_BALANCE.c.account_id)
+        .where(_DESTINATION.c.id == sa.bindparam("destination"),
+               _OTHER_BALANCE.c.stripe == sa.bindparam("pick", type_=sa.Integer)
+               % _DESTINATION.c.stripes)
+        .scalar_subquery()]))
     .order_by(_BALANCES.c.id)
     .with_for_update(of=_BALANCES, key_share=True)
 )
