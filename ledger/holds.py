@@ -146,6 +146,11 @@ def hold(session: so.Session, source: str, destination: str, amount: int, *, key
     if asset != dst_asset:
         raise AssetMismatch(destination, dst_asset, asset)
     if not allow_negative and posted - pending < amount:
+        # The key was read before the wait on the lock: a twin that committed meanwhile may
+        # be what spent the points, and its hold is then the answer, as for a retry.
+        earlier = find_by_key(session, Hold, key, request_hash)
+        if earlier is not None:
+            return earlier
         raise InsufficientFunds(source, amount, posted - pending)
     values = {
         "idempotency_key": key, "request_hash": request_hash, "account_id": src_id,

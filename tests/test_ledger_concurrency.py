@@ -459,3 +459,48 @@ def test_a_twin_of_a_transfer_that_spent_everything_gets_its_result_not_insuffic
     assert answers["twin"] == answers["first"]
     with committed() as s:
         assert ledger.balance(s, f"twin:{tag}:b").posted == 50
+
+
+@requires_postgres
+def test_a_twin_of_a_hold_that_reserved_everything_gets_its_hold_not_insufficient_funds(
+        committed):
+    """H1 holds the whole balance with key K; H2, the same request with K, waits on the
+    balance lock and must then answer H1's hold, not 'not enough points'."""
+    tag = uuid.uuid4().hex[:8]
+    with committed() as s:
+        ledger.open_account(s, f"twin:{tag}:issuance", "POINTS", allow_negative=True)
+        ledger.open_account(s, f"twin:{tag}:a", "POINTS")
+        ledger.open_account(s, f"twin:{tag}:b", "POINTS")
+        ledger.move(s, f"twin:{tag}:issuance", f"twin:{tag}:a", 50, key=f"fund-{tag}",
+                    kind="award")
+        s.commit()
+    first_locked, answers = threading.Event(), {}
+
+    def hold(s: so.Session) -> int:
+        return ledger.hold(s, f"twin:{tag}:a", f"twin:{tag}:b", 50, key=f"hold-{tag}",
+                           kind="redemption").id
+
+    def first():
+        with committed() as s:
+            held = hold(s)
+            first_locked.set()
+            threading.Event().wait(0.5)  # hold the lock while the twin queues behind it
+            s.commit()
+            answers["first"] = held
+
+    def twin():
+        first_locked.wait(5)
+        try:
+            with committed() as s:
+                answers["twin"] = hold(s)
+                s.commit()
+        except ledger.LedgerError as error:
+            answers["twin"] = error
+
+    threads = [threading.Thread(target=first), threading.Thread(target=twin)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(15)
+    assert answers["twin"] == answers["first"]
+    assert amounts(committed, f"twin:{tag}:a") == (50, 50)
