@@ -17,7 +17,6 @@ import sqlalchemy.orm as so
 from sqlalchemy.exc import IntegrityError
 
 from ledger import chain, flows
-from ledger.clock import utcnow
 from ledger.errors import InsufficientFunds, InvalidTransaction
 from ledger.models import Account, Balance, Posting, Transaction
 from ledger.transfers import transfer
@@ -26,6 +25,7 @@ from ledger.writes import (
     check_amount,
     check_balanced,
     check_key,
+    check_now,
     check_text,
     refuse_unknown,
     stripe_for,
@@ -51,7 +51,7 @@ def transfer_many(session: so.Session, requests: Sequence[TransferRequest], *,
     """Post every request as its own transaction, all or none, once per key."""
     if not requests:
         return []
-    now = now or utcnow()
+    now = check_now(now)
     checked = [_check(request) for request in requests]
     keys = [request.key for request in requests]
     if len(set(keys)) != len(keys):

@@ -83,3 +83,18 @@ def test_balances_the_session_holds_are_fresh_after_a_batch(session, accounts):
     ledger.transfer_many(session, [TransferRequest([Leg(issuance, -7), Leg(people[3], 7)],
                                                    key(), "award")])
     assert held.posted == 17
+
+
+def test_an_aware_time_is_kept_as_naive_utc(session, accounts):
+    from datetime import datetime, timedelta, timezone
+
+    issuance, people = accounts
+    shanghai = timezone(timedelta(hours=8))
+    done = ledger.transfer_many(session, [TransferRequest(
+        [Leg(issuance, -1), Leg(people[0], 1)], key(), "award")],
+        now=datetime(2026, 4, 1, 0, 30, tzinfo=shanghai))
+    assert done[0].created_at == datetime(2026, 3, 31, 16, 30)
+    session.expire_all()
+    stored = session.get(ledger.Transaction, done[0].id)
+    assert stored.created_at == datetime(2026, 3, 31, 16, 30)
+    assert ledger.verify(session).ok
