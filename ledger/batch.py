@@ -105,10 +105,12 @@ def _bulk(session: so.Session, requests: Sequence[TransferRequest],
     # are plain records of the transactions, not ORM objects: a thousand of those cost more
     # than the database work.
     connection = session.connection()
-    ids = _insert_transactions(connection, values, now)
-    transactions = [Posted(id=ids[row["idempotency_key"]], **row) for row in values]
+    # Balances first, then keys, as `transfer` does: a batch and a transfer (or two batches)
+    # sharing keys meet on the balance locks in id order instead of deadlocking on the keys.
     wanted = sorted({(a.id, s) for plan in plans for a, s, _ in plan})
     rows = _lock_balances(connection, wanted)
+    ids = _insert_transactions(connection, values, now)
+    transactions = [Posted(id=ids[row["idempotency_key"]], **row) for row in values]
     state = {(r.account_id, r.stripe): {"id": r.id, "allow_negative": r.allow_negative,
                                          "posted": r.posted, "pending": r.pending,
                                          "seq": r.seq, "head_hash": r.head_hash}

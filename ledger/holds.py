@@ -140,6 +140,10 @@ def hold(session: so.Session, source: str, destination: str, amount: int, *, key
         # for new holds).
         return find_by_key(session, Hold, key, request_hash)
     if expires_at is not None and expires_at <= now:
+        # A twin may have made it in time while we waited on the lock: its hold answers.
+        earlier = find_by_key(session, Hold, key, request_hash)
+        if earlier is not None:
+            return earlier
         raise InvalidTransaction("a hold must expire in the future")
     if dst_id is None:
         raise UnknownAccount(destination)
