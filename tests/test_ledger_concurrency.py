@@ -418,54 +418,10 @@ def test_two_sweepers_at_once_expire_every_hold_exactly_once(committed, accounts
     assert_verified(committed)
 
 
-@requires_postgres
-def test_a_twin_of_a_transfer_that_spent_everything_gets_its_result_not_insufficient_funds(
-        committed):
-    """T1 spends the whole balance with key K; T2, the same request with K, waits on the
-    balance lock and must then answer T1's transaction, not 'not enough points'."""
-    import threading as _threading
-
-    tag = uuid.uuid4().hex[:8]
-    with committed() as s:
-        ledger.open_account(s, f"twin:{tag}:issuance", "POINTS", allow_negative=True)
-        ledger.open_account(s, f"twin:{tag}:a", "POINTS")
-        ledger.open_account(s, f"twin:{tag}:b", "POINTS")
-        ledger.move(s, f"twin:{tag}:issuance", f"twin:{tag}:a", 50, key=f"fund-{tag}",
-                    kind="award")
-        s.commit()
-    first_locked, answers = _threading.Event(), {}
-
-    def first():
-        with committed() as s:
-            tx = ledger.move(s, f"twin:{tag}:a", f"twin:{tag}:b", 50, key=f"spend-{tag}",
-                             kind="redemption")
-            first_locked.set()
-            _threading.Event().wait(0.5)  # hold the lock while the twin queues behind it
-            s.commit()
-            answers["first"] = tx.id
-
-    def twin():
-        first_locked.wait(5)
-        with committed() as s:
-            answers["twin"] = ledger.move(s, f"twin:{tag}:a", f"twin:{tag}:b", 50,
-                                          key=f"spend-{tag}", kind="redemption").id
-            s.commit()
-
-    threads = [_threading.Thread(target=first), _threading.Thread(target=twin)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(15)
-    assert answers["twin"] == answers["first"]
-    with committed() as s:
-        assert ledger.balance(s, f"twin:{tag}:b").posted == 50
-
-
-@requires_postgres
-def test_a_twin_of_a_hold_that_reserved_everything_gets_its_hold_not_insufficient_funds(
-        committed):
-    """H1 holds the whole balance with key K; H2, the same request with K, waits on the
-    balance lock and must then answer H1's hold, not 'not enough points'."""
+def race_twins(committed, write: Callable[[so.Session, str], int]) -> tuple[dict, str]:
+    """Fund `twin:<tag>:a` with 50, then run `write` twice with one key: the first holds the
+    balance lock a while, its twin queues behind it. Return both answers (an id or the
+    ledger's refusal) and the tag."""
     tag = uuid.uuid4().hex[:8]
     with committed() as s:
         ledger.open_account(s, f"twin:{tag}:issuance", "POINTS", allow_negative=True)
@@ -476,23 +432,19 @@ def test_a_twin_of_a_hold_that_reserved_everything_gets_its_hold_not_insufficien
         s.commit()
     first_locked, answers = threading.Event(), {}
 
-    def hold(s: so.Session) -> int:
-        return ledger.hold(s, f"twin:{tag}:a", f"twin:{tag}:b", 50, key=f"hold-{tag}",
-                           kind="redemption").id
-
     def first():
         with committed() as s:
-            held = hold(s)
+            written = write(s, tag)
             first_locked.set()
             threading.Event().wait(0.5)  # hold the lock while the twin queues behind it
             s.commit()
-            answers["first"] = held
+            answers["first"] = written
 
     def twin():
         first_locked.wait(5)
         try:
             with committed() as s:
-                answers["twin"] = hold(s)
+                answers["twin"] = write(s, tag)
                 s.commit()
         except ledger.LedgerError as error:
             answers["twin"] = error
@@ -502,5 +454,27 @@ def test_a_twin_of_a_hold_that_reserved_everything_gets_its_hold_not_insufficien
         t.start()
     for t in threads:
         t.join(15)
+    return answers, tag
+
+
+@requires_postgres
+def test_a_twin_of_a_transfer_that_spent_everything_gets_its_result_not_insufficient_funds(
+        committed):
+    """T1 spends the whole balance with key K; T2, the same request with K, waits on the
+    balance lock and must then answer T1's transaction, not 'not enough points'."""
+    answers, tag = race_twins(committed, lambda s, tag: ledger.move(
+        s, f"twin:{tag}:a", f"twin:{tag}:b", 50, key=f"spend-{tag}", kind="redemption").id)
+    assert answers["twin"] == answers["first"]
+    with committed() as s:
+        assert ledger.balance(s, f"twin:{tag}:b").posted == 50
+
+
+@requires_postgres
+def test_a_twin_of_a_hold_that_reserved_everything_gets_its_hold_not_insufficient_funds(
+        committed):
+    """H1 holds the whole balance with key K; H2, the same request with K, waits on the
+    balance lock and must then answer H1's hold, not 'not enough points'."""
+    answers, tag = race_twins(committed, lambda s, tag: ledger.hold(
+        s, f"twin:{tag}:a", f"twin:{tag}:b", 50, key=f"hold-{tag}", kind="redemption").id)
     assert answers["twin"] == answers["first"]
     assert amounts(committed, f"twin:{tag}:a") == (50, 50)
