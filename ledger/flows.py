@@ -135,7 +135,7 @@ def periods(session: so.Session, scopes: Sequence[str], bounds: Sequence[date], 
     f = _FLOWS.c
     if len(bounds) < 2:
         raise ValueError("periods need at least a start and an end")
-    period = sa.case(*((f.day < bound, i - 1) for i, bound in enumerate(bounds)), else_=None)
+    period = period_index(f.day, bounds)
     query = (sa.select(f.scope, f.asset_code, f.kind, period.label("period"),
                        sa.func.sum(f.credits), sa.func.sum(f.debits))
              .where(f.scope.in_(list(scopes)), f.day < bounds[-1])
@@ -143,6 +143,11 @@ def periods(session: so.Session, scopes: Sequence[str], bounds: Sequence[date], 
     if asset is not None:
         query = query.where(f.asset_code == asset)
     return {(s, a, k, p): (int(c), int(db)) for s, a, k, p, c, db in session.execute(query)}
+
+
+def period_index(column: sa.ColumnElement, bounds: Sequence) -> sa.ColumnElement:
+    """A SQL expression: i for a value in [bounds[i], bounds[i+1]), -1 before the first."""
+    return sa.case(*((column < bound, i - 1) for i, bound in enumerate(bounds)), else_=None)
 
 
 def rebuild(session: so.Session, *, batch: int = 50_000) -> int:

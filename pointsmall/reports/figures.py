@@ -136,11 +136,6 @@ def reconciliation(session: so.Session, community_ids: list[int]) -> dict[int, R
     return result
 
 
-def _bucket(column: sa.ColumnElement, bounds: list[datetime]) -> sa.ColumnElement:
-    """A SQL expression giving the index of the period [bounds[i], bounds[i+1]) of `column`."""
-    return sa.case(*((column < bound, i - 1) for i, bound in enumerate(bounds)), else_=None)
-
-
 def _utc_bounds(months: list[date]) -> list[datetime]:
     return [clock.utc_start_of(m) for m in [*months, clock.next_month(months[-1])]]
 
@@ -180,7 +175,7 @@ def people_of(session: so.Session, community_ids: list[int], months: list[date],
             .group_by(Award.community_id)):
         found[community].active_30, found[community].active_90 = active_30, active_90
     bounds = [*months, clock.next_month(months[-1])]
-    period = _bucket(Volunteer.joined_on, bounds)
+    period = flows.period_index(Volunteer.joined_on, bounds)
     for community, index, count in session.execute(
             sa.select(Volunteer.community_id, period, sa.func.count())
             .where(Volunteer.community_id.in_(community_ids),
@@ -208,7 +203,7 @@ def activities_of(session: so.Session, community_ids: list[int], months: list[da
     """`activities_by_month` for several communities at once: two grouped queries."""
     bounds = _utc_bounds(months)
     found = {c: [MonthActivities(m) for m in months] for c in community_ids}
-    period = _bucket(Activity.starts_at, bounds)
+    period = flows.period_index(Activity.starts_at, bounds)
     in_range = (Activity.community_id.in_(community_ids), Activity.starts_at >= bounds[0],
                 Activity.starts_at < bounds[-1])
     for community, index, held in session.execute(
