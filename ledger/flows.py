@@ -50,8 +50,19 @@ def day_of(moment: datetime) -> date:
 def add(session: so.Session, items: Iterable[tuple[str | None, str, str, datetime, int]]) -> None:
     """Add postings, given as (scope, asset, kind, when, amount), to their days' flows.
 
-    Postings on accounts without a scope are skipped. Rows are written in key order, so
-    two writers that share rows take their locks in one order.
+    Postings on accounts without a scope are skipped.
+    """
+    found = rows(items)
+    if found:
+        connection = session.connection()
+        connection.execute(_upsert(connection.dialect.name), found)
+
+
+def rows(items: Iterable[tuple[str | None, str, str, datetime, int]]) -> list[dict]:
+    """The flow rows to add for postings given as (scope, asset, kind, when, amount).
+
+    Sorted by key, so that two writers that share rows take their locks in one order; all
+    in one randomly chosen slot.
     """
     totals: dict[tuple[str, str, str, date], list[int]] = {}
     for scope, asset, kind, when, amount in items:
@@ -65,13 +76,11 @@ def add(session: so.Session, items: Iterable[tuple[str | None, str, str, datetim
             total[1] -= amount
         total[2] += 1
     if not totals:
-        return
+        return []
     slot = random.randrange(SLOTS)
-    rows = [{"scope": s, "asset_code": a, "kind": k, "day": d, "slot": slot, "credits": c,
+    return [{"scope": s, "asset_code": a, "kind": k, "day": d, "slot": slot, "credits": c,
              "debits": db, "postings": n}
             for (s, a, k, d), (c, db, n) in sorted(totals.items())]
-    connection = session.connection()
-    connection.execute(_upsert(connection.dialect.name), rows)
 
 
 _UPSERTS: dict[str, sa.Insert] = {}

@@ -7,6 +7,7 @@ import sqlalchemy as sa
 import sqlalchemy.orm as so
 
 from ledger import chain
+from ledger.driver import Driver
 from ledger.errors import (
     AlreadyReversed,
     AssetMismatch,
@@ -31,6 +32,8 @@ from ledger.writes import (
     once,
     post_entries,
     refuse_unknown,
+    transaction_values,
+    write_new,
 )
 
 
@@ -58,9 +61,10 @@ def transfer(session: so.Session, legs: Sequence[Leg], *, key: str, kind: str, m
     # No savepoint (a transfer is the hot path): one statement finds the accounts, locks a
     # balance stripe of each in id order and tells whether the key is taken; every refusal
     # comes before anything is written; a key taken meanwhile by a concurrent twin is no
-    # error but its answer.
+    # error but its answer. The statements go straight to the driver (ledger.driver).
     session.flush()
-    locked, key_taken = lock_accounts(session, addresses, key)
+    driver = Driver(session)
+    locked, key_taken, tx_id = lock_accounts(driver, addresses, key)
     if key_taken is not False:
         existing = find_by_key(session, Transaction, key, request_hash)
         if existing is not None:
@@ -81,14 +85,14 @@ def transfer(session: so.Session, legs: Sequence[Leg], *, key: str, kind: str, m
         if twin is not None:
             return twin
         raise
-    tx = new_transaction(session, key=key, request_hash=request_hash, kind=kind, memo=memo,
-                         meta=meta, now=now, unless_taken=True)
+    values = transaction_values(key=key, request_hash=request_hash, kind=kind, memo=memo,
+                                meta=meta, now=now)
+    tx = write_new(session, driver, values, tx_id, entries)
     if tx is None:
         twin = find_by_key(session, Transaction, key, request_hash)
         if twin is None:  # taken by a transaction that then rolled back: not possible
             raise AssertionError(f"idempotency key {key!r} is taken by no transaction")
         return twin
-    post_entries(session, tx, entries)
     return tx
 
 

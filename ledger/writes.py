@@ -22,6 +22,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from ledger import chain, flows
 from ledger.clock import utcnow
+from ledger.driver import Driver
 from ledger.errors import (
     IdempotencyConflict,
     InsufficientFunds,
@@ -180,23 +181,6 @@ _ACCOUNTS, _BALANCES = Account.__table__, Balance.__table__
 _TRANSACTIONS, _POSTINGS = Transaction.__table__, Posting.__table__
 _KEY_LOOKUPS: dict[sa.Table, sa.Select] = {}
 
-# One statement finds the accounts and locks one stripe of each: the only stripe, or the
-# stripe `pick` falls on (`pick` is random below 2**30, so `pick % stripes` is as good as
-# uniform and striped accounts spread their writers).
-_LOCK_ACCOUNTS = (
-    sa.select(_ACCOUNTS.c.id, _ACCOUNTS.c.address, _ACCOUNTS.c.asset_code, _ACCOUNTS.c.stripes,
-              _ACCOUNTS.c.scope, _BALANCES.c.id, _BALANCES.c.stripe, _BALANCES.c.allow_negative,
-              _BALANCES.c.posted, _BALANCES.c.pending, _BALANCES.c.seq, _BALANCES.c.head_hash)
-    .join_from(_ACCOUNTS, _BALANCES, _BALANCES.c.account_id == _ACCOUNTS.c.id)
-    .where(_ACCOUNTS.c.address.in_(sa.bindparam("addresses", expanding=True)),
-           _BALANCES.c.stripe == sa.bindparam("pick", type_=sa.Integer) % _ACCOUNTS.c.stripes)
-    .order_by(_BALANCES.c.id)
-    .with_for_update(of=_BALANCES, key_share=True)
-    # And, in the same round trip, whether the idempotency key is already taken.
-    .add_columns(sa.select(_TRANSACTIONS.c.id)
-                 .where(_TRANSACTIONS.c.idempotency_key == sa.bindparam("key"))
-                 .scalar_subquery())
-)
 _INSERT_TRANSACTION = _TRANSACTIONS.insert().returning(_TRANSACTIONS.c.id)
 _INSERT_TRANSACTION_UNLESS_TAKEN = {
     dialect: insert(_TRANSACTIONS)
@@ -232,17 +216,19 @@ def _update_balances(n: int) -> sa.Update:
     return _UPDATES[n]
 
 
-def lock_accounts(session: so.Session, addresses: list[str],
-                  key: str) -> tuple[dict[str, LockedAccount], bool | None]:
+def lock_accounts(driver: Driver, addresses: list[str], key: str
+                  ) -> tuple[dict[str, LockedAccount], bool | None, int | None]:
     """Find the accounts at `addresses` and lock one balance stripe of each, in id order.
 
-    Return those found by address, and whether a transaction already holds `key` (None when
-    no account was found, and with it no answer).
+    Return those found by address; whether a transaction already holds `key` (None when
+    no account was found, and with it no answer); and, on PostgreSQL, the id drawn for the
+    transaction about to be written (None on SQLite, where the insert gives it).
     """
-    rows = session.connection().execute(_LOCK_ACCOUNTS, {
-        "addresses": addresses, "pick": random.getrandbits(30), "key": key}).all()
-    return {row[1]: LockedAccount(row[:-1]) for row in rows}, (
-        rows[0][-1] is not None if rows else None)
+    rows = driver.lock_accounts(addresses, key, random.getrandbits(30))
+    if not rows:
+        return {}, None, None
+    return ({row[1]: LockedAccount(row[:12]) for row in rows}, rows[0][12] is not None,
+            rows[0][13])
 
 
 def refuse_unknown(addresses: Iterable[str], found: Container[str]) -> None:
@@ -276,6 +262,16 @@ def _lock(session: so.Session, condition: sa.ColumnElement[bool]) -> list[Balanc
     ))
 
 
+def transaction_values(*, key: str, request_hash: str, kind: str, memo: str, meta: dict,
+                       now: datetime, reverses_id: int | None = None) -> dict:
+    """The columns of a new transaction row, sealed."""
+    return {
+        "idempotency_key": key, "request_hash": request_hash, "kind": kind, "memo": memo,
+        "meta": meta, "reverses_id": reverses_id, "created_at": now,
+        "hash": chain.transaction_hash(key, kind, memo, meta, reverses_id, now),
+    }
+
+
 def new_transaction(session: so.Session, *, key: str, request_hash: str, kind: str, memo: str,
                     meta: dict, now: datetime, reverses_id: int | None = None,
                     unless_taken: bool = False) -> Transaction | None:
@@ -285,11 +281,8 @@ def new_transaction(session: so.Session, *, key: str, request_hash: str, kind: s
     insert waits for it) yields None instead of an IntegrityError, so the caller needs no
     savepoint to carry on and answer with the row that took the key.
     """
-    values = {
-        "idempotency_key": key, "request_hash": request_hash, "kind": kind, "memo": memo,
-        "meta": meta, "reverses_id": reverses_id, "created_at": now,
-        "hash": chain.transaction_hash(key, kind, memo, meta, reverses_id, now),
-    }
+    values = transaction_values(key=key, request_hash=request_hash, kind=kind, memo=memo,
+                                meta=meta, now=now, reverses_id=reverses_id)
     # A Core INSERT, then the row joins the session as if loaded: no unit of work.
     connection = session.connection()
     insert = _INSERT_TRANSACTION
@@ -299,6 +292,64 @@ def new_transaction(session: so.Session, *, key: str, request_hash: str, kind: s
     if tx_id is None:
         return None
     return attach(session, Transaction, tx_id, values)
+
+
+def write_new(session: so.Session, driver: Driver, values: dict, tx_id: int | None,
+              entries: list[tuple[LockedAccount, LockedAccount, int]]) -> Transaction | None:
+    """Insert a transaction and post its checked, locked entries through the driver.
+
+    The transfer hot path: on PostgreSQL one statement (with `tx_id` drawn by the lock),
+    on SQLite a few. Return None, having written nothing, when a twin holds the key.
+    """
+    flow_rows = flows.rows(
+        (account.scope, account.asset_code, values["kind"], values["created_at"], amount)
+        for account, _balance, amount in entries)
+    pending = [balance.pending for _account, balance, _amount in entries]
+    if driver.postgres:
+        chained = chain_entries(tx_id, values["hash"], entries)
+        if driver.write_transaction(values, tx_id, chained, pending, flow_rows) is None:
+            return None
+    else:
+        tx_id = driver.insert_transaction(values)
+        if tx_id is None:
+            return None
+        chained = chain_entries(tx_id, values["hash"], entries)
+        driver.write_postings(tx_id, chained, pending, flow_rows)
+    refresh(session, entries, chained)
+    return attach(session, Transaction, tx_id, values)
+
+
+def chain_entries(tx_id: int, tx_hash: str,
+                  entries: Iterable[tuple[Account | LockedAccount, Balance | LockedAccount, int]]
+                  ) -> list[tuple[int, int, str, int, int, int, str]]:
+    """Each entry's posting, chained onto its stripe: (account id, balance id, asset,
+    amount, seq, balance after, hash)."""
+    chained = []
+    for account, balance, amount in entries:
+        balance_id = balance.id if isinstance(balance, Balance) else balance.balance_id
+        posted = balance.posted + amount
+        seq = balance.seq + 1
+        chained.append((account.id, balance_id, account.asset_code, amount, seq, posted,
+                        chain.posting_hash(balance.head_hash, balance_id, seq, tx_id, tx_hash,
+                                           account.id, account.asset_code, amount, posted)))
+    return chained
+
+
+def refresh(session: so.Session,
+            entries: list[tuple[Account | LockedAccount, Balance | LockedAccount, int]],
+            chained: list[tuple[int, int, str, int, int, int, str]]) -> None:
+    """Give the locked rows, and the session's copies of them, the figures just written."""
+    for (_account, balance, _amount), (_a, balance_id, _s, _m, seq, posted, digest) in zip(
+            entries, chained, strict=True):
+        held = balance.pending
+        if isinstance(balance, LockedAccount):
+            balance.posted, balance.seq, balance.head_hash = posted, seq, digest
+            balance = session.identity_map.get(so.util.identity_key(Balance, balance_id))
+            if balance is None:
+                continue
+        for attribute, value in (("posted", posted), ("pending", held), ("seq", seq),
+                                 ("head_hash", digest)):
+            set_committed_value(balance, attribute, value)
 
 
 def attach(session: so.Session, model: type[T], row_id: int, values: dict) -> T:
@@ -330,23 +381,14 @@ def post_entries(session: so.Session, tx: Transaction,
     them as committed values.
     """
     check_funds(entries)
-    rows, refreshed = [], []
-    for account, balance, amount in entries:
-        balance_id = balance.id if isinstance(balance, Balance) else balance.balance_id
-        posted = balance.posted + amount
-        seq = balance.seq + 1
-        digest = chain.posting_hash(balance.head_hash, balance_id, seq, tx.id, tx.hash,
-                                    account.id, account.asset_code, amount, posted)
-        rows.append({
-            "p_transaction_id": tx.id, "p_account_id": account.id, "p_balance_id": balance_id,
-            "p_asset_code": account.asset_code, "p_amount": amount, "p_seq": seq,
-            "p_balance_after": posted, "p_hash": digest,
-            "b_id": balance_id, "b_posted": posted, "b_pending": balance.pending, "b_seq": seq,
-            "b_head_hash": digest,
-        })
-        refreshed.append((balance, balance_id, (posted, balance.pending, seq, digest)))
-        if isinstance(balance, LockedAccount):
-            balance.posted, balance.seq, balance.head_hash = posted, seq, digest
+    chained = chain_entries(tx.id, tx.hash, entries)
+    rows = [{
+        "p_transaction_id": tx.id, "p_account_id": account_id, "p_balance_id": balance_id,
+        "p_asset_code": asset, "p_amount": amount, "p_seq": seq, "p_balance_after": posted,
+        "p_hash": digest, "b_id": balance_id, "b_posted": posted, "b_pending": balance.pending,
+        "b_seq": seq, "b_head_hash": digest,
+    } for (_account, balance, _amount), (account_id, balance_id, asset, amount, seq, posted,
+                                          digest) in zip(entries, chained, strict=True)]
     connection = session.connection()
     if len(rows) <= MAX_LEGS_IN_ONE_UPDATE:
         connection.execute(_update_balances(len(rows)), {
@@ -357,13 +399,7 @@ def post_entries(session: so.Session, tx: Transaction,
     connection.execute(_INSERT_POSTINGS, rows)
     flows.add(session, ((account.scope, account.asset_code, tx.kind, tx.created_at, amount)
                         for account, _balance, amount in entries))
-    for balance, balance_id, values in refreshed:
-        if not isinstance(balance, Balance):
-            balance = session.identity_map.get(so.util.identity_key(Balance, balance_id))
-            if balance is None:
-                continue
-        for attribute, value in zip(_BALANCE_COLUMNS, values, strict=True):
-            set_committed_value(balance, attribute, value)
+    refresh(session, entries, chained)
 
 
 def check_balanced(entries: Iterable[tuple[Account, int]]) -> None:

@@ -622,3 +622,52 @@ def test_an_account_of_an_unknown_asset_is_refused(session):
 def test_only_accounts_that_may_go_negative_are_striped_and_within_bounds(session, settings):
     with pytest.raises(ledger.InvalidTransaction):
         ledger.open_account(session, "community:80:issuance", "POINTS", **settings)
+
+
+def test_balance_rows_the_session_already_holds_show_a_transfer_sent_through_the_driver(
+        session, pair):
+    # The hot path writes with the driver's own calls; objects the session loaded before
+    # must not keep the old figures.
+    volunteer, merchant = pair
+    loaded = dict(session.execute(sa.select(ledger.Account.address, ledger.Balance)
+                                  .join(ledger.Balance.__table__).where(
+        ledger.Account.address.in_([volunteer, merchant]))).all())
+    assert (loaded[volunteer].posted, loaded[merchant].posted) == (100, 0)
+
+    ledger.move(session, volunteer, merchant, 30, key=key(), kind="redemption")
+
+    assert (loaded[volunteer].posted, loaded[merchant].posted) == (70, 30)
+    assert (loaded[volunteer].seq, loaded[merchant].seq) == (2, 1)
+    assert ledger.verify(session).ok
+
+
+def test_a_database_error_on_the_hot_path_is_sqlalchemys_and_writes_nothing(
+        session, make_account, pair, monkeypatch):
+    from ledger import driver
+
+    volunteer, merchant = pair
+    state = ledger_state(session)
+    broken = "SELECT no_such_column FROM ledger_transactions WHERE id = {}"
+    monkeypatch.setattr(driver, "_sqlite_lock", lambda n: broken.format(":key"))
+    monkeypatch.setattr(driver, "_pg_lock", lambda n: broken.format("%s"))
+
+    with pytest.raises(sa.exc.DBAPIError), session.begin_nested():
+        ledger.move(session, volunteer, merchant, 30, key=key(), kind="redemption")
+
+    monkeypatch.undo()
+    assert ledger_state(session) == state
+    assert_still_usable(session, make_account)
+
+
+def test_a_transfer_in_a_community_adds_to_its_flows_and_verify_agrees(session, make_account):
+    scope = f"community:{uuid.uuid4().int % 10**6}"
+    payer, payee = (ledger.open_account(session, f"volunteer:{uuid.uuid4().hex}:points",
+                                        "POINTS", scope=scope).address for _ in range(2))
+    ledger.move(session, make_account(points=100), payer, 100, key=key(), kind="transfer")
+
+    ledger.move(session, payer, payee, 25, key=key(), kind="gift")
+    ledger.move(session, payee, payer, 5, key=key(), kind="gift")
+
+    gifts = [f for f in ledger.flows.daily(session, [scope]) if f.kind == "gift"]
+    assert [(f.credits, f.debits, f.postings) for f in gifts] == [(30, 30, 4)]
+    assert ledger.verify(session).ok

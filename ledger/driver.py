@@ -1,0 +1,231 @@
+"""The transfer hot path in the database driver's own calls, under the session's transaction.
+
+A transfer is a handful of small statements; building and running them through
+SQLAlchemy's execution layer cost more client CPU than the driver and the hashing put
+together (see benchmarks/README.md). Here they are fixed SQL texts sent straight to the
+DB-API connection that the session's transaction already holds, so the work still commits
+or rolls back with everything else the caller did:
+
+- PostgreSQL, two round trips: one SELECT finds and locks the balance stripes (in id order)
+  and also says whether the key is taken and draws the transaction's id from its sequence
+  (the chain hashes need it); one statement of data-modifying CTEs then inserts the
+  transaction (ON CONFLICT DO NOTHING: a twin of the key yields nothing, and nothing else
+  is written), updates the balances, inserts the postings and adds the daily flows. Both
+  are prepared on the server.
+- SQLite, which has no data-modifying CTEs: the same steps as separate statements of the
+  `sqlite3` module inside the immediate transaction.
+
+Driver errors are raised as SQLAlchemy's DBAPIError family, as the rest of the ledger
+raises them, so retries and error pages treat both paths alike.
+"""
+
+import json
+from collections.abc import Sequence
+from datetime import date, datetime
+from typing import Any
+
+import sqlalchemy as sa
+import sqlalchemy.orm as so
+
+_LOCK_COLUMNS = (
+    "a.id, a.address, a.asset_code, a.stripes, a.scope, b.id, b.stripe, b.allow_negative,"
+    " b.posted, b.pending, b.seq, b.head_hash,"
+    " (SELECT t.id FROM ledger_transactions t WHERE t.idempotency_key = {key})"
+)
+_TRANSACTION_COLUMNS = (
+    "idempotency_key, request_hash, kind, memo, meta, reverses_id, created_at, hash")
+_FLOW_COLUMNS = "scope, asset_code, kind, day, slot, credits, debits, postings"
+_FLOW_SUMS = (
+    "credits = f.credits + excluded.credits, debits = f.debits + excluded.debits,"
+    " postings = f.postings + excluded.postings")
+
+# PostgreSQL texts are built once per number of legs (and of flow rows): fixed-size VALUES
+# lists rather than arrays, so that the planner's generic plan for a prepared statement is
+# as good as a custom one and is kept, and the server plans each shape once per connection.
+_PG_LOCKS: dict[int, str] = {}
+_PG_WRITES: dict[tuple[int, int], str] = {}
+
+
+def _marks(n: int, casts: Sequence[str]) -> str:
+    row = "(" + ", ".join(f"%s::{cast}" for cast in casts) + ")"
+    return ", ".join([row] * n)
+
+
+def _pg_lock(n: int) -> str:
+    if n not in _PG_LOCKS:
+        _PG_LOCKS[n] = (
+            f"SELECT {_LOCK_COLUMNS.format(key='%s')},"
+            " (SELECT nextval('ledger_transactions_id_seq'))"
+            " FROM ledger_accounts a JOIN ledger_balances b ON b.account_id = a.id"
+            f" WHERE a.address IN ({', '.join(['%s'] * n)})"
+            " AND b.stripe = %s::int %% a.stripes"
+            " ORDER BY b.id FOR NO KEY UPDATE OF b"
+        )
+    return _PG_LOCKS[n]
+
+
+def _pg_write(n: int, flows: int) -> str:
+    if (n, flows) not in _PG_WRITES:
+        flow_part = "" if not flows else f"""
+, flows AS (
+    INSERT INTO ledger_flows AS f ({_FLOW_COLUMNS})
+    SELECT v.* FROM t, (VALUES {_marks(flows, (
+        "text", "text", "text", "date", "smallint", "bigint", "bigint", "bigint"))})
+        AS v ({_FLOW_COLUMNS})
+    ON CONFLICT (scope, asset_code, kind, day, slot) DO UPDATE SET {_FLOW_SUMS}
+)"""
+        _PG_WRITES[n, flows] = f"""
+WITH t AS (
+    INSERT INTO ledger_transactions (id, {_TRANSACTION_COLUMNS})
+    VALUES (%s, %s, %s, %s, %s, %s::json, %s::bigint, %s::timestamp, %s)
+    ON CONFLICT (idempotency_key) DO NOTHING
+    RETURNING id
+), balances AS (
+    UPDATE ledger_balances AS b
+    SET posted = v.posted, pending = v.pending, seq = v.seq, head_hash = v.head_hash
+    FROM (VALUES {_marks(n, ("bigint", "bigint", "bigint", "bigint", "text"))})
+        AS v (id, posted, pending, seq, head_hash)
+    WHERE b.id = v.id AND EXISTS (SELECT FROM t)
+), postings AS (
+    INSERT INTO ledger_postings
+        (transaction_id, account_id, balance_id, asset_code, amount, seq, balance_after, hash)
+    SELECT t.id, v.account_id, v.balance_id, v.asset_code, v.amount, v.seq, v.balance_after,
+           v.hash
+    FROM t, (VALUES {_marks(n, (
+        "int", "bigint", "bigint", "text", "bigint", "bigint", "bigint", "text"))})
+        AS v (ord, account_id, balance_id, asset_code, amount, seq, balance_after, hash)
+    ORDER BY v.ord
+){flow_part}
+SELECT id FROM t
+"""
+    return _PG_WRITES[n, flows]
+
+
+_SQLITE_LOCKS: dict[int, str] = {}
+_SQLITE_INSERT_TRANSACTION = (
+    f"INSERT INTO ledger_transactions ({_TRANSACTION_COLUMNS})"
+    " VALUES (:key, :request_hash, :kind, :memo, :meta, :reverses_id, :created_at, :hash)"
+    " ON CONFLICT (idempotency_key) DO NOTHING RETURNING id"
+)
+_SQLITE_UPDATE_BALANCE = (
+    "UPDATE ledger_balances SET posted = ?, pending = ?, seq = ?, head_hash = ? WHERE id = ?"
+)
+_SQLITE_INSERT_POSTING = (
+    "INSERT INTO ledger_postings"
+    " (transaction_id, account_id, balance_id, asset_code, amount, seq, balance_after, hash)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_SQLITE_ADD_FLOW = (
+    f"INSERT INTO ledger_flows AS f ({_FLOW_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    f" ON CONFLICT (scope, asset_code, kind, day, slot) DO UPDATE SET {_FLOW_SUMS}"
+)
+
+
+def _sqlite_lock(n: int) -> str:
+    if n not in _SQLITE_LOCKS:
+        marks = ", ".join(f":a{i}" for i in range(n))
+        _SQLITE_LOCKS[n] = (
+            f"SELECT {_LOCK_COLUMNS.format(key=':key')}, NULL"
+            " FROM ledger_accounts a JOIN ledger_balances b ON b.account_id = a.id"
+            f" WHERE a.address IN ({marks}) AND b.stripe = :pick % a.stripes ORDER BY b.id"
+        )
+    return _SQLITE_LOCKS[n]
+
+
+def _sqlite_time(value: datetime) -> str:
+    # The text SQLAlchemy's SQLite DateTime stores, microseconds always written.
+    return value.strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+class Driver:
+    """The DB-API connection under a session's current transaction, and its dialect."""
+
+    __slots__ = ("connection", "dialect", "raw", "postgres")
+
+    def __init__(self, session: so.Session) -> None:
+        self.connection = session.connection()
+        self.dialect = self.connection.dialect
+        self.raw = self.connection.connection.driver_connection
+        self.postgres = self.dialect.name == "postgresql"
+
+    def execute(self, sql: str, params: Any = None, *, many: bool = False) -> list[tuple]:
+        """Run one statement and return its rows (or run it for each of many parameter sets);
+        driver errors become DBAPIError."""
+        try:
+            if many:
+                cursor = self.raw.cursor()
+                cursor.executemany(sql, params)
+                return []
+            # Every statement sent here returns rows (SELECT or RETURNING).
+            if self.postgres:
+                return self.raw.execute(sql, params, prepare=True).fetchall()
+            return self.raw.execute(sql, params).fetchall()
+        except self.dialect.loaded_dbapi.Error as error:
+            gone = self.dialect.is_disconnect(error, self.raw, None)
+            if gone:
+                self.connection.invalidate(error)
+            raise sa.exc.DBAPIError.instance(
+                sql, params, error, self.dialect.loaded_dbapi.Error,
+                connection_invalidated=gone) from error
+
+    def lock_accounts(self, addresses: list[str], key: str, pick: int) -> list[tuple]:
+        """Lock one stripe of each account; each row ends with: key taken, next id (PG)."""
+        if self.postgres:
+            return self.execute(_pg_lock(len(addresses)), [key, *addresses, pick])
+        params: dict[str, Any] = {f"a{i}": a for i, a in enumerate(addresses)}
+        params.update(key=key, pick=pick)
+        return self.execute(_sqlite_lock(len(addresses)), params)
+
+    def write_transaction(self, values: dict, tx_id: int | None, postings: Sequence[tuple],
+                          pending: Sequence[int], flows: Sequence[dict]) -> int | None:
+        """Insert a transaction unless its key is taken, with its postings, balances and flows.
+
+        `postings` are (account id, balance id, asset, amount, seq, balance after, hash),
+        the chain already computed against `tx_id`, drawn beforehand by `lock_accounts`;
+        `pending` the balances' pending amounts to write with them; `flows` are
+        ledger.flows rows. Return the transaction's id, or None when a twin holds the key
+        (then nothing was written). PostgreSQL only: on SQLite the chain needs the id the
+        insert gives, so `insert_transaction` then `write_postings`.
+        """
+        params: list[Any] = [
+            tx_id, values["idempotency_key"], values["request_hash"], values["kind"],
+            values["memo"], json.dumps(values["meta"]), values["reverses_id"],
+            values["created_at"], values["hash"]]
+        for (_a, balance, _s, _m, seq, after, digest), held in zip(postings, pending,
+                                                                   strict=True):
+            params += (balance, after, held, seq, digest)
+        for i, posting in enumerate(postings):
+            params += (i, *posting)
+        for f in flows:
+            params += (f["scope"], f["asset_code"], f["kind"], f["day"], f["slot"],
+                       f["credits"], f["debits"], f["postings"])
+        rows = self.execute(_pg_write(len(postings), len(flows)), params)
+        return rows[0][0] if rows else None
+
+    def insert_transaction(self, values: dict) -> int | None:
+        """SQLite: insert the transaction unless its key is taken; return its id or None."""
+        rows = self.execute(_SQLITE_INSERT_TRANSACTION, {
+            "key": values["idempotency_key"], "request_hash": values["request_hash"],
+            "kind": values["kind"], "memo": values["memo"], "meta": json.dumps(values["meta"]),
+            "reverses_id": values["reverses_id"],
+            "created_at": _sqlite_time(values["created_at"]), "hash": values["hash"]})
+        return rows[0][0] if rows else None
+
+    def write_postings(self, tx_id: int, postings: Sequence[tuple], pending: Sequence[int],
+                       flows: Sequence[dict]) -> None:
+        """SQLite: the postings, the balances they move and the flows, statement by statement."""
+        self.execute(_SQLITE_UPDATE_BALANCE, [
+            (after, held, seq, digest, balance)
+            for (_a, balance, _s, _m, seq, after, digest), held in zip(postings, pending,
+                                                                       strict=True)
+        ], many=True)
+        self.execute(_SQLITE_INSERT_POSTING, [(tx_id, *posting) for posting in postings],
+                     many=True)
+        if flows:
+            self.execute(_SQLITE_ADD_FLOW, [
+                (f["scope"], f["asset_code"], f["kind"], _sqlite_day(f["day"]), f["slot"],
+                 f["credits"], f["debits"], f["postings"]) for f in flows], many=True)
+
+
+def _sqlite_day(value: date) -> str:
+    return value.isoformat()
