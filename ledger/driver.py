@@ -27,11 +27,27 @@ from typing import Any
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
-_LOCK_COLUMNS = (
+_ACCOUNT_COLUMNS = (
     "a.id, a.address, a.asset_code, a.stripes, a.scope, b.id, b.stripe, b.allow_negative,"
-    " b.posted, b.pending, b.seq, b.head_hash,"
-    " (SELECT t.id FROM ledger_transactions t WHERE t.idempotency_key = {key})"
+    " b.posted, b.pending, b.seq, b.head_hash"
 )
+_KEY_TAKEN = "(SELECT t.id FROM ledger_transactions t WHERE t.idempotency_key = {key})"
+_NEXT_ID = "(SELECT nextval('ledger_transactions_id_seq'))"
+_BOTH_ENDS = (
+    " FROM ledger_accounts a JOIN ledger_balances b ON b.account_id = a.id"
+    # Both rows by primary key (an OR across the join would scan every balance row).
+    " WHERE b.id IN ({source}, (SELECT ob.id FROM ledger_balances ob"
+    " JOIN ledger_accounts d ON d.id = ob.account_id"
+    " WHERE d.id = {destination} AND ob.stripe = {pick} {mod} d.stripes))"
+    " ORDER BY b.id"
+)
+_PG_LOCK_ENDS = (
+    f"SELECT {_ACCOUNT_COLUMNS}, {_NEXT_ID}"
+    + _BOTH_ENDS.format(source="%s", destination="%s", pick="%s::int", mod="%%")
+    + " FOR NO KEY UPDATE OF b"
+)
+_SQLITE_LOCK_ENDS = f"SELECT {_ACCOUNT_COLUMNS}, NULL" + _BOTH_ENDS.format(
+    source="?", destination="?", pick="?", mod="%")
 _TRANSACTION_COLUMNS = (
     "idempotency_key, request_hash, kind, memo, meta, reverses_id, created_at, hash")
 _FLOW_COLUMNS = "scope, asset_code, kind, day, slot, credits, debits, postings"
@@ -54,8 +70,7 @@ def _marks(n: int, casts: Sequence[str]) -> str:
 def _pg_lock(n: int) -> str:
     if n not in _PG_LOCKS:
         _PG_LOCKS[n] = (
-            f"SELECT {_LOCK_COLUMNS.format(key='%s')},"
-            " (SELECT nextval('ledger_transactions_id_seq'))"
+            f"SELECT {_ACCOUNT_COLUMNS}, {_KEY_TAKEN.format(key='%s')}, {_NEXT_ID}"
             " FROM ledger_accounts a JOIN ledger_balances b ON b.account_id = a.id"
             f" WHERE a.address IN ({', '.join(['%s'] * n)})"
             " AND b.stripe = %s::int %% a.stripes"
@@ -125,7 +140,7 @@ def _sqlite_lock(n: int) -> str:
     if n not in _SQLITE_LOCKS:
         marks = ", ".join(f":a{i}" for i in range(n))
         _SQLITE_LOCKS[n] = (
-            f"SELECT {_LOCK_COLUMNS.format(key=':key')}, NULL"
+            f"SELECT {_ACCOUNT_COLUMNS}, {_KEY_TAKEN.format(key=':key')}, NULL"
             " FROM ledger_accounts a JOIN ledger_balances b ON b.account_id = a.id"
             f" WHERE a.address IN ({marks}) AND b.stripe = :pick % a.stripes ORDER BY b.id"
         )
@@ -175,6 +190,15 @@ class Driver:
         params: dict[str, Any] = {f"a{i}": a for i, a in enumerate(addresses)}
         params.update(key=key, pick=pick)
         return self.execute(_sqlite_lock(len(addresses)), params)
+
+    def lock_ends(self, source_balance: int, destination: int, pick: int) -> list[tuple]:
+        """Lock a source stripe and one stripe of the destination account, in id order.
+
+        Each row ends with the next transaction id on PostgreSQL (None on SQLite).
+        """
+        if self.postgres:
+            return self.execute(_PG_LOCK_ENDS, [source_balance, destination, pick])
+        return self.execute(_SQLITE_LOCK_ENDS, [source_balance, destination, pick])
 
     def write_transaction(self, values: dict, tx_id: int | None, postings: Sequence[tuple],
                           pending: Sequence[int], flows: Sequence[dict]) -> int | None:

@@ -9,6 +9,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm.attributes import set_committed_value
 
 from ledger import chain
+from ledger.driver import Driver
 from ledger.errors import (
     AssetMismatch,
     HoldAlreadyPosted,
@@ -34,8 +35,8 @@ from ledger.writes import (
     check_time,
     find_by_key,
     lock_balances_by_id,
-    new_transaction,
-    post_entries,
+    transaction_values,
+    write_new,
 )
 
 _NOT_OPEN = {"posted": HoldAlreadyPosted, "voided": HoldAlreadyVoided, "expired": HoldExpired}
@@ -45,7 +46,6 @@ _HOLDS, _ACCOUNTS, _BALANCES = Hold.__table__, Account.__table__, Balance.__tabl
 _TRANSACTIONS = Transaction.__table__
 _DESTINATION = _ACCOUNTS.alias("destination")
 _OTHER_HOLD = _HOLDS.alias("other_hold")
-_OTHER_BALANCE = _BALANCES.alias("other_balance")
 
 # hold(), in one round trip: the source account and one stripe of it, locked; the
 # destination's id and asset; and whether the idempotency key already made a hold.
@@ -83,27 +83,6 @@ _LOCK_HOLD = (
     .where(_HOLDS.c.id == sa.bindparam("hold_id"))
     .with_for_update(of=_HOLDS)
 )
-# ... second: the source stripe the hold reserved and one stripe of the destination,
-# locked in id order, with their accounts.
-_LOCK_ENDS = (
-    sa.select(_ACCOUNTS.c.id, _ACCOUNTS.c.address, _ACCOUNTS.c.asset_code, _ACCOUNTS.c.stripes,
-              _ACCOUNTS.c.scope, _BALANCES.c.id, _BALANCES.c.stripe, _BALANCES.c.allow_negative,
-              _BALANCES.c.posted, _BALANCES.c.pending, _BALANCES.c.seq, _BALANCES.c.head_hash)
-    .join_from(_ACCOUNTS, _BALANCES, _BALANCES.c.account_id == _ACCOUNTS.c.id)
-    # Both rows by primary key (an OR across the join would scan every balance row).
-    .where(_BALANCES.c.id.in_([
-        sa.bindparam("source_balance"),
-        sa.select(_OTHER_BALANCE.c.id)
-        .join_from(_OTHER_BALANCE, _DESTINATION, _DESTINATION.c.id == _OTHER_BALANCE.c.account_id)
-        .where(_DESTINATION.c.id == sa.bindparam("destination"),
-               _OTHER_BALANCE.c.stripe == sa.bindparam("pick", type_=sa.Integer)
-               % _DESTINATION.c.stripes)
-        .scalar_subquery()]))
-    .order_by(_BALANCES.c.id)
-    .with_for_update(of=_BALANCES, key_share=True)
-)
-
-
 def hold(session: so.Session, source: str, destination: str, amount: int, *, key: str,
          kind: str, expires_at: datetime | None = None, memo: str = "",
          meta: dict | None = None, now: datetime | None = None) -> Hold:
@@ -176,9 +155,10 @@ def post_hold(session: so.Session, hold_id: int, *, key: str, amount: int | None
               memo: str | None = None, now: datetime | None = None) -> Transaction:
     """Post an open hold to its destination, all of it or `amount` of it, releasing the rest.
 
-    Seven statements: lock the hold (its key's earlier use read in the same trip), lock
-    both ends, insert the transaction, then the balances, postings, flows and the hold. Every
-    refusal comes before the first write, so none needs a savepoint.
+    Four statements: lock the hold (its key's earlier use read in the same trip), lock
+    both ends (ledger.driver), write the transaction with its postings, balances and flows
+    (one statement on PostgreSQL), mark the hold posted. Every refusal comes before the
+    first write, so none needs a savepoint.
     """
     check_key(key)
     if not _is_id(hold_id):
@@ -212,20 +192,20 @@ def post_hold(session: so.Session, hold_id: int, *, key: str, amount: int | None
     posted = row.amount if amount is None else amount
     if posted > row.amount:
         raise HoldAmountExceeded(row.id, row.amount, posted)
-    ends = [LockedAccount(r) for r in connection.execute(_LOCK_ENDS, {
-        "source_balance": row.balance_id, "destination": row.destination_id,
-        "pick": random.getrandbits(30)})]
+    driver = Driver(session)
+    rows = driver.lock_ends(row.balance_id, row.destination_id, random.getrandbits(30))
+    ends = [LockedAccount(r[:12]) for r in rows]
     src = next(e for e in ends if e.balance_id == row.balance_id)
     dst = next(e for e in ends if e.id == row.destination_id and e is not src)
     src.pending -= row.amount
     entries = [(src, src, -posted), (dst, dst, posted)]
     check_funds(entries)
-    tx = new_transaction(session, key=key, request_hash=request_hash, kind=row.kind,
-                         memo=row.memo if memo is None else memo,
-                         meta={**row.meta, "hold_id": row.id}, now=now, unless_taken=True)
+    values = transaction_values(key=key, request_hash=request_hash, kind=row.kind,
+                                memo=row.memo if memo is None else memo,
+                                meta={**row.meta, "hold_id": row.id}, now=now)
+    tx = write_new(session, driver, values, rows[0][12], entries)
     if tx is None:
         return find_by_key(session, Transaction, key, request_hash)
-    post_entries(session, tx, entries)
     changes = {"status": "posted", "posted_amount": posted, "transaction_id": tx.id,
                "resolved_at": now, "resolution_key": key}
     connection.execute(_HOLDS.update().where(_HOLDS.c.id == row.id).values(changes))

@@ -21,7 +21,7 @@ from merchants.models import REDEMPTION_STATUSES, TIERS
 from merchants.portal import find_counted
 from pointsmall import clock
 from pointsmall.errors import MARKET_MESSAGES, Forbidden
-from pointsmall.extensions import ErrorSchema, UtcDateTime, db
+from pointsmall.extensions import ErrorSchema, UtcDateTime, commit_keeping, db
 from pointsmall.mall import current_volunteer, redeemer_for
 from pointsmall.shell import roles_required
 
@@ -243,7 +243,7 @@ class Redemptions(MethodView):
             db.session, redeemer_for(volunteer), body["item_id"], body["quantity"],
             key=headers["key"], hold_days=current_app.config["REDEMPTION_HOLD_DAYS"],
             today=today, month_start=month_start)
-        db.session.commit()
+        commit_keeping()
         return redemption
 
 
@@ -288,7 +288,7 @@ class CounterConfirm(MethodView):
         found = find_counted(db.session, _merchant_id(), current_user.id, code)
         redemption = redemptions.confirm(db.session, found.merchant_id, found.code,
                                          confirmed_by=current_user.id)
-        db.session.commit()
+        commit_keeping()
         return redemption
 
 
