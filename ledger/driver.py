@@ -2,18 +2,22 @@
 
 A transfer is a handful of small statements; building and running them through
 SQLAlchemy's execution layer cost more client CPU than the driver and the hashing put
-together (see benchmarks/README.md). Here they are fixed SQL texts sent straight to the
-DB-API connection that the session's transaction already holds, so the work still commits
-or rolls back with everything else the caller did:
+together, and each round trip to the server costs both sides more than the work it carries
+(see benchmarks/README.md). Here they are fixed SQL texts sent straight to the DB-API
+connection that the session's transaction already holds, so the work still commits or rolls
+back with everything else the caller did:
 
-- PostgreSQL, two round trips: one SELECT finds and locks the balance stripes (in id order)
-  and also says whether the key is taken and draws the transaction's id from its sequence
-  (the chain hashes need it); one statement of data-modifying CTEs then inserts the
-  transaction (ON CONFLICT DO NOTHING: a twin of the key yields nothing, and nothing else
-  is written), updates the balances, inserts the postings and adds the daily flows. Both
-  are prepared on the server.
-- SQLite, which has no data-modifying CTEs: the same steps as separate statements of the
-  `sqlite3` module inside the immediate transaction.
+- PostgreSQL, a transfer in one round trip (`_pg_transfer`): data-modifying CTEs lock the
+  balance stripes in id order, check every rule, insert the transaction (ON CONFLICT DO
+  NOTHING: a twin of the key yields nothing, and nothing else is written), chain the
+  postings (SHA-256 in SQL over the text `chain.posting_hash` hashes, which `verify`
+  recomputes in Python), update the balances and add the daily flows. A hold's post locks
+  its two ends (drawing the transaction id) and then writes the same way (`_pg_write`).
+  Every statement is prepared on the server, with a text per number of legs so that the
+  generic plan is a good one.
+- SQLite, which has no data-modifying CTEs: lock (the immediate transaction already holds
+  the database), insert the transaction, then the balances, postings and flows, as separate
+  statements of the `sqlite3` module.
 
 Driver errors are raised as SQLAlchemy's DBAPIError family, as the rest of the ledger
 raises them, so retries and error pages treat both paths alike.
@@ -58,25 +62,12 @@ _FLOW_SUMS = (
 # PostgreSQL texts are built once per number of legs (and of flow rows): fixed-size VALUES
 # lists rather than arrays, so that the planner's generic plan for a prepared statement is
 # as good as a custom one and is kept, and the server plans each shape once per connection.
-_PG_LOCKS: dict[int, str] = {}
 _PG_WRITES: dict[tuple[int, int], str] = {}
 
 
 def _marks(n: int, casts: Sequence[str]) -> str:
     row = "(" + ", ".join(f"%s::{cast}" for cast in casts) + ")"
     return ", ".join([row] * n)
-
-
-def _pg_lock(n: int) -> str:
-    if n not in _PG_LOCKS:
-        _PG_LOCKS[n] = (
-            f"SELECT {_ACCOUNT_COLUMNS}, {_KEY_TAKEN.format(key='%s')}, {_NEXT_ID}"
-            " FROM ledger_accounts a JOIN ledger_balances b ON b.account_id = a.id"
-            f" WHERE a.address IN ({', '.join(['%s'] * n)})"
-            " AND b.stripe = %s::int %% a.stripes"
-            " ORDER BY b.id FOR NO KEY UPDATE OF b"
-        )
-    return _PG_LOCKS[n]
 
 
 def _pg_write(n: int, flows: int) -> str:
@@ -114,6 +105,79 @@ WITH t AS (
 SELECT id FROM t
 """
     return _PG_WRITES[n, flows]
+
+
+_PG_TRANSFERS: dict[int, str] = {}
+
+
+def _pg_transfer(n: int) -> str:
+    """A whole transfer of `n` legs in one statement: lock, check, write, answer.
+
+    `locked` finds the accounts and locks one balance stripe of each in id order (a
+    concurrent writer's rows are read as that writer committed them); `go` holds one row
+    only if every rule passes (every account found, one asset if the caller named it,
+    balanced per asset, no floor crossed, the key not yet used), and every write hangs on
+    it; the chain hashes are SHA-256 over the very text `chain.posting_hash` hashes. The
+    answer is every locked row, with the key's earlier transaction, the new one and each
+    stripe's new head, from which the caller names a refusal, finds a twin, or carries on.
+    """
+    if n not in _PG_TRANSFERS:
+        legs = ", ".join(f"(%(a{i})s::text, %(m{i})s::bigint, {i})" for i in range(n))
+        _PG_TRANSFERS[n] = f"""
+WITH locked AS MATERIALIZED (
+    SELECT a.id AS account_id, a.address, a.asset_code, a.stripes, a.scope,
+           b.id AS balance_id, b.stripe, b.allow_negative, b.posted, b.pending, b.seq,
+           b.head_hash, v.amount, v.ord
+    FROM (VALUES {legs}) AS v (address, amount, ord)
+    JOIN ledger_accounts a ON a.address = v.address
+    JOIN ledger_balances b ON b.account_id = a.id AND b.stripe = %(pick)s::int %% a.stripes
+    ORDER BY b.id
+    FOR NO KEY UPDATE OF b
+), taken AS (
+    SELECT id FROM ledger_transactions WHERE idempotency_key = %(key)s
+), go AS (
+    SELECT 1 FROM locked
+    HAVING count(*) = {n}
+       AND bool_and(allow_negative OR posted - pending + amount >= 0)
+       AND (%(asset)s::text IS NULL OR bool_and(asset_code = %(asset)s::text))
+       AND NOT EXISTS (SELECT FROM taken)
+       AND NOT EXISTS (SELECT FROM locked GROUP BY asset_code HAVING sum(amount) <> 0)
+), t AS (
+    INSERT INTO ledger_transactions ({_TRANSACTION_COLUMNS})
+    SELECT %(key)s, %(request_hash)s, %(kind)s, %(memo)s, %(meta)s::json, NULL,
+           %(created_at)s::timestamp, %(hash)s
+    FROM go
+    ON CONFLICT (idempotency_key) DO NOTHING
+    RETURNING id
+), chained AS (
+    SELECT l.*, t.id AS transaction_id, l.seq + 1 AS new_seq, l.posted + l.amount AS after,
+           encode(sha256(convert_to(concat_ws('|', l.head_hash, l.balance_id, l.seq + 1, t.id,
+               %(hash)s::text, l.account_id, l.asset_code, l.amount, l.posted + l.amount),
+               'UTF8')), 'hex') AS hash
+    FROM locked l, t
+), balances AS (
+    UPDATE ledger_balances AS b SET posted = c.after, seq = c.new_seq, head_hash = c.hash
+    FROM chained c WHERE b.id = c.balance_id
+), postings AS (
+    INSERT INTO ledger_postings
+        (transaction_id, account_id, balance_id, asset_code, amount, seq, balance_after, hash)
+    SELECT transaction_id, account_id, balance_id, asset_code, amount, new_seq, after, hash
+    FROM chained ORDER BY ord
+), flows AS (
+    INSERT INTO ledger_flows AS f ({_FLOW_COLUMNS})
+    SELECT scope, asset_code, %(kind)s, %(day)s::date, %(slot)s::smallint,
+           sum(greatest(amount, 0)), sum(greatest(-amount, 0)), count(*)
+    FROM chained WHERE scope IS NOT NULL
+    GROUP BY scope, asset_code ORDER BY scope, asset_code
+    ON CONFLICT (scope, asset_code, kind, day, slot) DO UPDATE SET {_FLOW_SUMS}
+)
+SELECT l.account_id, l.address, l.asset_code, l.stripes, l.scope, l.balance_id, l.stripe,
+       l.allow_negative, l.posted, l.pending, l.seq, l.head_hash,
+       (SELECT id FROM taken), (SELECT id FROM t), c.hash
+FROM locked l LEFT JOIN chained c ON c.balance_id = l.balance_id
+ORDER BY l.balance_id
+"""
+    return _PG_TRANSFERS[n]
 
 
 _SQLITE_LOCKS: dict[int, str] = {}
@@ -184,12 +248,29 @@ class Driver:
                 connection_invalidated=gone) from error
 
     def lock_accounts(self, addresses: list[str], key: str, pick: int) -> list[tuple]:
-        """Lock one stripe of each account; each row ends with: key taken, next id (PG)."""
-        if self.postgres:
-            return self.execute(_pg_lock(len(addresses)), [key, *addresses, pick])
+        """SQLite: one stripe of each account (the transaction holds the database), in id
+        order; each row ends with the key's earlier transaction, then None."""
         params: dict[str, Any] = {f"a{i}": a for i, a in enumerate(addresses)}
         params.update(key=key, pick=pick)
         return self.execute(_sqlite_lock(len(addresses)), params)
+
+    def transfer(self, legs: Sequence[tuple[str, int]], values: dict, *, pick: int,
+                 asset: str | None, day: date, slot: int) -> list[tuple]:
+        """PostgreSQL: a whole transfer in one statement (see `_pg_transfer`).
+
+        Each row: the 12 columns of a locked stripe as `lock_accounts` gives them, then the
+        id of a transaction that already holds the key, the id of the one written (None if
+        nothing was written) and the stripe's new chain head.
+        """
+        params: dict[str, Any] = {
+            "pick": pick, "key": values["idempotency_key"], "asset": asset,
+            "request_hash": values["request_hash"], "kind": values["kind"],
+            "memo": values["memo"], "meta": json.dumps(values["meta"]),
+            "created_at": values["created_at"], "hash": values["hash"], "day": day,
+            "slot": slot}
+        for i, (address, amount) in enumerate(legs):
+            params[f"a{i}"], params[f"m{i}"] = address, amount
+        return self.execute(_pg_transfer(len(legs)), params)
 
     def lock_ends(self, source_balance: int, destination: int, pick: int) -> list[tuple]:
         """Lock a source stripe and one stripe of the destination account, in id order.

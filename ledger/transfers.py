@@ -1,12 +1,13 @@
 """Transfers between accounts and reversals of them."""
 
+import random
 from collections.abc import Sequence
 from datetime import datetime
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
-from ledger import chain
+from ledger import chain, flows
 from ledger.driver import Driver
 from ledger.errors import (
     AlreadyReversed,
@@ -19,6 +20,8 @@ from ledger.errors import (
 from ledger.models import Account, Posting, Transaction
 from ledger.writes import (
     Leg,
+    LockedAccount,
+    attach,
     check_amount,
     check_balanced,
     check_funds,
@@ -31,6 +34,7 @@ from ledger.writes import (
     new_transaction,
     once,
     post_entries,
+    refresh,
     refuse_unknown,
     transaction_values,
     write_new,
@@ -58,18 +62,35 @@ def transfer(session: so.Session, legs: Sequence[Leg], *, key: str, kind: str, m
         meta=meta, asset=asset,
     )
 
-    # No savepoint (a transfer is the hot path): one statement finds the accounts, locks a
-    # balance stripe of each in id order and tells whether the key is taken; every refusal
-    # comes before anything is written; a key taken meanwhile by a concurrent twin is no
-    # error but its answer. The statements go straight to the driver (ledger.driver).
+    values = transaction_values(key=key, request_hash=request_hash, kind=kind, memo=memo,
+                                meta=meta, now=now)
+    # No savepoint (a transfer is the hot path): every refusal comes before anything is
+    # written, and a key taken meanwhile by a concurrent twin is no error but its answer.
+    # The statements go straight to the driver (ledger.driver).
     session.flush()
     driver = Driver(session)
-    locked, key_taken, tx_id = lock_accounts(driver, addresses, key)
+    if driver.postgres:
+        return _transfer_in_one_statement(session, driver, legs, values, asset)
+    locked, key_taken = lock_accounts(driver, addresses, key)
+    entries = _checked(session, legs, values, asset, locked, key_taken)
+    if isinstance(entries, Transaction):
+        return entries
+    return write_new(session, driver, values, None, entries) or _twin(session, values)
+
+
+def _checked(session: so.Session, legs: Sequence[Leg], values: dict, asset: str | None,
+             locked: dict[str, LockedAccount], key_taken: bool | None
+             ) -> list[tuple[LockedAccount, LockedAccount, int]] | Transaction:
+    """Apply every rule to the locked accounts: the entries to post, or the key's answer.
+
+    Raise the refusal a rule makes, unless the key's earlier transaction answers instead.
+    """
+    key, request_hash = values["idempotency_key"], values["request_hash"]
     if key_taken is not False:
         existing = find_by_key(session, Transaction, key, request_hash)
         if existing is not None:
             return existing
-    refuse_unknown(addresses, locked)
+    refuse_unknown([leg.address for leg in legs], locked)
     entries = [(locked[leg.address], leg.amount) for leg in legs]
     for account, _ in entries:
         if asset is not None and account.asset_code != asset:
@@ -85,15 +106,43 @@ def transfer(session: so.Session, legs: Sequence[Leg], *, key: str, kind: str, m
         if twin is not None:
             return twin
         raise
-    values = transaction_values(key=key, request_hash=request_hash, kind=kind, memo=memo,
-                                meta=meta, now=now)
-    tx = write_new(session, driver, values, tx_id, entries)
-    if tx is None:
-        twin = find_by_key(session, Transaction, key, request_hash)
-        if twin is None:  # taken by a transaction that then rolled back: not possible
-            raise AssertionError(f"idempotency key {key!r} is taken by no transaction")
-        return twin
-    return tx
+    return entries
+
+
+def _twin(session: so.Session, values: dict) -> Transaction:
+    """The transaction of a concurrent twin that took the key while this one waited."""
+    twin = find_by_key(session, Transaction, values["idempotency_key"], values["request_hash"])
+    if twin is None:  # taken by a transaction that then rolled back: not possible
+        raise AssertionError(f"idempotency key {values['idempotency_key']!r} is taken by no "
+                             "transaction")
+    return twin
+
+
+def _transfer_in_one_statement(session: so.Session, driver: Driver, legs: Sequence[Leg],
+                               values: dict, asset: str | None) -> Transaction:
+    """PostgreSQL: lock, check and write in one statement; name any refusal from its answer."""
+    rows = driver.transfer([(leg.address, leg.amount) for leg in legs], values,
+                           pick=random.getrandbits(30), asset=asset,
+                           day=flows.day_of(values["created_at"]),
+                           slot=random.randrange(flows.SLOTS))
+    tx_id = rows[0][13] if rows else None
+    if tx_id is None:
+        # Nothing was written: a rule refused it (named here from the rows as they were
+        # locked), the key had an earlier answer, or a twin took the key meanwhile.
+        locked = {row[1]: LockedAccount(row[:12]) for row in rows}
+        entries = _checked(session, legs, values, asset, locked,
+                           rows[0][12] is not None if rows else None)
+        return entries if isinstance(entries, Transaction) else _twin(session, values)
+    entries, chained = [], []
+    amounts = {leg.address: leg.amount for leg in legs}
+    for row in rows:
+        account = LockedAccount(row[:12])
+        amount = amounts[account.address]
+        entries.append((account, account, amount))
+        chained.append((account.id, account.balance_id, account.asset_code, amount,
+                        account.seq + 1, account.posted + amount, row[14]))
+    refresh(session, entries, chained)
+    return attach(session, Transaction, tx_id, values)
 
 
 def move(session: so.Session, source: str, destination: str, amount: int, *, key: str,

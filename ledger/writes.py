@@ -217,18 +217,17 @@ def _update_balances(n: int) -> sa.Update:
 
 
 def lock_accounts(driver: Driver, addresses: list[str], key: str
-                  ) -> tuple[dict[str, LockedAccount], bool | None, int | None]:
-    """Find the accounts at `addresses` and lock one balance stripe of each, in id order.
+                  ) -> tuple[dict[str, LockedAccount], bool | None]:
+    """SQLite: find the accounts at `addresses` and one balance stripe of each, in id order.
 
-    Return those found by address; whether a transaction already holds `key` (None when
-    no account was found, and with it no answer); and, on PostgreSQL, the id drawn for the
-    transaction about to be written (None on SQLite, where the insert gives it).
+    Return those found by address, and whether a transaction already holds `key` (None
+    when no account was found, and with it no answer). PostgreSQL transfers lock, check and
+    write in one statement (ledger.driver).
     """
     rows = driver.lock_accounts(addresses, key, random.getrandbits(30))
     if not rows:
-        return {}, None, None
-    return ({row[1]: LockedAccount(row[:12]) for row in rows}, rows[0][12] is not None,
-            rows[0][13])
+        return {}, None
+    return {row[1]: LockedAccount(row[:12]) for row in rows}, rows[0][12] is not None
 
 
 def refuse_unknown(addresses: Iterable[str], found: Container[str]) -> None:

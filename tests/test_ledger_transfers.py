@@ -649,7 +649,7 @@ def test_a_database_error_on_the_hot_path_is_sqlalchemys_and_writes_nothing(
     state = ledger_state(session)
     broken = "SELECT no_such_column FROM ledger_transactions WHERE id = {}"
     monkeypatch.setattr(driver, "_sqlite_lock", lambda n: broken.format(":key"))
-    monkeypatch.setattr(driver, "_pg_lock", lambda n: broken.format("%s"))
+    monkeypatch.setattr(driver, "_pg_transfer", lambda n: broken.format("%(key)s"))
 
     with pytest.raises(sa.exc.DBAPIError), session.begin_nested():
         ledger.move(session, volunteer, merchant, 30, key=key(), kind="redemption")
