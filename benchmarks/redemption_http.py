@@ -7,7 +7,8 @@ migrates it with `flask --app pointsmall db upgrade`, seeds one community, one m
 with an unlimited item (a service), a merchant user and --volunteers funded volunteers,
 starts `gunicorn -w 4 'pointsmall:create_app()'` on it, takes an API token for every user
 through POST /api/v1/auth/tokens, and then runs a closed-loop load for each client count
-(default 16 and 64) with asyncio + httpx. Each client, over and over until the time is
+(default 16 and 64) with asyncio (a lean hand-written HTTP client; --client httpx for
+httpx). Each client, over and over until the time is
 up:
 
     POST /api/v1/redemptions                         (as its volunteer, Idempotency-Key)
