@@ -13,8 +13,8 @@ back with everything else the caller did:
   postings (SHA-256 in SQL over the text `chain.posting_hash` hashes, which `verify`
   recomputes in Python), update the balances and add the daily flows. A hold's post locks
   its two ends (drawing the transaction id) and then writes the same way (`_pg_write`).
-  Every statement is prepared on the server, with a text per number of legs so that the
-  generic plan is a good one.
+  Statements are prepared on the server (psycopg prepares one per text and parameter
+  types), with a text per number of legs so that the generic plan is a good one.
 - SQLite, which has no data-modifying CTEs: lock (the immediate transaction already holds
   the database), insert the transaction, then the balances, postings and flows, as separate
   statements of the `sqlite3` module.
@@ -28,7 +28,6 @@ from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any
 
-import sqlalchemy as sa
 import sqlalchemy.orm as so
 
 _ACCOUNT_COLUMNS = (
@@ -61,7 +60,7 @@ _FLOW_SUMS = (
 
 # PostgreSQL texts are built once per number of legs (and of flow rows): fixed-size VALUES
 # lists rather than arrays, so that the planner's generic plan for a prepared statement is
-# as good as a custom one and is kept, and the server plans each shape once per connection.
+# as good as a custom one and is kept, instead of planning every execution again.
 _PG_WRITES: dict[tuple[int, int], str] = {}
 
 
@@ -168,7 +167,8 @@ WITH locked AS MATERIALIZED (
     SELECT scope, asset_code, %(kind)s, %(day)s::date, %(slot)s::smallint,
            sum(greatest(amount, 0)), sum(greatest(-amount, 0)), count(*)
     FROM chained WHERE scope IS NOT NULL
-    GROUP BY scope, asset_code ORDER BY scope, asset_code
+    -- In code-point order, as ledger.flows.rows sorts the rows the other writers add.
+    GROUP BY scope, asset_code ORDER BY scope COLLATE "C", asset_code COLLATE "C"
     ON CONFLICT (scope, asset_code, kind, day, slot) DO UPDATE SET {_FLOW_SUMS}
 )
 SELECT l.account_id, l.address, l.asset_code, l.stripes, l.scope, l.balance_id, l.stripe,
@@ -228,8 +228,12 @@ class Driver:
         self.postgres = self.dialect.name == "postgresql"
 
     def execute(self, sql: str, params: Any = None, *, many: bool = False) -> list[tuple]:
-        """Run one statement and return its rows (or run it for each of many parameter sets);
-        driver errors become DBAPIError."""
+        """Run one statement and return its rows (or run it for each of many parameter sets).
+
+        An error, or an interruption, goes through the engine's own handling, as for any
+        statement SQLAlchemy runs: `handle_error` listeners see it, a lost connection
+        invalidates the pool, and a driver error is raised as the matching DBAPIError.
+        """
         try:
             if many:
                 cursor = self.raw.cursor()
@@ -239,13 +243,10 @@ class Driver:
             if self.postgres:
                 return self.raw.execute(sql, params, prepare=True).fetchall()
             return self.raw.execute(sql, params).fetchall()
-        except self.dialect.loaded_dbapi.Error as error:
-            gone = self.dialect.is_disconnect(error, self.raw, None)
-            if gone:
-                self.connection.invalidate(error)
-            raise sa.exc.DBAPIError.instance(
-                sql, params, error, self.dialect.loaded_dbapi.Error,
-                connection_invalidated=gone) from error
+        except BaseException as error:
+            # SQLAlchemy's handling, through the one method that holds it (private, stable
+            # across 2.0 and 2.1; tests/test_ledger_transfers.py checks what it does here).
+            self.connection._handle_dbapi_exception(error, sql, params, None, None)
 
     def lock_accounts(self, addresses: list[str], key: str, pick: int) -> list[tuple]:
         """SQLite: one stripe of each account (the transaction holds the database), in id
@@ -286,7 +287,7 @@ class Driver:
         """Insert a transaction unless its key is taken, with its postings, balances and flows.
 
         `postings` are (account id, balance id, asset, amount, seq, balance after, hash),
-        the chain already computed against `tx_id`, drawn beforehand by `lock_accounts`;
+        the chain already computed against `tx_id`, drawn beforehand by `lock_ends`;
         `pending` the balances' pending amounts to write with them; `flows` are
         ledger.flows rows. Return the transaction's id, or None when a twin holds the key
         (then nothing was written). PostgreSQL only: on SQLite the chain needs the id the

@@ -22,6 +22,7 @@ from ledger.writes import (
     Leg,
     LockedAccount,
     attach,
+    chain_entries,
     check_amount,
     check_balanced,
     check_funds,
@@ -112,9 +113,11 @@ def _checked(session: so.Session, legs: Sequence[Leg], values: dict, asset: str 
 def _twin(session: so.Session, values: dict) -> Transaction:
     """The transaction of a concurrent twin that took the key while this one waited."""
     twin = find_by_key(session, Transaction, values["idempotency_key"], values["request_hash"])
-    if twin is None:  # taken by a transaction that then rolled back: not possible
-        raise AssertionError(f"idempotency key {values['idempotency_key']!r} is taken by no "
-                             "transaction")
+    if twin is None:
+        # Nothing written, every rule passed here, and no transaction holds the key: the
+        # database refused a rule this code accepts (the SQL and Python rules disagree).
+        raise AssertionError(f"transfer {values['idempotency_key']!r} was refused by the "
+                             "database for no reason the ledger names")
     return twin
 
 
@@ -133,14 +136,18 @@ def _transfer_in_one_statement(session: so.Session, driver: Driver, legs: Sequen
         entries = _checked(session, legs, values, asset, locked,
                            rows[0][12] is not None if rows else None)
         return entries if isinstance(entries, Transaction) else _twin(session, values)
-    entries, chained = [], []
+    entries = []
     amounts = {leg.address: leg.amount for leg in legs}
     for row in rows:
         account = LockedAccount(row[:12])
-        amount = amounts[account.address]
-        entries.append((account, account, amount))
-        chained.append((account.id, account.balance_id, account.asset_code, amount,
-                        account.seq + 1, account.posted + amount, row[14]))
+        entries.append((account, account, amounts[account.address]))
+    chained = chain_entries(tx_id, values["hash"], entries)
+    for (*_, digest), row in zip(chained, rows, strict=True):
+        if digest != row[14]:
+            # The statement chained a posting differently from ledger.chain: raising here
+            # rolls the caller's transaction back rather than commit a chain verify refuses.
+            raise AssertionError(f"the chain hash written for balance {row[5]} is {row[14]}, "
+                                 f"ledger.chain makes it {digest}")
     refresh(session, entries, chained)
     return attach(session, Transaction, tx_id, values)
 

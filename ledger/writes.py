@@ -297,8 +297,9 @@ def write_new(session: so.Session, driver: Driver, values: dict, tx_id: int | No
               entries: list[tuple[LockedAccount, LockedAccount, int]]) -> Transaction | None:
     """Insert a transaction and post its checked, locked entries through the driver.
 
-    The transfer hot path: on PostgreSQL one statement (with `tx_id` drawn by the lock),
-    on SQLite a few. Return None, having written nothing, when a twin holds the key.
+    A hold's post on PostgreSQL (one statement, `tx_id` drawn by `Driver.lock_ends`) and a
+    transfer or a post on SQLite (a few statements). Return None, having written nothing,
+    when a twin holds the key.
     """
     flow_rows = flows.rows(
         (account.scope, account.asset_code, values["kind"], values["created_at"], amount)

@@ -400,7 +400,8 @@ def test_resolving_an_unknown_hold_is_refused(session, hold_id):
 
 def test_a_hold_on_an_account_that_may_go_negative_can_reserve_beyond_zero(session,
                                                                            make_account):
-    issuance = make_account("community:4:issuance:points", allow_negative=True, stripes=4)
+    issuance = make_account(f"community:{uuid.uuid4().hex[:6]}:issuance:points",
+                            allow_negative=True, stripes=4)
     volunteer = make_account()
 
     held = ledger.hold(session, issuance, volunteer, 500, key=key(), kind="award")

@@ -44,7 +44,8 @@ def test_the_balance_of_an_unknown_account_is_refused(session):
 
 
 def test_the_balance_of_a_striped_account_adds_up_its_stripes(session, make_account):
-    issuance = make_account("community:3:issuance:points", allow_negative=True, stripes=8)
+    issuance = make_account(f"community:{uuid.uuid4().hex[:6]}:issuance:points",
+                            allow_negative=True, stripes=8)
     volunteers = [make_account() for _ in range(12)]
     for n, volunteer in enumerate(volunteers, start=1):
         ledger.move(session, issuance, volunteer, n, key=key(), kind="award")

@@ -38,6 +38,11 @@ def key():
     return f"test:{uuid.uuid4().hex}"
 
 
+def fresh(name):
+    """An address of a community of its own (committed data of other tests never clashes)."""
+    return f"community:{uuid.uuid4().hex[:8]}:{name}"
+
+
 def assert_still_usable(session, make_account):
     """The caller's session answers queries and accepts the next write after a refusal."""
     payer, payee = make_account(points=5), make_account()
@@ -370,7 +375,7 @@ def test_a_multi_leg_transfer_that_overdraws_one_account_writes_none_of_its_legs
 
 
 def test_an_account_that_may_go_negative_can_go_below_zero(session, make_account):
-    issuance = make_account("community:9:issuance:points", allow_negative=True)
+    issuance = make_account(fresh("issuance:points"), allow_negative=True)
     volunteer = make_account()
 
     ledger.move(session, issuance, volunteer, 250, key=key(), kind="award")
@@ -381,9 +386,9 @@ def test_an_account_that_may_go_negative_can_go_below_zero(session, make_account
 
 
 def test_a_multi_asset_award_moves_points_and_merit_in_one_transaction(session, make_account):
-    issuance_points = make_account("community:8:issuance:points", allow_negative=True,
+    issuance_points = make_account(fresh("issuance:points"), allow_negative=True,
                                    stripes=4)
-    issuance_merit = make_account("community:8:issuance:merit", asset="MERIT",
+    issuance_merit = make_account(fresh("issuance:merit"), asset="MERIT",
                                   allow_negative=True, stripes=4)
     points, merit = make_account(), make_account(asset="MERIT")
 
@@ -414,8 +419,8 @@ def test_a_reversal_puts_every_point_back_where_it_came_from(session, pair):
 
 def test_a_reversal_of_a_multi_asset_award_on_striped_accounts_restores_every_stripe(
         session, make_account):
-    issuance = make_account("community:6:issuance:points", allow_negative=True, stripes=8)
-    issuance_merit = make_account("community:6:issuance:merit", asset="MERIT",
+    issuance = make_account(fresh("issuance:points"), allow_negative=True, stripes=8)
+    issuance_merit = make_account(fresh("issuance:merit"), asset="MERIT",
                                   allow_negative=True, stripes=8)
     points, merit = make_account(), make_account(asset="MERIT")
     award = ledger.transfer(session, [
@@ -485,7 +490,7 @@ def test_a_reversal_that_would_overdraw_is_refused_and_writes_nothing(session, m
                                                                        pair):
     volunteer, merchant = pair
     grocer = make_account()
-    issuance = make_account("community:5:issuance:points", allow_negative=True)
+    issuance = make_account(fresh("issuance:points"), allow_negative=True)
     award = ledger.move(session, issuance, volunteer, 50, key=key(), kind="award")
     # The volunteer spends everything, so taking the award back would overdraw.
     ledger.move(session, volunteer, grocer, 150, key=key(), kind="redemption")
@@ -621,7 +626,7 @@ def test_an_account_of_an_unknown_asset_is_refused(session):
 ])
 def test_only_accounts_that_may_go_negative_are_striped_and_within_bounds(session, settings):
     with pytest.raises(ledger.InvalidTransaction):
-        ledger.open_account(session, "community:80:issuance", "POINTS", **settings)
+        ledger.open_account(session, fresh("issuance"), "POINTS", **settings)
 
 
 def test_balance_rows_the_session_already_holds_show_a_transfer_sent_through_the_driver(
@@ -671,3 +676,47 @@ def test_a_transfer_in_a_community_adds_to_its_flows_and_verify_agrees(session, 
     gifts = [f for f in ledger.flows.daily(session, [scope]) if f.kind == "gift"]
     assert [(f.credits, f.debits, f.postings) for f in gifts] == [(30, 30, 4)]
     assert ledger.verify(session).ok
+
+
+def test_a_database_error_on_the_hot_path_reaches_the_engines_error_handlers(
+        session, pair, monkeypatch):
+    # The driver's statements fail as SQLAlchemy's own do: `handle_error` listeners (retry
+    # accounting, the deadlock watch of the concurrency tests) see them.
+    from ledger import driver
+
+    volunteer, merchant = pair
+    seen = []
+    engine = session.connection().engine
+    listener = lambda context: seen.append(context.statement)  # noqa: E731
+    sa.event.listen(engine, "handle_error", listener)
+    broken = "SELECT no_such_column FROM ledger_transactions WHERE id = {}"
+    monkeypatch.setattr(driver, "_sqlite_lock", lambda n: broken.format(":key"))
+    monkeypatch.setattr(driver, "_pg_transfer", lambda n: broken.format("%(key)s"))
+    try:
+        with pytest.raises(sa.exc.ProgrammingError if session.bind.dialect.name == "postgresql"
+                           else sa.exc.OperationalError), session.begin_nested():
+            ledger.move(session, volunteer, merchant, 30, key=key(), kind="redemption")
+    finally:
+        sa.event.remove(engine, "handle_error", listener)
+    assert seen == [broken.format(":key" if session.bind.dialect.name == "sqlite"
+                                  else "%(key)s")]
+
+
+def test_chains_written_for_a_non_ascii_asset_and_extreme_amounts_verify(session):
+    # On PostgreSQL the chain is hashed in SQL; verify recomputes it in Python.
+    ledger.define_asset(session, "积分€", "test asset")
+    issuance = ledger.open_account(session, f"community:{uuid.uuid4().hex}:issuance", "积分€",
+                                   allow_negative=True, stripes=3).address
+    first, second = (ledger.open_account(session, f"volunteer:{uuid.uuid4().hex}", "积分€")
+                     .address for _ in range(2))
+    top = ledger.MAX_AMOUNT
+
+    ledger.transfer(session, [Leg(issuance, -top), Leg(first, top - 1), Leg(second, 1)],
+                    key=key(), kind="award")
+    ledger.move(session, first, issuance, top - 1, key=key(), kind="reversal")
+    ledger.move(session, second, first, 1, key=key(), kind="gift")
+
+    assert ledger.balance(session, first).posted == 1
+    assert ledger.balance(session, issuance).posted == -1
+    report = ledger.verify(session)
+    assert report.ok, report.violations
