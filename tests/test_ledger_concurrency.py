@@ -470,6 +470,43 @@ def test_a_twin_of_a_transfer_that_spent_everything_gets_its_result_not_insuffic
 
 
 @requires_postgres
+def test_a_twin_of_a_transfer_that_left_points_meets_it_on_the_key_and_writes_nothing(
+        committed):
+    """T1 moves 20 of 50 with key K; T2, the same request with K, waits on the balance lock,
+    then finds points enough for itself, and must meet T1 on the key (the insert's ON
+    CONFLICT), not write a second transaction."""
+    answers, tag = race_twins(committed, lambda s, tag: ledger.move(
+        s, f"twin:{tag}:a", f"twin:{tag}:b", 20, key=f"spend-{tag}", kind="redemption").id)
+    assert answers["twin"] == answers["first"]
+    with committed() as s:
+        assert ledger.balance(s, f"twin:{tag}:a").posted == 30
+        assert ledger.balance(s, f"twin:{tag}:b").posted == 20
+        assert s.scalar(sa.select(sa.func.count(ledger.Transaction.id)).where(
+            ledger.Transaction.idempotency_key == f"spend-{tag}")) == 1
+        assert ledger.verify(s).ok
+
+
+@requires_postgres
+def test_a_transfer_that_waited_on_a_balance_lock_writes_from_the_committed_figures(
+        committed):
+    """T1 moves 30 of 50 and holds the lock; T2 (another key) moves 15 and waits: it must
+    chain onto T1's posting and leave 5, not write from the figures it first read."""
+    keys = iter(["first", "second"])
+    answers, tag = race_twins(committed, lambda s, tag: ledger.move(
+        s, f"twin:{tag}:a", f"twin:{tag}:b", 30 if (k := next(keys)) == "first" else 15,
+        key=f"{k}-{tag}", kind="redemption").id)
+    assert answers["twin"] != answers["first"]
+    with committed() as s:
+        assert ledger.balance(s, f"twin:{tag}:a").posted == 5
+        after = s.scalars(sa.select(ledger.Posting.balance_after)
+                          .join(ledger.Account, ledger.Account.id == ledger.Posting.account_id)
+                          .where(ledger.Account.address == f"twin:{tag}:a")
+                          .order_by(ledger.Posting.seq)).all()
+        assert after == [50, 20, 5]
+        assert ledger.verify(s).ok
+
+
+@requires_postgres
 def test_a_twin_of_a_hold_that_reserved_everything_gets_its_hold_not_insufficient_funds(
         committed):
     """H1 holds the whole balance with key K; H2, the same request with K, waits on the
