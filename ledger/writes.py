@@ -16,7 +16,6 @@ from typing import TypeVar
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -182,12 +181,6 @@ _TRANSACTIONS, _POSTINGS = Transaction.__table__, Posting.__table__
 _KEY_LOOKUPS: dict[sa.Table, sa.Select] = {}
 
 _INSERT_TRANSACTION = _TRANSACTIONS.insert().returning(_TRANSACTIONS.c.id)
-_INSERT_TRANSACTION_UNLESS_TAKEN = {
-    dialect: insert(_TRANSACTIONS)
-    .on_conflict_do_nothing(index_elements=[_TRANSACTIONS.c.idempotency_key])
-    .returning(_TRANSACTIONS.c.id)
-    for dialect, insert in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert))
-}
 _POSTING_COLUMNS = ("transaction_id", "account_id", "balance_id", "asset_code", "amount", "seq",
                     "balance_after", "hash")
 _BALANCE_COLUMNS = ("posted", "pending", "seq", "head_hash")
@@ -237,14 +230,6 @@ def refuse_unknown(addresses: Iterable[str], found: Container[str]) -> None:
             raise UnknownAccount(address)
 
 
-def lock_balances(session: so.Session,
-                  wanted: Iterable[tuple[int, int]]) -> dict[tuple[int, int], Balance]:
-    """Lock the (account id, stripe) balance rows in id order and return them fresh."""
-    wanted = sorted(set(wanted))
-    condition = sa.or_(*(sa.and_(Balance.account_id == a, Balance.stripe == s) for a, s in wanted))
-    return {(b.account_id, b.stripe): b for b in _lock(session, condition)}
-
-
 def lock_balances_by_id(session: so.Session, ids: Iterable[int]) -> dict[int, Balance]:
     """Lock the balance rows with these ids in id order and return them fresh."""
     return {b.id: b for b in _lock(session, Balance.id.in_(set(ids)))}
@@ -272,24 +257,12 @@ def transaction_values(*, key: str, request_hash: str, kind: str, memo: str, met
 
 
 def new_transaction(session: so.Session, *, key: str, request_hash: str, kind: str, memo: str,
-                    meta: dict, now: datetime, reverses_id: int | None = None,
-                    unless_taken: bool = False) -> Transaction | None:
-    """Insert the sealed transaction row that postings will hang on.
-
-    With `unless_taken`, a key that another transaction has written (or is writing: the
-    insert waits for it) yields None instead of an IntegrityError, so the caller needs no
-    savepoint to carry on and answer with the row that took the key.
-    """
+                    meta: dict, now: datetime, reverses_id: int | None = None) -> Transaction:
+    """Insert the sealed transaction row that postings will hang on (a reversal's)."""
     values = transaction_values(key=key, request_hash=request_hash, kind=kind, memo=memo,
                                 meta=meta, now=now, reverses_id=reverses_id)
     # A Core INSERT, then the row joins the session as if loaded: no unit of work.
-    connection = session.connection()
-    insert = _INSERT_TRANSACTION
-    if unless_taken:
-        insert = _INSERT_TRANSACTION_UNLESS_TAKEN.get(connection.dialect.name, insert)
-    tx_id = connection.execute(insert, values).scalar_one_or_none()
-    if tx_id is None:
-        return None
+    tx_id = session.connection().execute(_INSERT_TRANSACTION, values).scalar_one()
     return attach(session, Transaction, tx_id, values)
 
 
