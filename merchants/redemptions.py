@@ -153,7 +153,8 @@ def _reserve(session, redeemer, item_id, quantity, full_key, fingerprint, hold_d
         created_at=now, expires_at=held.expires_at)
     session.add(redemption)
     session.flush()
-    session.expire(item, ["stock"])
+    if item.stock is not None:  # taken above by a Core UPDATE: read it afresh when asked
+        session.expire(item, ["stock"])
     return redemption
 
 
