@@ -273,6 +273,10 @@ class Driver:
             params[f"a{i}"], params[f"m{i}"] = address, amount
         return self.execute(_pg_transfer(len(legs)), params)
 
+    def next_transaction_id(self) -> int:
+        """PostgreSQL: draw the id of a transaction about to be written (its chain needs it)."""
+        return self.execute(f"SELECT {_NEXT_ID}")[0][0]
+
     def lock_ends(self, source_balance: int, destination: int, pick: int) -> list[tuple]:
         """Lock a source stripe and one stripe of the destination account, in id order.
 

@@ -32,9 +32,7 @@ from ledger.writes import (
     find_by_key,
     lock_accounts,
     lock_balances_by_id,
-    new_transaction,
     once,
-    post_entries,
     refresh,
     refuse_unknown,
     transaction_values,
@@ -203,14 +201,20 @@ def reverse(session: so.Session, transaction_id: int, *, key: str, memo: str = "
                 sa.select(Account).where(Account.id.in_({p.account_id for p in postings}))
             )
         }
-        tx = new_transaction(session, key=key, request_hash=request_hash, kind=kind, memo=memo,
-                             meta=meta, now=now, reverses_id=transaction_id)
         # Each amount returns to the very stripe it came from.
         locked = lock_balances_by_id(session, [p.balance_id for p in postings])
-        post_entries(session, tx, [
-            (accounts[p.account_id], locked[p.balance_id], -p.amount) for p in postings
-        ])
-        return tx
+        entries = [(accounts[p.account_id], locked[p.balance_id], -p.amount) for p in postings]
+        try:
+            check_funds(entries)
+        except InsufficientFunds:
+            # A concurrent reversal of the same transaction may be what took the points
+            # back while we waited on the balance rows: then that is the refusal to name.
+            already_reversed()
+            raise
+        values = transaction_values(key=key, request_hash=request_hash, kind=kind, memo=memo,
+                                    meta=meta, now=now, reverses_id=transaction_id)
+        return write_new(session, Driver(session), values, None, entries) or _twin(
+            session, values)
 
     return once(session, Transaction, key, request_hash, write, already_reversed)
 

@@ -1,11 +1,12 @@
-"""The one path by which amounts reach the ledger: validate, lock, post, chain.
+"""What every write shares: validate, lock, check, chain, and write through the driver.
 
-A refusal leaves the caller's other work untouched and writes nothing of its own: holds,
-posts and reversals run inside a savepoint of the caller's transaction; a transfer, the hot
-path, makes every check before its first write and meets a concurrent twin of its key with
-INSERT ... ON CONFLICT DO NOTHING, so it needs none. Balance rows are locked in
-ascending id order (SELECT ... FOR NO KEY UPDATE), which keeps concurrent writers from
-deadlocking on each other; on SQLite the caller's transaction is an immediate one.
+A refusal leaves the caller's other work untouched and writes nothing of its own: transfers,
+holds and posts make every check before their first write and meet a concurrent twin of
+their key with INSERT ... ON CONFLICT DO NOTHING; a reversal runs in a savepoint of the
+caller's transaction (`once`). Balance rows are locked in ascending id order (SELECT ...
+FOR NO KEY UPDATE), which keeps concurrent writers from deadlocking on each other; on
+SQLite the caller's transaction is an immediate one. The writes themselves go through
+ledger.driver (`write_new`); batches of awards have their own (ledger.batch).
 """
 
 import random
@@ -31,7 +32,7 @@ from ledger.errors import (
     UnbalancedTransaction,
     UnknownAccount,
 )
-from ledger.models import KEY_LEN, MAX_AMOUNT, Account, Balance, Posting, Transaction
+from ledger.models import KEY_LEN, MAX_AMOUNT, Account, Balance, Transaction
 
 T = TypeVar("T")
 
@@ -176,38 +177,7 @@ class LockedAccount:
          self.head_hash) = row
 
 
-_ACCOUNTS, _BALANCES = Account.__table__, Balance.__table__
-_TRANSACTIONS, _POSTINGS = Transaction.__table__, Posting.__table__
 _KEY_LOOKUPS: dict[sa.Table, sa.Select] = {}
-
-_INSERT_TRANSACTION = _TRANSACTIONS.insert().returning(_TRANSACTIONS.c.id)
-_POSTING_COLUMNS = ("transaction_id", "account_id", "balance_id", "asset_code", "amount", "seq",
-                    "balance_after", "hash")
-_BALANCE_COLUMNS = ("posted", "pending", "seq", "head_hash")
-_UPDATES: dict[int, sa.Update] = {}
-_UPDATE_BALANCE = (
-    _BALANCES.update().where(_BALANCES.c.id == sa.bindparam("b_id"))
-    .values({column: sa.bindparam(f"b_{column}") for column in _BALANCE_COLUMNS})
-)
-# With RETURNING, SQLAlchemy sends many rows as one INSERT ... VALUES statement.
-_INSERT_POSTINGS = _POSTINGS.insert().values(
-    {column: sa.bindparam(f"p_{column}") for column in _POSTING_COLUMNS}
-).returning(_POSTINGS.c.id)
-MAX_LEGS_IN_ONE_UPDATE = 8
-
-
-def _update_balances(n: int) -> sa.Update:
-    """One UPDATE for `n` balance rows, built once per `n` (executemany sends one per row)."""
-    if n not in _UPDATES:
-        ids = [sa.bindparam(f"b_id_{i}") for i in range(n)]
-        _UPDATES[n] = _BALANCES.update().where(_BALANCES.c.id.in_(ids)).values({
-            column: sa.case(
-                *((_BALANCES.c.id == ids[i], sa.bindparam(f"b_{column}_{i}")) for i in range(n)),
-                else_=_BALANCES.c[column])
-            for column in _BALANCE_COLUMNS
-        })
-    return _UPDATES[n]
-
 
 def lock_accounts(driver: Driver, addresses: list[str], key: str
                   ) -> tuple[dict[str, LockedAccount], bool | None]:
@@ -256,29 +226,24 @@ def transaction_values(*, key: str, request_hash: str, kind: str, memo: str, met
     }
 
 
-def new_transaction(session: so.Session, *, key: str, request_hash: str, kind: str, memo: str,
-                    meta: dict, now: datetime, reverses_id: int | None = None) -> Transaction:
-    """Insert the sealed transaction row that postings will hang on (a reversal's)."""
-    values = transaction_values(key=key, request_hash=request_hash, kind=kind, memo=memo,
-                                meta=meta, now=now, reverses_id=reverses_id)
-    # A Core INSERT, then the row joins the session as if loaded: no unit of work.
-    tx_id = session.connection().execute(_INSERT_TRANSACTION, values).scalar_one()
-    return attach(session, Transaction, tx_id, values)
-
-
 def write_new(session: so.Session, driver: Driver, values: dict, tx_id: int | None,
-              entries: list[tuple[LockedAccount, LockedAccount, int]]) -> Transaction | None:
+              entries: list[tuple[Account | LockedAccount, Balance | LockedAccount, int]]
+              ) -> Transaction | None:
     """Insert a transaction and post its checked, locked entries through the driver.
 
-    A hold's post on PostgreSQL (one statement, `tx_id` drawn by `Driver.lock_ends`) and a
-    transfer or a post on SQLite (a few statements). Return None, having written nothing,
-    when a twin holds the key.
+    Every write but a PostgreSQL transfer (which is one statement of its own) and a batch
+    (ledger.batch) comes here: a hold's post, a reversal, and on SQLite a transfer. On
+    PostgreSQL it is one statement, with `tx_id` drawn beforehand (by `Driver.lock_ends`,
+    or here); on SQLite a few. Return None, having written nothing, when a twin holds the
+    key.
     """
     flow_rows = flows.rows(
         (account.scope, account.asset_code, values["kind"], values["created_at"], amount)
         for account, _balance, amount in entries)
     pending = [balance.pending for _account, balance, _amount in entries]
     if driver.postgres:
+        if tx_id is None:
+            tx_id = driver.next_transaction_id()
         chained = chain_entries(tx_id, values["hash"], entries)
         if driver.write_transaction(values, tx_id, chained, pending, flow_rows) is None:
             return None
@@ -342,37 +307,6 @@ def check_funds(entries: Iterable[tuple[Account | LockedAccount, Balance | Locke
     for account, balance, amount in entries:
         if not balance.allow_negative and balance.posted + amount - balance.pending < 0:
             raise InsufficientFunds(account.address, -amount, balance.posted - balance.pending)
-
-
-def post_entries(session: so.Session, tx: Transaction,
-                 entries: list[tuple[Account | LockedAccount, Balance | LockedAccount, int]]
-                 ) -> None:
-    """Apply signed amounts to locked balance rows, refusing any overdraft, and chain them.
-
-    `balance` is a locked ORM Balance or a LockedAccount; either way the new figures are
-    written with Core statements and the ORM's copy of the row, if it holds one, is set to
-    them as committed values.
-    """
-    check_funds(entries)
-    chained = chain_entries(tx.id, tx.hash, entries)
-    rows = [{
-        "p_transaction_id": tx.id, "p_account_id": account_id, "p_balance_id": balance_id,
-        "p_asset_code": asset, "p_amount": amount, "p_seq": seq, "p_balance_after": posted,
-        "p_hash": digest, "b_id": balance_id, "b_posted": posted, "b_pending": balance.pending,
-        "b_seq": seq, "b_head_hash": digest,
-    } for (_account, balance, _amount), (account_id, balance_id, asset, amount, seq, posted,
-                                          digest) in zip(entries, chained, strict=True)]
-    connection = session.connection()
-    if len(rows) <= MAX_LEGS_IN_ONE_UPDATE:
-        connection.execute(_update_balances(len(rows)), {
-            f"{key}_{i}": value for i, row in enumerate(rows) for key, value in row.items()
-            if key.startswith("b_")})
-    else:  # many legs (a funding run, a settlement): one statement shape, executemany
-        connection.execute(_UPDATE_BALANCE, rows)
-    connection.execute(_INSERT_POSTINGS, rows)
-    flows.add(session, ((account.scope, account.asset_code, tx.kind, tx.created_at, amount)
-                        for account, _balance, amount in entries))
-    refresh(session, entries, chained)
 
 
 def check_balanced(entries: Iterable[tuple[Account, int]]) -> None:

@@ -507,6 +507,26 @@ def test_a_transfer_that_waited_on_a_balance_lock_writes_from_the_committed_figu
 
 
 @requires_postgres
+def test_two_reversals_of_one_transaction_at_once_write_one_and_name_it_to_the_other(
+        committed):
+    """R1 reverses the funding of `a` (50) and holds the lock; R2, under another key, waits:
+    it must be told the transaction is already reversed, not that `a` lacks the points."""
+    keys = iter(["first", "second"])
+
+    def reverse_funding(s, tag):
+        funding = s.scalar(sa.select(ledger.Transaction.id).where(
+            ledger.Transaction.idempotency_key == f"fund-{tag}"))
+        return ledger.reverse(s, funding, key=f"{next(keys)}-{tag}").id
+
+    answers, tag = race_twins(committed, reverse_funding)
+    assert isinstance(answers["twin"], ledger.AlreadyReversed)
+    assert answers["twin"].details["reversal_id"] == answers["first"]
+    with committed() as s:
+        assert ledger.balance(s, f"twin:{tag}:a").posted == 0
+        assert ledger.verify(s).ok
+
+
+@requires_postgres
 def test_a_twin_of_a_hold_that_reserved_everything_gets_its_hold_not_insufficient_funds(
         committed):
     """H1 holds the whole balance with key K; H2, the same request with K, waits on the
