@@ -30,7 +30,15 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from redemption_http import BIN, Load, run_load, summarise  # noqa: E402
+from redemption_http import (  # noqa: E402
+    BIN,
+    Load,
+    cpu_times,
+    free_port,
+    run_load,
+    summarise,
+    worker_pids,
+)
 
 
 def floor_app():
@@ -65,28 +73,6 @@ def floor_app():
     return app
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def cpu_of(pids: list[int]) -> float:
-    total = 0.0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except FileNotFoundError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
-
-
-def children(pid: int) -> list[int]:
-    found = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    return [int(p) for p in found]
-
-
 def measure(variant: str, url: str | None, clients: int, seconds: float,
             client: str) -> dict:
     port = free_port()
@@ -106,10 +92,11 @@ def measure(variant: str, url: str | None, clients: int, seconds: float,
         time.sleep(1.0)
         load = Load(f"http://127.0.0.1:{port}", 1, ["volunteer"], "merchant")
         asyncio.run(run_load(load, clients, 2.0, client))  # warm-up
-        workers = children(server.pid)
-        app_cpu, own_cpu = cpu_of(workers), time.process_time()
+        workers = worker_pids(server)
+        app_cpu, own_cpu = sum(cpu_times(workers).values()), time.process_time()
         tally, elapsed = asyncio.run(run_load(load, clients, seconds, client))
-        cpu = {"app": cpu_of(workers) - app_cpu, "client": time.process_time() - own_cpu}
+        cpu = {"app": sum(cpu_times(workers).values()) - app_cpu,
+               "client": time.process_time() - own_cpu}
         row = summarise(clients, tally, elapsed, cpu)
         row["variant"] = variant
         return row
