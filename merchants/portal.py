@@ -86,23 +86,26 @@ def index():
                            unsettled=unsettled.posted)
 
 
-def find_counted(session, merchant_id: int, user_id: int, code: str) -> Redemption:
+def find_counted(session, merchant_id: int, user_id: int, code: str, *,
+                 lock: bool = False) -> Redemption:
     """Find the merchant's redemption by code, counting wrong codes against the user.
 
-    Shared by the counter page and the API, so both count towards one lock.
+    Shared by the counter page and the API, so both count towards one lock. With `lock`,
+    as `redemptions.find_by_code`.
     """
     key = str(user_id)
     attempts.check(session, "code", key, CODE_LIMIT, CODE_WINDOW)
     try:
-        return redemptions.find_by_code(session, merchant_id, code)
+        return redemptions.find_by_code(session, merchant_id, code, lock=lock)
     except UnknownRedemption:
         attempts.record_failure(session, "code", key)
         session.commit()  # the wrong code counts even though the request fails
         raise
 
 
-def _find(code: str) -> Redemption:
-    return find_counted(db_session(), current_user.merchant_id, current_user.id, code)
+def _find(code: str, *, lock: bool = False) -> Redemption:
+    return find_counted(db_session(), current_user.merchant_id, current_user.id, code,
+                        lock=lock)
 
 
 @bp.post("/lookup")
@@ -126,9 +129,8 @@ def confirm():
     form = CodeForm()
     if not form.validate_on_submit():
         return redirect(url_for("counter.index"))
-    found = _find(form.code.data)
-    redemptions.confirm(db_session(), current_user.merchant_id, found.code,
-                        confirmed_by=current_user.id)
+    found = _find(form.code.data, lock=True)
+    redemptions.confirm_found(db_session(), found, confirmed_by=current_user.id)
     db_session().commit()
     flash(_("Confirmed: %(qty)d × %(item)s for %(name)s, %(points)d points.",
             qty=found.quantity, item=found.item.name, name=found.volunteer_label,

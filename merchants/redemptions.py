@@ -8,17 +8,19 @@ instead of deadlocking.
 
 import secrets
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm.attributes import set_committed_value
 
 import ledger
 from ledger.chain import request_hash
 from ledger.clock import utcnow
-from ledger.writes import check_key, lock_balances_by_id
+from ledger.writes import attach, check_key, lock_balances_by_id
 from merchants.errors import (
     InvalidKey,
     InvalidQuantity,
@@ -34,13 +36,20 @@ from merchants.errors import (
     UnknownRedemption,
 )
 from merchants.models import TIERS, Item, Merchant, Redemption, merchant_address
-from merchants.visibility import visible_to
+from merchants.visibility import serves
 
 # 31 symbols: digits and capitals without 0/O, 1/I/L. Ten of them carry 49.5 bits.
 CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
 CODE_LENGTH = 10
 MAX_QUANTITY = 99
 LIVE = ("reserved", "fulfilled")
+
+_INSERT_UNLESS_TAKEN = {
+    dialect: insert(Redemption.__table__)
+    .on_conflict_do_nothing(index_elements=[Redemption.__table__.c.idempotency_key])
+    .returning(Redemption.__table__.c.id)
+    for dialect, insert in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert))
+}
 
 
 @dataclass(frozen=True)
@@ -95,14 +104,13 @@ def reserve(session: so.Session, redeemer: Redeemer, item_id: int, quantity: int
     if earlier is not None:
         return earlier
     try:
-        with session.begin_nested():
-            return _reserve(session, redeemer, item_id, quantity, full_key, fingerprint,
-                            hold_days, today, month_start, now)
-    except (IntegrityError, ledger.IdempotencyConflict, ledger.InsufficientFunds, OutOfStock,
-            OverPersonalLimit):
-        # A concurrent twin with the same key may have committed while we waited on the
-        # volunteer's balance row: its hold then clashes with ours (its expiry differs),
-        # or it took the last points or units. Answer with its result, as a retry would.
+        return _reserve(session, redeemer, item_id, quantity, full_key, fingerprint,
+                        hold_days, today, month_start, now)
+    except ledger.IdempotencyConflict:
+        # A concurrent twin with the same key committed while we waited on the volunteer's
+        # balance row: its hold has our key with another expiry. ledger.hold refuses
+        # before it writes, so nothing of ours is in the transaction: answer with the
+        # twin's redemption, as a retry would.
         earlier = _by_key(session, full_key, fingerprint)
         if earlier is None:
             raise
@@ -113,8 +121,10 @@ def _reserve(session, redeemer, item_id, quantity, full_key, fingerprint, hold_d
              month_start, now) -> Redemption:
     # bool is an int to Python: True must not stand for item 1.
     is_id = isinstance(item_id, int) and not isinstance(item_id, bool)
-    item = session.get(Item, item_id) if is_id else None
-    if item is None or not visible_to(session, item.merchant_id, redeemer.community_id):
+    item = session.scalar(
+        sa.select(Item).join(Item.merchant).options(so.contains_eager(Item.merchant))
+        .where(Item.id == item_id, serves(redeemer.community_id))) if is_id else None
+    if item is None:
         raise UnknownItem(item_id)
     _check_available(item, today)
     if item.min_tier:
@@ -122,6 +132,27 @@ def _reserve(session, redeemer, item_id, quantity, full_key, fingerprint, hold_d
         if tier is None or TIERS.index(tier) < TIERS.index(item.min_tier):
             raise TierTooLow(item.id, item.min_tier, tier)
     points = item.price * quantity
+    # A refusal may follow a write only for an item with stock or a monthly limit: its
+    # writes go in a savepoint, so a refusal leaves the transaction as it found it. For
+    # other items every refusal comes before the first write (ledger.hold refuses before
+    # it writes), and the savepoint's two round trips are saved.
+    guarded = item.stock is not None or item.monthly_limit is not None
+    with session.begin_nested() if guarded else nullcontext():
+        written = _hold_and_write(session, redeemer, item, quantity, points, full_key,
+                                  fingerprint, hold_days, month_start, now)
+    if written is None:
+        return _by_key(session, full_key, fingerprint)
+    redemption = attach(session, Redemption, *written)
+    set_committed_value(redemption, "item", item)
+    return redemption
+
+
+def _hold_and_write(session, redeemer, item, quantity, points, full_key, fingerprint,
+                    hold_days, month_start, now) -> tuple[int, dict] | None:
+    """Hold the points, write the redemption, take the stock; None if a twin has the key.
+
+    Returns the redemption's id and the values written.
+    """
     # The hold locks the volunteer's balance row: from here on this volunteer's other
     # redemptions wait for us, so the monthly count below cannot be raced.
     held = ledger.hold(
@@ -129,13 +160,29 @@ def _reserve(session, redeemer, item_id, quantity, full_key, fingerprint, hold_d
         key=f"redemption:{full_key}", kind="redemption", memo=item.name,
         expires_at=now + timedelta(days=hold_days),
         meta={"item_id": item.id, "quantity": quantity}, now=now)
+    values = {
+        "code": new_code(), "idempotency_key": full_key, "request_hash": fingerprint,
+        "item_id": item.id, "merchant_id": item.merchant_id, "volunteer_id": redeemer.id,
+        "volunteer_account": redeemer.account, "volunteer_label": redeemer.label,
+        "quantity": quantity, "unit_price": item.price, "points": points,
+        "stock_kept": item.stock is not None, "status": "reserved", "hold_id": held.id,
+        "created_at": now, "expires_at": held.expires_at, "refund_reason": "",
+        "transaction_id": None, "refund_transaction_id": None, "fulfilled_at": None,
+        "fulfilled_by": None, "closed_at": None}
+    # Written before the stock is taken: if a twin with our key committed while we waited
+    # on the balance row (and ledger.hold answered with its hold), the key is taken and
+    # nothing of ours has been written yet.
+    insert = _INSERT_UNLESS_TAKEN[session.connection().dialect.name]
+    redemption_id = session.execute(insert, values).scalar_one_or_none()
+    if redemption_id is None:
+        return None
     if item.monthly_limit is not None:
         taken = session.scalar(
             sa.select(sa.func.coalesce(sa.func.sum(Redemption.quantity), 0)).where(
                 Redemption.volunteer_id == redeemer.id, Redemption.item_id == item.id,
                 Redemption.status.in_(LIVE), Redemption.created_at >= month_start))
-        if taken + quantity > item.monthly_limit:
-            raise OverPersonalLimit(item.id, item.monthly_limit, int(taken))
+        if taken > item.monthly_limit:  # ours is counted in `taken`
+            raise OverPersonalLimit(item.id, item.monthly_limit, int(taken) - quantity)
     if item.stock is not None:
         taken = session.execute(
             sa.update(Item).where(Item.id == item.id, Item.stock >= quantity)
@@ -144,18 +191,8 @@ def _reserve(session, redeemer, item_id, quantity, full_key, fingerprint, hold_d
         if taken.rowcount != 1:
             left = session.scalar(sa.select(Item.stock).where(Item.id == item.id))
             raise OutOfStock(item.id, quantity, left)
-    redemption = Redemption(
-        code=new_code(), idempotency_key=full_key, request_hash=fingerprint, item_id=item.id,
-        merchant_id=item.merchant_id, volunteer_id=redeemer.id,
-        volunteer_account=redeemer.account, volunteer_label=redeemer.label,
-        quantity=quantity, unit_price=item.price, points=points,
-        stock_kept=item.stock is not None, status="reserved", hold_id=held.id,
-        created_at=now, expires_at=held.expires_at)
-    session.add(redemption)
-    session.flush()
-    if item.stock is not None:  # taken above by a Core UPDATE: read it afresh when asked
-        session.expire(item, ["stock"])
-    return redemption
+        session.expire(item, ["stock"])  # taken by a Core UPDATE: read it afresh when asked
+    return redemption_id, values
 
 
 def _check_available(item: Item, today: date) -> None:
@@ -174,10 +211,17 @@ def _by_key(session: so.Session, full_key: str, fingerprint: str) -> Redemption 
     return found
 
 
-def find_by_code(session: so.Session, merchant_id: int, code: str) -> Redemption:
-    """Return the merchant's redemption with this code; another merchant's is unknown."""
-    found = session.scalar(sa.select(Redemption).where(
-        Redemption.code == normalise_code(code)))
+def find_by_code(session: so.Session, merchant_id: int, code: str, *,
+                 lock: bool = False) -> Redemption:
+    """Return the merchant's redemption with this code; another merchant's is unknown.
+
+    With `lock`, the row is locked for the rest of the transaction and read afresh, as
+    `confirm_found` needs it.
+    """
+    query = sa.select(Redemption).where(Redemption.code == normalise_code(code))
+    if lock:
+        query = query.with_for_update(of=Redemption).execution_options(populate_existing=True)
+    found = session.scalar(query)
     if found is None or found.merchant_id != merchant_id:
         raise UnknownRedemption()
     return found
@@ -191,21 +235,27 @@ def _lock(session: so.Session, condition) -> Redemption | None:
 
 def confirm(session: so.Session, merchant_id: int, code: str, *, confirmed_by: int,
             now: datetime | None = None) -> Redemption:
-    """Hand over the item: post the held points to the merchant, once."""
+    """Hand the item over: post the held points to the merchant, once."""
+    return confirm_found(session, find_by_code(session, merchant_id, code, lock=True),
+                         confirmed_by=confirmed_by, now=now)
+
+
+def confirm_found(session: so.Session, redemption: Redemption, *, confirmed_by: int,
+                  now: datetime | None = None) -> Redemption:
+    """Confirm a redemption found by `find_by_code(..., lock=True)` in this transaction.
+
+    ledger.post_hold refuses before it writes, so a refusal leaves nothing to undo here.
+    """
     now = now or utcnow()
-    redemption = _lock(session, Redemption.code == normalise_code(code))
-    if redemption is None or redemption.merchant_id != merchant_id:
-        raise UnknownRedemption()
     if redemption.status != "reserved":
         raise RedemptionNotReserved(redemption.id, redemption.status)
     if now >= redemption.expires_at:
         raise RedemptionNotReserved(redemption.id, "expired")
-    with session.begin_nested():
-        tx = ledger.post_hold(session, redemption.hold_id,
-                              key=f"redemption:{redemption.id}:confirm", now=now)
-        redemption.status, redemption.transaction_id = "fulfilled", tx.id
-        redemption.fulfilled_at, redemption.fulfilled_by = now, confirmed_by
-        session.flush()
+    tx = ledger.post_hold(session, redemption.hold_id,
+                          key=f"redemption:{redemption.id}:confirm", now=now)
+    redemption.status, redemption.transaction_id = "fulfilled", tx.id
+    redemption.fulfilled_at, redemption.fulfilled_by = now, confirmed_by
+    session.flush()
     return redemption
 
 

@@ -285,9 +285,8 @@ class CounterConfirm(MethodView):
     @bp.alt_response(409, schema=ErrorSchema, description="Not reserved (any more).")
     def post(self, code):
         """Hand the item over: the held points post to this merchant, once."""
-        found = find_counted(db.session, _merchant_id(), current_user.id, code)
-        redemption = redemptions.confirm(db.session, found.merchant_id, found.code,
-                                         confirmed_by=current_user.id)
+        found = find_counted(db.session, _merchant_id(), current_user.id, code, lock=True)
+        redemption = redemptions.confirm_found(db.session, found, confirmed_by=current_user.id)
         commit_keeping()
         return redemption
 

@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -404,6 +404,32 @@ def test_twenty_retries_with_one_key_and_room_for_many_still_make_one(world, rac
     held = world.balance(who.account)
     assert (held.posted, held.pending) == (100, 4)
     assert world.stock(item_id) == 48
+    world.check_books()
+
+
+@pytest.mark.parametrize("one_clock", [False, True], ids=["own-clocks", "one-clock"])
+def test_twenty_retries_of_an_unlimited_item_with_one_key_make_one(world, racing, one_clock):
+    # An item without stock or monthly limit is reserved without a savepoint: a twin must
+    # be found by its key whether ledger.hold refuses ours (another expiry: own clocks) or
+    # answers with the twin's hold (the same request to the microsecond: one clock).
+    item_id = world.item(price=9, stock=None)
+    (who,) = world.volunteers(1, points=9)
+    at = {"now": datetime(2026, 12, 3, 8, 0)} if one_clock else {}
+
+    outcomes = race(racing, [
+        lambda s: redemptions.reserve(s, who, item_id, 1, key="tap-once", **at).id
+        for _ in range(20)])
+
+    assert errors_of(outcomes) == Counter()
+    assert len({o.value for o in outcomes}) == 1
+    with racing() as s:
+        assert s.scalar(sa.select(sa.func.count(Redemption.id))
+                        .where(Redemption.volunteer_id == who.id)) == 1
+        account = ledger.get_account(s, who.account)
+        assert s.scalar(sa.select(sa.func.count(ledger.Hold.id))
+                        .where(ledger.Hold.account_id == account.id)) == 1
+    held = world.balance(who.account)
+    assert (held.posted, held.pending) == (9, 9)
     world.check_books()
 
 

@@ -283,6 +283,8 @@ def test_a_code_is_unknown_to_another_merchant_and_a_redemption_to_another_volun
 
 @pytest.mark.parametrize(("setup", "error"), [
     ({"item": {"price": 200}}, ledger.InsufficientFunds),
+    ({"item": {"price": 200, "stock": None}}, ledger.InsufficientFunds),
+    ({"item": {"stock": None, "monthly_limit": 2}, "quantity": 3}, OverPersonalLimit),
     ({"item": {"stock": 2}, "quantity": 3}, OutOfStock),
     ({"item": {"stock": 0}}, OutOfStock),
     ({"item": {"min_tier": "silver"}, "tier": "bronze"}, TierTooLow),
@@ -297,7 +299,8 @@ def test_a_code_is_unknown_to_another_merchant_and_a_redemption_to_another_volun
     ({"quantity": True}, InvalidQuantity),
     ({"quantity": "2"}, InvalidQuantity),
     ({"quantity": None}, InvalidQuantity),
-], ids=["over-balance", "over-stock", "sold-out", "tier-too-low", "no-tier", "not-yet-valid",
+], ids=["over-balance", "over-balance-unlimited", "over-monthly-limit", "over-stock",
+        "sold-out", "tier-too-low", "no-tier", "not-yet-valid",
         "no-longer-valid", "inactive", "qty-0", "qty-negative", "qty-100", "qty-1.5",
         "qty-True", "qty-str", "qty-None"])
 def test_a_refused_redemption_writes_nothing(world, setup, error):
