@@ -51,6 +51,18 @@ def check(session: so.Session, scope: str, key: str, limit: int, window: timedel
         raise AttemptsExceeded(scope, int((min(times) + window - now).total_seconds()) + 1)
 
 
+def recent(scope: str, key: str, window: timedelta) -> sa.ScalarSelect:
+    """The number of `key`'s failures in `scope` within `window`, as a scalar subquery.
+
+    For a statement that reads something else in the same round trip; `check` says
+    whether that number locks `key` out, and until when.
+    """
+    return (sa.select(sa.func.count()).select_from(ThrottleEvent)
+            .where(ThrottleEvent.scope == scope, ThrottleEvent.key == key,
+                   ThrottleEvent.at > utcnow() - window)
+            .scalar_subquery())
+
+
 def record_failure(session: so.Session, scope: str, key: str) -> None:
     """Count one failed attempt against `key`."""
     session.add(ThrottleEvent(scope=scope, key=key[:120]))

@@ -94,13 +94,17 @@ def find_counted(session, merchant_id: int, user_id: int, code: str, *,
     as `redemptions.find_by_code`.
     """
     key = str(user_id)
-    attempts.check(session, "code", key, CODE_LIMIT, CODE_WINDOW)
-    try:
-        return redemptions.find_by_code(session, merchant_id, code, lock=lock)
-    except UnknownRedemption:
+    # The code and the user's recent wrong codes in one round trip; the lock is checked
+    # (and its end worked out) in a second only when it may apply.
+    row = session.execute(redemptions.by_code(code, lock=lock).add_columns(
+        attempts.recent("code", key, CODE_WINDOW))).first()
+    if row is None or row[1] >= CODE_LIMIT:
+        attempts.check(session, "code", key, CODE_LIMIT, CODE_WINDOW)
+    if row is None or row[0].merchant_id != merchant_id:
         attempts.record_failure(session, "code", key)
         session.commit()  # the wrong code counts even though the request fails
-        raise
+        raise UnknownRedemption()
+    return row[0]
 
 
 def _find(code: str, *, lock: bool = False) -> Redemption:

@@ -204,11 +204,18 @@ def _check_available(item: Item, today: date) -> None:
         raise ItemUnavailable(item.id, "no_longer_valid")
 
 
+_KEY_LOOKUP = sa.select(Redemption.id, Redemption.request_hash).where(
+    Redemption.idempotency_key == sa.bindparam("key"))
+
+
 def _by_key(session: so.Session, full_key: str, fingerprint: str) -> Redemption | None:
-    found = session.scalar(sa.select(Redemption).where(Redemption.idempotency_key == full_key))
-    if found is not None and found.request_hash != fingerprint:
+    # The common answer is "no such key": two columns are asked for, the row only if found.
+    found = session.execute(_KEY_LOOKUP, {"key": full_key}).first()
+    if found is None:
+        return None
+    if found.request_hash != fingerprint:
         raise RedemptionConflict(full_key.split(":", 2)[-1])
-    return found
+    return session.get(Redemption, found.id)
 
 
 def find_by_code(session: so.Session, merchant_id: int, code: str, *,
@@ -218,13 +225,18 @@ def find_by_code(session: so.Session, merchant_id: int, code: str, *,
     With `lock`, the row is locked for the rest of the transaction and read afresh, as
     `confirm_found` needs it.
     """
-    query = sa.select(Redemption).where(Redemption.code == normalise_code(code))
-    if lock:
-        query = query.with_for_update(of=Redemption).execution_options(populate_existing=True)
-    found = session.scalar(query)
+    found = session.scalar(by_code(code, lock=lock))
     if found is None or found.merchant_id != merchant_id:
         raise UnknownRedemption()
     return found
+
+
+def by_code(code: str, *, lock: bool = False) -> sa.Select:
+    """The statement that reads the redemption with a code (any merchant's), as find_by_code."""
+    query = sa.select(Redemption).where(Redemption.code == normalise_code(code))
+    if lock:
+        query = query.with_for_update(of=Redemption).execution_options(populate_existing=True)
+    return query
 
 
 def _lock(session: so.Session, condition) -> Redemption | None:

@@ -7,6 +7,7 @@ import uuid
 import qrcode
 import qrcode.image.svg
 import sqlalchemy as sa
+import sqlalchemy.orm as so
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
@@ -26,7 +27,11 @@ bp = Blueprint("mall", __name__, url_prefix="/mall")
 
 
 def current_volunteer() -> Volunteer:
-    return db.session.scalar(sa.select(Volunteer).where(Volunteer.user_id == current_user.id))
+    # Its user is current_user, in the session already (no join, no query); its grid is
+    # loaded only if asked for.
+    return db.session.scalar(
+        sa.select(Volunteer).options(so.lazyload(Volunteer.user), so.lazyload(Volunteer.grid))
+        .where(Volunteer.user_id == current_user.id))
 
 
 def mask_name(name: str) -> str:
