@@ -218,6 +218,10 @@ def _by_key(session: so.Session, full_key: str, fingerprint: str) -> Redemption 
     return session.get(Redemption, found.id)
 
 
+_UPDATE_BY_ID = sa.update(Redemption.__table__).where(
+    Redemption.__table__.c.id == sa.bindparam("redemption_id"))
+
+
 def find_by_code(session: so.Session, merchant_id: int, code: str, *,
                  lock: bool = False) -> Redemption:
     """Return the merchant's redemption with this code; another merchant's is unknown.
@@ -265,9 +269,11 @@ def confirm_found(session: so.Session, redemption: Redemption, *, confirmed_by: 
         raise RedemptionNotReserved(redemption.id, "expired")
     tx = ledger.post_hold(session, redemption.hold_id,
                           key=f"redemption:{redemption.id}:confirm", now=now)
-    redemption.status, redemption.transaction_id = "fulfilled", tx.id
-    redemption.fulfilled_at, redemption.fulfilled_by = now, confirmed_by
-    session.flush()
+    changes = {"status": "fulfilled", "transaction_id": tx.id, "fulfilled_at": now,
+               "fulfilled_by": confirmed_by}
+    session.execute(_UPDATE_BY_ID, {"redemption_id": redemption.id, **changes})
+    for attribute, value in changes.items():
+        set_committed_value(redemption, attribute, value)
     return redemption
 
 
