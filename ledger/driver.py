@@ -61,7 +61,17 @@ _FLOW_SUMS = (
 # PostgreSQL texts are built once per number of legs (and of flow rows): fixed-size VALUES
 # lists rather than arrays, so that the planner's generic plan for a prepared statement is
 # as good as a custom one and is kept, instead of planning every execution again.
-_PG_WRITES: dict[tuple[int, int], str] = {}
+_PG_WRITES: dict[tuple[int, int, bool], str] = {}
+# The hold a transaction posts, marked by the write's statement (on SQLite, right after it).
+_PG_POSTED_HOLD = """
+, posted_hold AS (
+    UPDATE ledger_holds SET status = 'posted', posted_amount = %s::bigint,
+        transaction_id = %s::bigint, resolved_at = %s::timestamp, resolution_key = %s
+    WHERE id = %s::bigint AND EXISTS (SELECT FROM t)
+)"""
+_SQLITE_POSTED_HOLD = (
+    "UPDATE ledger_holds SET status = 'posted', posted_amount = ?, transaction_id = ?,"
+    " resolved_at = ?, resolution_key = ? WHERE id = ?")
 
 
 def _marks(n: int, casts: Sequence[str]) -> str:
@@ -69,8 +79,8 @@ def _marks(n: int, casts: Sequence[str]) -> str:
     return ", ".join([row] * n)
 
 
-def _pg_write(n: int, flows: int) -> str:
-    if (n, flows) not in _PG_WRITES:
+def _pg_write(n: int, flows: int, posts_hold: bool) -> str:
+    if (n, flows, posts_hold) not in _PG_WRITES:
         flow_part = "" if not flows else f"""
 , flows AS (
     INSERT INTO ledger_flows AS f ({_FLOW_COLUMNS})
@@ -79,7 +89,8 @@ def _pg_write(n: int, flows: int) -> str:
         AS v ({_FLOW_COLUMNS})
     ON CONFLICT (scope, asset_code, kind, day, slot) DO UPDATE SET {_FLOW_SUMS}
 )"""
-        _PG_WRITES[n, flows] = f"""
+        hold_part = _PG_POSTED_HOLD if posts_hold else ""
+        _PG_WRITES[n, flows, posts_hold] = f"""
 WITH t AS (
     INSERT INTO ledger_transactions (id, {_TRANSACTION_COLUMNS})
     VALUES (%s, %s, %s, %s, %s, %s::json, %s::bigint, %s::timestamp, %s)
@@ -100,11 +111,48 @@ WITH t AS (
         "int", "bigint", "bigint", "text", "bigint", "bigint", "bigint", "text"))})
         AS v (ord, account_id, balance_id, asset_code, amount, seq, balance_after, hash)
     ORDER BY v.ord
-){flow_part}
+){flow_part}{hold_part}
 SELECT id FROM t
 """
-    return _PG_WRITES[n, flows]
+    return _PG_WRITES[n, flows, posts_hold]
 
+
+# A hold in one round trip: lock one stripe of the source, insert the hold if every rule
+# holds (the same rules ledger.holds.hold checks in Python, in the same order, to name a
+# refusal), add it to the stripe's pending. The row returned is the locked stripe as
+# hold() reads it, then the new hold's id (None if nothing was written).
+_PG_HOLD = """
+WITH s AS (
+    SELECT a.id AS account_id, a.asset_code, b.id AS balance_id, b.allow_negative, b.posted,
+           b.pending,
+           (SELECT d.id FROM ledger_accounts d WHERE d.address = %(dst)s) AS dst_id,
+           (SELECT d.asset_code FROM ledger_accounts d WHERE d.address = %(dst)s) AS dst_asset,
+           (SELECT h.id FROM ledger_holds h WHERE h.idempotency_key = %(key)s) AS taken
+    FROM ledger_accounts a JOIN ledger_balances b ON b.account_id = a.id
+    WHERE a.address = %(src)s AND b.stripe = %(pick)s::int %% a.stripes
+    FOR NO KEY UPDATE OF b
+), h AS (
+    INSERT INTO ledger_holds (idempotency_key, request_hash, account_id, balance_id,
+        destination_id, asset_code, amount, status, kind, memo, meta, created_at, expires_at)
+    SELECT %(key)s, %(request_hash)s, s.account_id, s.balance_id, s.dst_id, s.asset_code,
+           %(amount)s::bigint, 'open', %(kind)s, %(memo)s, %(meta)s::json,
+           %(created_at)s::timestamp, %(expires_at)s::timestamp
+    FROM s
+    WHERE s.taken IS NULL
+      AND (%(expires_at)s::timestamp IS NULL
+           OR %(expires_at)s::timestamp > %(created_at)s::timestamp)
+      AND s.dst_id IS NOT NULL AND s.dst_asset = s.asset_code
+      AND (s.allow_negative OR s.posted - s.pending >= %(amount)s::bigint)
+    ON CONFLICT (idempotency_key) DO NOTHING
+    RETURNING id, balance_id
+), pending AS (
+    UPDATE ledger_balances AS b SET pending = b.pending + %(amount)s::bigint
+    FROM h WHERE b.id = h.balance_id
+)
+SELECT s.account_id, s.asset_code, s.balance_id, s.allow_negative, s.posted, s.pending,
+       s.dst_id, s.dst_asset, s.taken, (SELECT h.id FROM h)
+FROM s
+"""
 
 _PG_TRANSFERS: dict[int, str] = {}
 
@@ -273,6 +321,16 @@ class Driver:
             params[f"a{i}"], params[f"m{i}"] = address, amount
         return self.execute(_pg_transfer(len(legs)), params)
 
+    def hold(self, values: dict, *, source: str, destination: str, pick: int) -> tuple | None:
+        """PostgreSQL: a whole hold in one statement (see `_PG_HOLD`); None if no source."""
+        rows = self.execute(_PG_HOLD, {
+            "src": source, "dst": destination, "pick": pick,
+            "key": values["idempotency_key"], "request_hash": values["request_hash"],
+            "amount": values["amount"], "kind": values["kind"], "memo": values["memo"],
+            "meta": json.dumps(values["meta"]), "created_at": values["created_at"],
+            "expires_at": values["expires_at"]})
+        return rows[0] if rows else None
+
     def next_transaction_id(self) -> int:
         """PostgreSQL: draw the id of a transaction about to be written (its chain needs it)."""
         return self.execute(f"SELECT {_NEXT_ID}")[0][0]
@@ -287,15 +345,18 @@ class Driver:
         return self.execute(_SQLITE_LOCK_ENDS, [source_balance, destination, pick])
 
     def write_transaction(self, values: dict, tx_id: int | None, postings: Sequence[tuple],
-                          pending: Sequence[int], flows: Sequence[dict]) -> int | None:
+                          pending: Sequence[int], flows: Sequence[dict],
+                          posts_hold: tuple[int, int] | None = None) -> int | None:
         """Insert a transaction unless its key is taken, with its postings, balances and flows.
 
         `postings` are (account id, balance id, asset, amount, seq, balance after, hash),
         the chain already computed against `tx_id`, drawn beforehand by `lock_ends`;
         `pending` the balances' pending amounts to write with them; `flows` are
-        ledger.flows rows. Return the transaction's id, or None when a twin holds the key
-        (then nothing was written). PostgreSQL only: on SQLite the chain needs the id the
-        insert gives, so `insert_transaction` then `write_postings`.
+        ledger.flows rows; `posts_hold` the (id, amount posted) of the hold the transaction
+        posts, marked posted by the same statement. Return the transaction's id, or None
+        when a twin holds the key (then nothing was written). PostgreSQL only: on SQLite
+        the chain needs the id the insert gives, so `insert_transaction` then
+        `write_postings`.
         """
         params: list[Any] = [
             tx_id, values["idempotency_key"], values["request_hash"], values["kind"],
@@ -309,7 +370,11 @@ class Driver:
         for f in flows:
             params += (f["scope"], f["asset_code"], f["kind"], f["day"], f["slot"],
                        f["credits"], f["debits"], f["postings"])
-        rows = self.execute(_pg_write(len(postings), len(flows)), params)
+        if posts_hold is not None:
+            hold_id, amount = posts_hold
+            params += (amount, tx_id, values["created_at"], values["idempotency_key"], hold_id)
+        rows = self.execute(_pg_write(len(postings), len(flows), posts_hold is not None),
+                            params)
         return rows[0][0] if rows else None
 
     def insert_transaction(self, values: dict) -> int | None:
@@ -322,8 +387,10 @@ class Driver:
         return rows[0][0] if rows else None
 
     def write_postings(self, tx_id: int, postings: Sequence[tuple], pending: Sequence[int],
-                       flows: Sequence[dict]) -> None:
-        """SQLite: the postings, the balances they move and the flows, statement by statement."""
+                       flows: Sequence[dict], posts_hold: tuple[int, int] | None = None,
+                       created_at: datetime | None = None, key: str | None = None) -> None:
+        """SQLite: the postings, the balances they move, the flows and the hold posted (see
+        `write_transaction`), statement by statement."""
         self.execute(_SQLITE_UPDATE_BALANCE, [
             (after, held, seq, digest, balance)
             for (_a, balance, _s, _m, seq, after, digest), held in zip(postings, pending,
@@ -335,6 +402,10 @@ class Driver:
             self.execute(_SQLITE_ADD_FLOW, [
                 (f["scope"], f["asset_code"], f["kind"], _sqlite_day(f["day"]), f["slot"],
                  f["credits"], f["debits"], f["postings"]) for f in flows], many=True)
+        if posts_hold is not None:
+            hold_id, amount = posts_hold
+            self.execute(_SQLITE_POSTED_HOLD, [
+                (amount, tx_id, _sqlite_time(created_at), key, hold_id)], many=True)
 
 
 def _sqlite_day(value: date) -> str:

@@ -5,7 +5,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm.attributes import set_committed_value
 
 from ledger import chain
@@ -47,8 +47,9 @@ _TRANSACTIONS = Transaction.__table__
 _DESTINATION = _ACCOUNTS.alias("destination")
 _OTHER_HOLD = _HOLDS.alias("other_hold")
 
-# hold(), in one round trip: the source account and one stripe of it, locked; the
+# hold() on SQLite, in one round trip: the source account and one stripe of it, locked; the
 # destination's id and asset; and whether the idempotency key already made a hold.
+# (PostgreSQL does the whole hold in one statement: ledger.driver._PG_HOLD.)
 _LOCK_SOURCE = (
     sa.select(_ACCOUNTS.c.id, _ACCOUNTS.c.asset_code, _BALANCES.c.id, _BALANCES.c.allow_negative,
               _BALANCES.c.posted, _BALANCES.c.pending,
@@ -63,11 +64,9 @@ _LOCK_SOURCE = (
            _BALANCES.c.stripe == sa.bindparam("pick", type_=sa.Integer) % _ACCOUNTS.c.stripes)
     .with_for_update(of=_BALANCES, key_share=True)
 )
-_INSERT_HOLD_UNLESS_TAKEN = {
-    dialect: insert(_HOLDS).on_conflict_do_nothing(index_elements=[_HOLDS.c.idempotency_key])
-    .returning(_HOLDS.c.id)
-    for dialect, insert in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert))
-}
+_INSERT_HOLD_UNLESS_TAKEN = (
+    sqlite.insert(_HOLDS).on_conflict_do_nothing(index_elements=[_HOLDS.c.idempotency_key])
+    .returning(_HOLDS.c.id))
 _ADD_PENDING = (_BALANCES.update().where(_BALANCES.c.id == sa.bindparam("b_id"))
                 .values(pending=_BALANCES.c.pending + sa.bindparam("b_amount")))
 # post_hold(), first round trip: the hold, locked, and what its key and resolution key
@@ -88,9 +87,9 @@ def hold(session: so.Session, source: str, destination: str, amount: int, *, key
          meta: dict | None = None, now: datetime | None = None) -> Hold:
     """Reserve `amount` on `source` for `destination`; available = posted - pending.
 
-    Three statements: find and lock (the key checked in the same trip), insert the hold
-    unless a twin took its key, add to pending. Every refusal comes before the first write,
-    so none needs a savepoint.
+    One statement on PostgreSQL (ledger.driver); on SQLite three: find and lock (the key
+    checked in the same trip), insert the hold unless a twin took its key, add to pending.
+    Every refusal comes before the first write, so none needs a savepoint.
     """
     check_key(key)
     check_amount(amount)
@@ -104,16 +103,26 @@ def hold(session: so.Session, source: str, destination: str, amount: int, *, key
         "hold", source=source, destination=destination, amount=amount, kind=kind, memo=memo,
         meta=meta, expires_at=expires_at,
     )
+    values = {
+        "idempotency_key": key, "request_hash": request_hash, "amount": amount,
+        "status": "open", "kind": kind, "memo": memo, "meta": meta, "created_at": now,
+        "expires_at": expires_at,
+    }
     session.flush()
-    connection = session.connection()
-    found = connection.execute(_LOCK_SOURCE, {
-        "src": source, "dst": destination, "key": key, "pick": random.getrandbits(30)}).first()
+    driver = Driver(session)
+    pick = random.getrandbits(30)
+    if driver.postgres:
+        found = driver.hold(values, source=source, destination=destination, pick=pick)
+    else:
+        found = driver.connection.execute(_LOCK_SOURCE, {
+            "src": source, "dst": destination, "key": key, "pick": pick}).first()
     if found is None:
         earlier = find_by_key(session, Hold, key, request_hash)
         if earlier is not None:
             return earlier
         raise UnknownAccount(source)
-    src_id, asset, balance_id, allow_negative, posted, pending, dst_id, dst_asset, taken = found
+    src_id, asset, balance_id, allow_negative, posted, pending, dst_id, dst_asset, taken = (
+        found[:9])
     if taken is not None:
         # A retry: the first answer, even once its deadline has passed (checked below only
         # for new holds).
@@ -135,18 +144,22 @@ def hold(session: so.Session, source: str, destination: str, amount: int, *, key
         if earlier is not None:
             return earlier
         raise InsufficientFunds(source, amount, posted - pending)
-    values = {
-        "idempotency_key": key, "request_hash": request_hash, "account_id": src_id,
-        "balance_id": balance_id, "destination_id": dst_id, "asset_code": asset,
-        "amount": amount, "status": "open", "kind": kind, "memo": memo, "meta": meta,
-        "created_at": now, "expires_at": expires_at,
-    }
-    insert = _INSERT_HOLD_UNLESS_TAKEN.get(connection.dialect.name)
-    hold_id = connection.execute(insert, values).scalar_one_or_none()
+    values.update(account_id=src_id, balance_id=balance_id, destination_id=dst_id,
+                  asset_code=asset)
+    if driver.postgres:
+        hold_id = found[9]  # written, with the pending, by the same statement
+    else:
+        hold_id = driver.connection.execute(
+            _INSERT_HOLD_UNLESS_TAKEN, values).scalar_one_or_none()
+        if hold_id is not None:
+            driver.connection.execute(_ADD_PENDING, {"b_id": balance_id, "b_amount": amount})
     if hold_id is None:
-        # A concurrent twin committed the key while we waited on the balance row.
-        return find_by_key(session, Hold, key, request_hash)
-    connection.execute(_ADD_PENDING, {"b_id": balance_id, "b_amount": amount})
+        # Every rule held, so a concurrent twin committed the key while we waited on the
+        # balance row.
+        earlier = find_by_key(session, Hold, key, request_hash)
+        if earlier is None:  # cannot be: the statement and the checks above disagree
+            raise InvalidTransaction(f"hold {key!r} was neither written nor found")
+        return earlier
     _refresh_balance(session, balance_id, pending=pending + amount)
     return attach(session, Hold, hold_id, values)
 
@@ -155,10 +168,10 @@ def post_hold(session: so.Session, hold_id: int, *, key: str, amount: int | None
               memo: str | None = None, now: datetime | None = None) -> Transaction:
     """Post an open hold to its destination, all of it or `amount` of it, releasing the rest.
 
-    Four statements: lock the hold (its key's earlier use read in the same trip), lock
-    both ends (ledger.driver), write the transaction with its postings, balances and flows
-    (one statement on PostgreSQL), mark the hold posted. Every refusal comes before the
-    first write, so none needs a savepoint.
+    Three statements on PostgreSQL: lock the hold (its key's earlier use read in the same
+    trip), lock both ends (ledger.driver), write the transaction with its postings,
+    balances and flows and mark the hold posted (one statement; a few on SQLite). Every
+    refusal comes before the first write, so none needs a savepoint.
     """
     check_key(key)
     if not _is_id(hold_id):
@@ -203,12 +216,11 @@ def post_hold(session: so.Session, hold_id: int, *, key: str, amount: int | None
     values = transaction_values(key=key, request_hash=request_hash, kind=row.kind,
                                 memo=row.memo if memo is None else memo,
                                 meta={**row.meta, "hold_id": row.id}, now=now)
-    tx = write_new(session, driver, values, rows[0][12], entries)
+    tx = write_new(session, driver, values, rows[0][12], entries, posts_hold=(row.id, posted))
     if tx is None:
         return find_by_key(session, Transaction, key, request_hash)
     changes = {"status": "posted", "posted_amount": posted, "transaction_id": tx.id,
                "resolved_at": now, "resolution_key": key}
-    connection.execute(_HOLDS.update().where(_HOLDS.c.id == row.id).values(changes))
     stale = session.identity_map.get(so.util.identity_key(Hold, row.id))
     if stale is not None:
         for attribute, value in changes.items():

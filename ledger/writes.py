@@ -227,15 +227,16 @@ def transaction_values(*, key: str, request_hash: str, kind: str, memo: str, met
 
 
 def write_new(session: so.Session, driver: Driver, values: dict, tx_id: int | None,
-              entries: list[tuple[Account | LockedAccount, Balance | LockedAccount, int]]
-              ) -> Transaction | None:
+              entries: list[tuple[Account | LockedAccount, Balance | LockedAccount, int]],
+              *, posts_hold: tuple[int, int] | None = None) -> Transaction | None:
     """Insert a transaction and post its checked, locked entries through the driver.
 
     Every write but a PostgreSQL transfer (which is one statement of its own) and a batch
     (ledger.batch) comes here: a hold's post, a reversal, and on SQLite a transfer. On
     PostgreSQL it is one statement, with `tx_id` drawn beforehand (by `Driver.lock_ends`,
-    or here); on SQLite a few. Return None, having written nothing, when a twin holds the
-    key.
+    or here); on SQLite a few. `posts_hold`, (hold id, amount posted): the locked, open
+    hold this transaction posts, marked posted with it. Return None, having written
+    nothing, when a twin holds the key.
     """
     flow_rows = flows.rows(
         (account.scope, account.asset_code, values["kind"], values["created_at"], amount)
@@ -245,14 +246,16 @@ def write_new(session: so.Session, driver: Driver, values: dict, tx_id: int | No
         if tx_id is None:
             tx_id = driver.next_transaction_id()
         chained = chain_entries(tx_id, values["hash"], entries)
-        if driver.write_transaction(values, tx_id, chained, pending, flow_rows) is None:
+        if driver.write_transaction(values, tx_id, chained, pending, flow_rows,
+                                    posts_hold) is None:
             return None
     else:
         tx_id = driver.insert_transaction(values)
         if tx_id is None:
             return None
         chained = chain_entries(tx_id, values["hash"], entries)
-        driver.write_postings(tx_id, chained, pending, flow_rows)
+        driver.write_postings(tx_id, chained, pending, flow_rows, posts_hold,
+                              values["created_at"], values["idempotency_key"])
     refresh(session, entries, chained)
     return attach(session, Transaction, tx_id, values)
 

@@ -470,3 +470,37 @@ def test_find_hold_returns_the_hold_made_under_a_key(session, pair):
     held = hold(session, pair, 10, key=k)
     assert ledger.find_hold(session, k).id == held.id
     assert ledger.find_hold(session, key()) is None
+
+
+def test_a_hold_and_its_post_are_stored_as_the_objects_say(session, pair):
+    # Both are written by statements of their own (one each on PostgreSQL): the rows in
+    # the database, read past the session's objects, say what the objects say.
+    volunteer, merchant = pair
+    now = datetime(2026, 12, 3, 9, 30, 15, 123456)
+    hold_key, post_key = key(), key()
+    held = ledger.hold(session, volunteer, merchant, 40, key=hold_key, kind="redemption",
+                       memo="牛肉面", meta={"item_id": 7}, now=now,
+                       expires_at=now + timedelta(days=7))
+    table = ledger.Hold.__table__
+
+    def stored():
+        return session.execute(sa.select(table).where(table.c.id == held.id)).mappings().one()
+
+    row = stored()
+    assert (row["status"], row["amount"], row["kind"], row["memo"], row["meta"]) == (
+        "open", 40, "redemption", "牛肉面", {"item_id": 7})
+    assert (row["created_at"], row["expires_at"]) == (now, now + timedelta(days=7))
+    assert (row["idempotency_key"], row["resolution_key"], row["transaction_id"]) == (
+        hold_key, None, None)
+    balances = ledger.Balance.__table__
+    assert session.execute(sa.select(balances.c.pending).where(
+        balances.c.id == row["balance_id"])).scalar_one() == 40
+
+    tx = ledger.post_hold(session, held.id, key=post_key, amount=25,
+                          now=now + timedelta(hours=1))
+
+    row = stored()
+    assert (row["status"], row["posted_amount"], row["transaction_id"]) == ("posted", 25, tx.id)
+    assert (row["resolution_key"], row["resolved_at"]) == (post_key, now + timedelta(hours=1))
+    assert amounts(session, volunteer) == (75, 0, 75)
+    assert ledger.verify(session).ok
