@@ -100,11 +100,27 @@ def reserve(session: so.Session, redeemer: Redeemer, item_id: int, quantity: int
         raise InvalidKey()
     full_key = f"volunteer:{redeemer.id}:{check_key(key)}"
     fingerprint = request_hash("redeem", item_id=item_id, quantity=quantity)
-    earlier = _by_key(session, full_key, fingerprint)
-    if earlier is not None:
-        return earlier
+    # bool is an int to Python: True must not stand for item 1.
+    is_id = isinstance(item_id, int) and not isinstance(item_id, bool)
+    # The item, if this volunteer may redeem there, and what the key already made: one trip.
+    row = session.execute(
+        sa.select(Item, _key_lookup(full_key, Redemption.id),
+                  _key_lookup(full_key, Redemption.request_hash))
+        .join(Item.merchant).options(so.contains_eager(Item.merchant))
+        .where(Item.id == item_id, serves(redeemer.community_id))).first() if is_id else None
+    if row is None:
+        # No such item for this volunteer (any more): a retry is still answered.
+        earlier = _by_key(session, full_key, fingerprint)
+        if earlier is not None:
+            return earlier
+        raise UnknownItem(item_id)
+    item, earlier_id, earlier_hash = row
+    if earlier_id is not None:
+        if earlier_hash != fingerprint:
+            raise RedemptionConflict(full_key.split(":", 2)[-1])
+        return session.get(Redemption, earlier_id)
     try:
-        return _reserve(session, redeemer, item_id, quantity, full_key, fingerprint,
+        return _reserve(session, redeemer, item, quantity, full_key, fingerprint,
                         hold_days, today, month_start, now)
     except ledger.IdempotencyConflict:
         # A concurrent twin with the same key committed while we waited on the volunteer's
@@ -117,15 +133,12 @@ def reserve(session: so.Session, redeemer: Redeemer, item_id: int, quantity: int
         return earlier
 
 
-def _reserve(session, redeemer, item_id, quantity, full_key, fingerprint, hold_days, today,
+def _key_lookup(full_key: str, column) -> sa.ScalarSelect:
+    return sa.select(column).where(Redemption.idempotency_key == full_key).scalar_subquery()
+
+
+def _reserve(session, redeemer, item, quantity, full_key, fingerprint, hold_days, today,
              month_start, now) -> Redemption:
-    # bool is an int to Python: True must not stand for item 1.
-    is_id = isinstance(item_id, int) and not isinstance(item_id, bool)
-    item = session.scalar(
-        sa.select(Item).join(Item.merchant).options(so.contains_eager(Item.merchant))
-        .where(Item.id == item_id, serves(redeemer.community_id))) if is_id else None
-    if item is None:
-        raise UnknownItem(item_id)
     _check_available(item, today)
     if item.min_tier:
         tier = redeemer.current_tier()

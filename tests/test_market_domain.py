@@ -407,6 +407,38 @@ def test_the_same_key_with_another_request_is_a_conflict_that_writes_nothing(wor
     assert world.snapshot(volunteer, item) == before
 
 
+@pytest.mark.parametrize("change", ["deactivated", "sold-out", "merchant-closed"])
+def test_a_retry_is_answered_even_once_the_item_can_no_longer_be_redeemed(world, change):
+    volunteer, item = world.volunteer(100), world.item(price=30, stock=1)
+    first = world.reserve(volunteer, item, 1, key="tap-1")
+    if change == "deactivated":
+        item.active = False
+    elif change == "merchant-closed":
+        item.merchant.active = False
+    world.session.flush()
+    before = world.snapshot(volunteer, item)
+
+    again = world.reserve(volunteer, item, 1, key="tap-1")
+
+    assert (again.id, again.code, again.status) == (first.id, first.code, "reserved")
+    assert world.snapshot(volunteer, item) == before
+
+
+def test_a_key_reused_for_another_item_is_a_conflict_even_if_that_item_is_unknown(world):
+    volunteer, item = world.volunteer(100), world.item(price=30, stock=5)
+    other = world.item(price=10, stock=5)
+    world.reserve(volunteer, item, 1, key="tap-1")
+    before = world.snapshot(volunteer, item)
+
+    with pytest.raises(RedemptionConflict):
+        world.reserve(volunteer, other, 1, key="tap-1")
+    with pytest.raises(RedemptionConflict):
+        redemptions.reserve(world.session, volunteer, 10**9, 1, key="tap-1", now=T0,
+                            today=T0.date(), month_start=MONTH)
+
+    assert world.snapshot(volunteer, item) == before
+
+
 def test_keys_belong_to_one_volunteer(world):
     item = world.item(price=10)
     first = world.reserve(world.volunteer(100), item, key="same")
