@@ -1,6 +1,7 @@
 """Users with one role each, and hashed API tokens."""
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
@@ -10,6 +11,9 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from ledger.clock import utcnow
 from merchants.attempts import ThrottleEvent  # noqa: F401  (re-exported)
 from pointsmall.extensions import db
+
+if TYPE_CHECKING:
+    from pointsmall.volunteers.models import Volunteer
 
 ROLES = ("volunteer", "merchant", "staff", "admin")
 
@@ -42,6 +46,9 @@ class User(UserMixin, db.Model):
     # Bumped on password change or reset: it signs every session, so old ones end.
     session_version: so.Mapped[int] = so.mapped_column(default=1)
     created_at: so.Mapped[datetime] = so.mapped_column(default=utcnow)
+
+    # The volunteer this user is, if any: read with a bearer token's user, or when asked.
+    volunteer: so.Mapped["Volunteer | None"] = so.relationship(viewonly=True, uselist=False)
 
     def set_password(self, password: str) -> None:
         self.password_hash = generate_password_hash(password)
