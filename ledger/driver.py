@@ -49,6 +49,36 @@ _PG_LOCK_ENDS = (
     + _BOTH_ENDS.format(source="%s", destination="%s", pick="%s::int", mod="%%")
     + " FOR NO KEY UPDATE OF b"
 )
+# A hold's post on PostgreSQL, first round trip: the hold, locked, with what its key already
+# did; then, if it is open, both ends locked in id order as _PG_LOCK_ENDS locks them (the
+# hold's row is read, and locked, before the ends: the lateral subquery needs its values).
+# One row per end; a single row with no end when the hold is not open; none for no hold.
+HOLD_COLUMNS = (
+    "id", "idempotency_key", "request_hash", "account_id", "balance_id", "destination_id",
+    "asset_code", "amount", "status", "kind", "memo", "meta", "created_at", "expires_at",
+    "resolved_at", "resolution_key", "posted_amount", "transaction_id", "key_tx",
+    "key_resolved_other")
+_PG_LOCK_HOLD_AND_ENDS = f"""
+WITH h AS MATERIALIZED (
+    SELECT {", ".join("h." + c for c in HOLD_COLUMNS[:-2])},
+           (SELECT t.id FROM ledger_transactions t WHERE t.idempotency_key = %(key)s)
+               AS key_tx,
+           (SELECT o.id FROM ledger_holds o
+            WHERE o.resolution_key = %(key)s AND o.id <> %(hold_id)s) AS key_resolved_other
+    FROM ledger_holds h WHERE h.id = %(hold_id)s
+    FOR UPDATE OF h
+)
+SELECT h.*, e.*
+FROM h LEFT JOIN LATERAL (
+    SELECT {_ACCOUNT_COLUMNS}, {_NEXT_ID}
+    FROM ledger_accounts a JOIN ledger_balances b ON b.account_id = a.id
+    WHERE h.status = 'open' AND b.id IN (h.balance_id, (
+        SELECT ob.id FROM ledger_balances ob JOIN ledger_accounts d ON d.id = ob.account_id
+        WHERE d.id = h.destination_id AND ob.stripe = %(pick)s::int %% d.stripes))
+    ORDER BY b.id
+    FOR NO KEY UPDATE OF b
+) e ON true
+"""
 _SQLITE_LOCK_ENDS = f"SELECT {_ACCOUNT_COLUMNS}, NULL" + _BOTH_ENDS.format(
     source="?", destination="?", pick="?", mod="%")
 _TRANSACTION_COLUMNS = (
@@ -343,6 +373,15 @@ class Driver:
         if self.postgres:
             return self.execute(_PG_LOCK_ENDS, [source_balance, destination, pick])
         return self.execute(_SQLITE_LOCK_ENDS, [source_balance, destination, pick])
+
+    def lock_hold_and_ends(self, hold_id: int, key: str, pick: int) -> list[tuple]:
+        """PostgreSQL: a hold and, if it is open, both its ends, locked in one statement.
+
+        Each row: the hold's HOLD_COLUMNS, then an end as `lock_ends` gives it (None
+        throughout when the hold is not open). No row: no such hold.
+        """
+        return self.execute(_PG_LOCK_HOLD_AND_ENDS, {"hold_id": hold_id, "key": key,
+                                                     "pick": pick})
 
     def write_transaction(self, values: dict, tx_id: int | None, postings: Sequence[tuple],
                           pending: Sequence[int], flows: Sequence[dict],

@@ -9,7 +9,7 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm.attributes import set_committed_value
 
 from ledger import chain
-from ledger.driver import Driver
+from ledger.driver import HOLD_COLUMNS, Driver
 from ledger.errors import (
     AssetMismatch,
     HoldAlreadyPosted,
@@ -164,13 +164,23 @@ def hold(session: so.Session, source: str, destination: str, amount: int, *, key
     return attach(session, Hold, hold_id, values)
 
 
+class _HoldRow:
+    """A hold's row as the PostgreSQL lock reads it (HOLD_COLUMNS), by attribute."""
+
+    __slots__ = HOLD_COLUMNS
+
+    def __init__(self, values: tuple) -> None:
+        for name, value in zip(HOLD_COLUMNS, values, strict=True):
+            setattr(self, name, value)
+
+
 def post_hold(session: so.Session, hold_id: int, *, key: str, amount: int | None = None,
               memo: str | None = None, now: datetime | None = None) -> Transaction:
     """Post an open hold to its destination, all of it or `amount` of it, releasing the rest.
 
-    Three statements on PostgreSQL: lock the hold (its key's earlier use read in the same
-    trip), lock both ends (ledger.driver), write the transaction with its postings,
-    balances and flows and mark the hold posted (one statement; a few on SQLite). Every
+    Two statements on PostgreSQL (ledger.driver): lock the hold, reading what its key
+    already did, and then both ends; write the transaction with its postings, balances
+    and flows and mark the hold posted. On SQLite the same steps take a few more. Every
     refusal comes before the first write, so none needs a savepoint.
     """
     check_key(key)
@@ -183,8 +193,15 @@ def post_hold(session: so.Session, hold_id: int, *, key: str, amount: int | None
     request_hash = chain.request_hash("post_hold", hold_id=hold_id, amount=amount, memo=memo)
     now = check_now(now)
     session.flush()
-    connection = session.connection()
-    row = connection.execute(_LOCK_HOLD, {"hold_id": hold_id, "key": key}).first()
+    driver = Driver(session)
+    pick = random.getrandbits(30)
+    if driver.postgres:
+        locked = driver.lock_hold_and_ends(hold_id, key, pick)
+        row = _HoldRow(locked[0][:len(HOLD_COLUMNS)]) if locked else None
+        ends_rows = [r[len(HOLD_COLUMNS):] for r in locked if r[len(HOLD_COLUMNS)] is not None]
+    else:
+        row = driver.connection.execute(_LOCK_HOLD, {"hold_id": hold_id, "key": key}).first()
+        ends_rows = None
     # The key may already have resolved another hold, or voided this one: a conflict.
     if row is not None and (row.key_resolved_other is not None or (
             row.resolution_key == key and row.status != "posted")):
@@ -205,8 +222,7 @@ def post_hold(session: so.Session, hold_id: int, *, key: str, amount: int | None
     posted = row.amount if amount is None else amount
     if posted > row.amount:
         raise HoldAmountExceeded(row.id, row.amount, posted)
-    driver = Driver(session)
-    rows = driver.lock_ends(row.balance_id, row.destination_id, random.getrandbits(30))
+    rows = ends_rows or driver.lock_ends(row.balance_id, row.destination_id, pick)
     ends = [LockedAccount(r[:12]) for r in rows]
     src = next(e for e in ends if e.balance_id == row.balance_id)
     dst = next(e for e in ends if e.id == row.destination_id and e is not src)
