@@ -21,6 +21,11 @@ that was not refused, and the merchant's balance == the points of the fulfilled
 redemptions. The target of issue 5 is judged at 16 clients: >= 150 redemptions/s, p99
 < 250 ms, no error. The database is dropped at the end unless --keep-db.
 
+Beside each run it prints a yardstick (the CPU time of a fixed piece of Python, before and
+after) and the share of CPU time the host stole from this virtual machine meanwhile: the
+same code measured an hour apart on the same machine differs by up to two times, and these
+say how fast the machine was.
+
 --json FILE writes the results; --profile DIR runs py-spy on every gunicorn worker during
 the first measured run and writes a flame graph per worker there.
 """
@@ -473,6 +478,10 @@ def print_row(row: dict) -> None:
     if "cpu_ms" in row:
         print("      CPU per redemption: " + ", ".join(
             f"{part} {ms} ms" for part, ms in row["cpu_ms"].items()))
+    if "yardstick_ms" in row:
+        print(f"      machine: yardstick {row['yardstick_ms'][0]} / {row['yardstick_ms'][1]} ms "
+              f"before / after (the same Python work; lower is faster), "
+              f"{row['stolen_percent']} % of CPU time stolen by the host during the run")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -518,14 +527,20 @@ def main(argv: list[str] | None = None) -> int:
                 total.add(warm)
             spies = (profile_workers(server, args.profile, args.seconds)
                      if args.profile and n == 0 else [])
+            before = yardstick()
             meter = CpuMeter(server, url)
+            ticks = cpu_ticks()
             meter.start()
             tally, elapsed = asyncio.run(run_load(load, clients, args.seconds, args.client))
             cpu = meter.stop()
+            all_ticks, stolen = (b - a for a, b in zip(ticks, cpu_ticks(), strict=True))
+            pace = (before, yardstick())
             for spy in spies:
                 spy.wait()
             total.add(tally)
             rows.append(summarise(clients, tally, elapsed, cpu))
+            rows[-1]["yardstick_ms"] = [round(p, 1) for p in pace]
+            rows[-1]["stolen_percent"] = round(100 * stolen / all_ticks, 1) if all_ticks else 0
             print_row(rows[-1])
         problems = reconcile(url, seeded, total)
     finally:
@@ -546,6 +561,28 @@ def main(argv: list[str] | None = None) -> int:
             "volunteers": args.volunteers, "runs": rows, "reconciled": not problems,
             "problems": problems, "target_met": met}, indent=2, ensure_ascii=False))
     return 0 if not problems else 1
+
+
+def yardstick() -> float:
+    """CPU ms of a fixed piece of Python (hashing, dicts, strings): how fast this machine
+    is right now. Shared virtual machines swing by up to two times within an hour."""
+    import hashlib
+
+    start = time.process_time()
+    seen: dict[str, int] = {}
+    for i in range(60_000):
+        digest = hashlib.sha256(i.to_bytes(8, "little")).hexdigest()
+        seen[digest[:6]] = seen.get(digest[:6], 0) + len(f"{digest}:{i}".split(":"))
+    return 1000 * (time.process_time() - start)
+
+
+def cpu_ticks() -> tuple[int, int]:
+    """(all, stolen) CPU ticks of this machine so far, from /proc/stat (zeros elsewhere)."""
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return 0, 0
+    return sum(fields[:8]), (fields[7] if len(fields) > 7 else 0)
 
 
 def machine() -> str:
