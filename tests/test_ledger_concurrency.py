@@ -535,3 +535,122 @@ def test_a_twin_of_a_hold_that_reserved_everything_gets_its_hold_not_insufficien
         s, f"twin:{tag}:a", f"twin:{tag}:b", 50, key=f"hold-{tag}", kind="redemption").id)
     assert answers["twin"] == answers["first"]
     assert amounts(committed, f"twin:{tag}:a") == (50, 50)
+
+
+@requires_postgres
+def test_a_hold_that_waited_on_a_balance_lock_adds_to_the_committed_pending(committed):
+    """H1 holds 30 of 50 and keeps the lock; H2 (another key) holds 15 and waits. PostgreSQL
+    does H2 in one statement (lock, check, insert, add pending): the pending it adds to and
+    the available it checks must be H1's committed figures, not the statement's snapshot."""
+    keys = iter([("first", 30), ("second", 15)])
+
+    def hold(s, tag):
+        name, amount = next(keys)
+        return ledger.hold(s, f"twin:{tag}:a", f"twin:{tag}:b", amount,
+                           key=f"{name}-{tag}", kind="redemption").id
+
+    answers, tag = race_twins(committed, hold)
+    assert isinstance(answers["twin"], int) and answers["twin"] != answers["first"]
+    assert amounts(committed, f"twin:{tag}:a") == (50, 45)
+    assert_verified(committed)
+
+
+@requires_postgres
+def test_a_hold_that_waited_and_then_lacks_the_points_is_refused_and_writes_nothing(
+        committed):
+    """H1 holds 30 of 50; H2 (another key) asks for 25 while waiting on the lock: it sees the
+    20 left once H1 commits, is refused, and leaves neither a hold nor any pending."""
+    keys = iter([("first", 30), ("second", 25)])
+
+    def hold(s, tag):
+        name, amount = next(keys)
+        return ledger.hold(s, f"twin:{tag}:a", f"twin:{tag}:b", amount,
+                           key=f"{name}-{tag}", kind="redemption").id
+
+    answers, tag = race_twins(committed, hold)
+    assert isinstance(answers["twin"], ledger.InsufficientFunds)
+    assert answers["twin"].details["available"] == 20
+    assert amounts(committed, f"twin:{tag}:a") == (50, 30)
+    with committed() as s:
+        assert s.scalars(sa.select(Hold.idempotency_key).where(
+            Hold.idempotency_key.like(f"%-{tag}"))).all() == [f"first-{tag}"]
+
+
+@requires_postgres
+def test_a_post_that_waited_on_a_balance_lock_writes_from_the_committed_figures(committed):
+    """A hold of 20 of 50 is open; a transfer of 30 from the same account holds its balance
+    lock while the hold is posted. The post (hold, then both ends, in one statement) waits
+    for the balance and must chain onto the transfer's posting: 50, 20, 0."""
+    tag = uid()
+    a, b = f"twin:{tag}:a", f"twin:{tag}:b"
+    with committed() as s:
+        ledger.open_account(s, f"twin:{tag}:issuance", "POINTS", allow_negative=True)
+        ledger.open_account(s, a, "POINTS")
+        ledger.open_account(s, b, "POINTS")
+        ledger.move(s, f"twin:{tag}:issuance", a, 50, key=f"fund-{tag}", kind="award")
+        held = ledger.hold(s, a, b, 20, key=f"hold-{tag}", kind="redemption").id
+        s.commit()
+    locked, answers = threading.Event(), {}
+
+    def transfer():
+        with committed() as s:
+            answers["transfer"] = ledger.move(s, a, b, 30, key=f"move-{tag}",
+                                              kind="transfer").id
+            locked.set()
+            threading.Event().wait(0.5)  # keep the balance lock while the post queues
+            s.commit()
+
+    def post():
+        locked.wait(5)
+        try:
+            with committed() as s:
+                answers["post"] = ledger.post_hold(s, held, key=f"post-{tag}").id
+                s.commit()
+        except ledger.LedgerError as error:
+            answers["post"] = error
+
+    threads = [threading.Thread(target=transfer), threading.Thread(target=post)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(15)
+    assert isinstance(answers["post"], int), answers
+    assert amounts(committed, a) == (0, 0)
+    assert amounts(committed, b) == (50, 0)
+    with committed() as s:
+        after = s.scalars(sa.select(Posting.balance_after)
+                          .join(ledger.Account, ledger.Account.id == Posting.account_id)
+                          .where(ledger.Account.address == a).order_by(Posting.seq)).all()
+        assert after == [50, 20, 0]
+        assert ledger.get_hold(s, held).status == "posted"
+    assert_verified(committed)
+
+
+def test_posts_of_holds_both_ways_at_once_lock_their_ends_in_one_order(committed, accounts,
+                                                                      deadlocks):
+    """Posting a hold locks the hold and then both ends in one statement (a lateral
+    subquery, ORDER BY b.id): x->y and y->x posts at once must neither deadlock nor lose
+    a point, whichever end is the source."""
+    x, y = accounts(1000, 1000)
+    per_side = 15
+
+    def make_holds(s: so.Session) -> list[int]:
+        return [ledger.hold(s, src, dst, 10, key=f"both-ways:{src}:{n}", kind="redeem").id
+                for n in range(per_side) for src, dst in ((x, y), (y, x))]
+
+    holds = unit(committed, make_holds)
+
+    outcomes = run_together(len(holds), lambda i: unit(committed, lambda s: ledger.post_hold(
+        s, holds[i], key=f"both-ways:post:{holds[i]}").id))
+
+    no_database_errors(outcomes)
+    assert not deadlocks, deadlocks
+    assert all(o.ok for o in outcomes), [o.error for o in outcomes if not o.ok][:3]
+    assert len({o.value for o in outcomes}) == len(holds)
+    assert amounts(committed, x) == (1000, 0)
+    assert amounts(committed, y) == (1000, 0)
+    with committed() as session:
+        statuses = Counter(session.scalars(
+            sa.select(Hold.status).where(Hold.id.in_(holds))).all())
+    assert statuses == Counter({"posted": len(holds)})
+    assert_verified(committed)

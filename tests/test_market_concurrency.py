@@ -28,7 +28,7 @@ from conftest import requires_postgres
 import ledger
 from ledger.clock import utcnow
 from merchants import items, redemptions
-from merchants.errors import OutOfStock, RedemptionNotReserved
+from merchants.errors import MarketError, OutOfStock, RedemptionNotReserved
 from merchants.models import Item, Redemption
 from merchants.redemptions import Redeemer
 from pointsmall import communities
@@ -496,4 +496,51 @@ def test_the_expiry_command_racing_new_reservations_never_deadlocks(world, racin
         outcomes = race(racing, jobs)
         assert all(o.ok for o in outcomes), [o.error for o in outcomes]
     assert deadlocks == []
+    world.check_books()
+
+
+def test_refusals_leave_nothing_even_for_callers_that_commit_after_them(world, racing):
+    # Items without stock or a monthly limit are reserved without a savepoint: every
+    # refusal must come before the first write. Here every racer catches its refusal and
+    # commits anyway; afterwards each hold belongs to a redemption, the pending is exactly
+    # what live redemptions hold, and no unit or monthly slot was given twice.
+    unlimited = world.item(price=9, stock=None)
+    stocked = world.item(price=2, stock=1)
+    with racing() as s:
+        limited = items.create_item(s, world.shop.merchant_id, {
+            "name": f"限购{world.tag}", "price": 1, "stock": None, "monthly_limit": 1,
+            "category": "food"}).id
+        s.commit()
+    (who,) = world.volunteers(1, points=20)
+
+    def job(item_id: int, key: str) -> Callable[[so.Session], object]:
+        def run(s: so.Session) -> object:
+            try:
+                return redemptions.reserve(s, who, item_id, 1, key=key).id
+            except (MarketError, ledger.LedgerError) as refusal:
+                return refusal  # and run_in_transaction commits
+        return run
+
+    jobs = ([job(unlimited, f"u-{n}") for n in range(8)]
+            + [job(unlimited, "same") for _ in range(6)]
+            + [job(stocked, f"s-{n}") for n in range(6)]
+            + [job(limited, f"l-{n}") for n in range(6)])
+    outcomes = race(racing, jobs)
+
+    assert all(o.ok for o in outcomes), [o.error for o in outcomes if not o.ok][:3]
+    refusals = Counter(type(o.value).__name__ for o in outcomes if not isinstance(o.value, int))
+    assert set(refusals) <= {"InsufficientFunds", "OutOfStock", "OverPersonalLimit"}, refusals
+    with racing() as s:
+        account = ledger.get_account(s, who.account)
+        rows = s.scalars(sa.select(Redemption).where(Redemption.volunteer_id == who.id)).all()
+        holds = s.scalars(sa.select(ledger.Hold).where(
+            ledger.Hold.account_id == account.id)).all()
+        assert sorted(r.hold_id for r in rows) == sorted(h.id for h in holds)
+        assert {o.value for o in outcomes if isinstance(o.value, int)} == {r.id for r in rows}
+        per_item = Counter(r.item_id for r in rows)
+        assert per_item[stocked] <= 1 and per_item[limited] <= 1
+        assert sum(1 for r in rows if r.idempotency_key.endswith(":same")) <= 1
+    held = world.balance(who.account)
+    assert held.posted == 20
+    assert held.pending == sum(r.points for r in rows) <= 20
     world.check_books()
