@@ -64,8 +64,9 @@ WITH h AS MATERIALIZED (
            (SELECT t.id FROM ledger_transactions t WHERE t.idempotency_key = %(key)s)
                AS key_tx,
            (SELECT o.id FROM ledger_holds o
-            WHERE o.resolution_key = %(key)s AND o.id <> %(hold_id)s) AS key_resolved_other
-    FROM ledger_holds h WHERE h.id = %(hold_id)s
+            WHERE o.resolution_key = %(key)s AND o.id <> %(hold_id)s::bigint)
+               AS key_resolved_other
+    FROM ledger_holds h WHERE h.id = %(hold_id)s::bigint
     FOR UPDATE OF h
 )
 SELECT h.*, e.*

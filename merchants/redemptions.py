@@ -193,9 +193,10 @@ def _hold_and_write(session, redeemer, item, quantity, points, full_key, fingerp
         taken = session.scalar(
             sa.select(sa.func.coalesce(sa.func.sum(Redemption.quantity), 0)).where(
                 Redemption.volunteer_id == redeemer.id, Redemption.item_id == item.id,
-                Redemption.status.in_(LIVE), Redemption.created_at >= month_start))
-        if taken > item.monthly_limit:  # ours is counted in `taken`
-            raise OverPersonalLimit(item.id, item.monthly_limit, int(taken) - quantity)
+                Redemption.status.in_(LIVE), Redemption.created_at >= month_start,
+                Redemption.id != redemption_id))  # ours is written already: not counted
+        if taken + quantity > item.monthly_limit:
+            raise OverPersonalLimit(item.id, item.monthly_limit, int(taken))
     if item.stock is not None:
         taken = session.execute(
             sa.update(Item).where(Item.id == item.id, Item.stock >= quantity)
