@@ -11,6 +11,7 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from functools import cache
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
@@ -103,11 +104,9 @@ def reserve(session: so.Session, redeemer: Redeemer, item_id: int, quantity: int
     # bool is an int to Python: True must not stand for item 1.
     is_id = isinstance(item_id, int) and not isinstance(item_id, bool)
     # The item, if this volunteer may redeem there, and what the key already made: one trip.
-    row = session.execute(
-        sa.select(Item, _key_lookup(full_key, Redemption.id),
-                  _key_lookup(full_key, Redemption.request_hash))
-        .join(Item.merchant).options(so.contains_eager(Item.merchant))
-        .where(Item.id == item_id, serves(redeemer.community_id))).first() if is_id else None
+    row = session.execute(_item_and_key(), {
+        "item_id": item_id, "community_id": redeemer.community_id, "key": full_key,
+    }).first() if is_id else None
     if row is None:
         # No such item for this volunteer (any more): a retry is still answered.
         earlier = _by_key(session, full_key, fingerprint)
@@ -133,8 +132,19 @@ def reserve(session: so.Session, redeemer: Redeemer, item_id: int, quantity: int
         return earlier
 
 
-def _key_lookup(full_key: str, column) -> sa.ScalarSelect:
-    return sa.select(column).where(Redemption.idempotency_key == full_key).scalar_subquery()
+@cache
+def _item_and_key() -> sa.Select:
+    """An item with its merchant, if it serves a community, beside what a key made.
+
+    Built once, on first use (every model mapped by then), with bound parameters."""
+    def by_key(column):
+        return (sa.select(column).where(Redemption.idempotency_key == sa.bindparam("key"))
+                .scalar_subquery())
+
+    return (sa.select(Item, by_key(Redemption.id), by_key(Redemption.request_hash))
+            .join(Item.merchant).options(so.contains_eager(Item.merchant))
+            .where(Item.id == sa.bindparam("item_id"),
+                   serves(sa.bindparam("community_id"))))
 
 
 def _reserve(session, redeemer, item, quantity, full_key, fingerprint, hold_days, today,
