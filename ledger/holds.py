@@ -123,31 +123,35 @@ def hold(session: so.Session, source: str, destination: str, amount: int, *, key
         raise UnknownAccount(source)
     src_id, asset, balance_id, allow_negative, posted, pending, dst_id, dst_asset, taken = (
         found[:9])
-    if taken is not None:
-        # A retry: the first answer, even once its deadline has passed (checked below only
-        # for new holds).
-        return find_by_key(session, Hold, key, request_hash)
-    if expires_at is not None and expires_at <= now:
-        # A twin may have made it in time while we waited on the lock: its hold answers.
-        earlier = find_by_key(session, Hold, key, request_hash)
-        if earlier is not None:
-            return earlier
-        raise InvalidTransaction("a hold must expire in the future")
-    if dst_id is None:
-        raise UnknownAccount(destination)
-    if asset != dst_asset:
-        raise AssetMismatch(destination, dst_asset, asset)
-    if not allow_negative and posted - pending < amount:
-        # The key was read before the wait on the lock: a twin that committed meanwhile may
-        # be what spent the points, and its hold is then the answer, as for a retry.
-        earlier = find_by_key(session, Hold, key, request_hash)
-        if earlier is not None:
-            return earlier
-        raise InsufficientFunds(source, amount, posted - pending)
+    # On PostgreSQL the statement wrote the hold if every rule below held; the rules then
+    # only name a refusal (or find the twin that took the key), and never follow a write.
+    written = found[9] if driver.postgres else None
+    if written is None:
+        if taken is not None:
+            # A retry: the first answer, even once its deadline has passed (checked below only
+            # for new holds).
+            return find_by_key(session, Hold, key, request_hash)
+        if expires_at is not None and expires_at <= now:
+            # A twin may have made it in time while we waited on the lock: its hold answers.
+            earlier = find_by_key(session, Hold, key, request_hash)
+            if earlier is not None:
+                return earlier
+            raise InvalidTransaction("a hold must expire in the future")
+        if dst_id is None:
+            raise UnknownAccount(destination)
+        if asset != dst_asset:
+            raise AssetMismatch(destination, dst_asset, asset)
+        if not allow_negative and posted - pending < amount:
+            # The key was read before the wait on the lock: a twin that committed meanwhile may
+            # be what spent the points, and its hold is then the answer, as for a retry.
+            earlier = find_by_key(session, Hold, key, request_hash)
+            if earlier is not None:
+                return earlier
+            raise InsufficientFunds(source, amount, posted - pending)
     values.update(account_id=src_id, balance_id=balance_id, destination_id=dst_id,
                   asset_code=asset)
     if driver.postgres:
-        hold_id = found[9]  # written, with the pending, by the same statement
+        hold_id = written  # with the pending, by the same statement
     else:
         hold_id = driver.connection.execute(
             _INSERT_HOLD_UNLESS_TAKEN, values).scalar_one_or_none()
