@@ -418,6 +418,39 @@ def test_two_sweepers_at_once_expire_every_hold_exactly_once(committed, accounts
     assert_verified(committed)
 
 
+def queue_behind(committed, first: tuple[str, Callable[[so.Session], object]],
+                 second: tuple[str, Callable[[so.Session], object]]) -> dict:
+    """Run `first` and keep its transaction (and the locks it took) open half a second
+    while `second` starts and queues behind it. Return both answers by name: what each
+    returned, or the ledger's refusal of the second."""
+    (first_name, first_write), (second_name, second_write) = first, second
+    locked, answers = threading.Event(), {}
+
+    def run_first():
+        with committed() as s:
+            written = first_write(s)
+            locked.set()
+            threading.Event().wait(0.5)  # hold the lock while the second queues behind it
+            s.commit()
+            answers[first_name] = written
+
+    def run_second():
+        locked.wait(5)
+        try:
+            with committed() as s:
+                answers[second_name] = second_write(s)
+                s.commit()
+        except ledger.LedgerError as error:
+            answers[second_name] = error
+
+    threads = [threading.Thread(target=run_first), threading.Thread(target=run_second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(15)
+    return answers
+
+
 def race_twins(committed, write: Callable[[so.Session, str], int]) -> tuple[dict, str]:
     """Fund `twin:<tag>:a` with 50, then run `write` twice with one key: the first holds the
     balance lock a while, its twin queues behind it. Return both answers (an id or the
@@ -430,30 +463,8 @@ def race_twins(committed, write: Callable[[so.Session, str], int]) -> tuple[dict
         ledger.move(s, f"twin:{tag}:issuance", f"twin:{tag}:a", 50, key=f"fund-{tag}",
                     kind="award")
         s.commit()
-    first_locked, answers = threading.Event(), {}
-
-    def first():
-        with committed() as s:
-            written = write(s, tag)
-            first_locked.set()
-            threading.Event().wait(0.5)  # hold the lock while the twin queues behind it
-            s.commit()
-            answers["first"] = written
-
-    def twin():
-        first_locked.wait(5)
-        try:
-            with committed() as s:
-                answers["twin"] = write(s, tag)
-                s.commit()
-        except ledger.LedgerError as error:
-            answers["twin"] = error
-
-    threads = [threading.Thread(target=first), threading.Thread(target=twin)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(15)
+    answers = queue_behind(committed, ("first", lambda s: write(s, tag)),
+                           ("twin", lambda s: write(s, tag)))
     return answers, tag
 
 
@@ -590,30 +601,10 @@ def test_a_post_that_waited_on_a_balance_lock_writes_from_the_committed_figures(
         ledger.move(s, f"twin:{tag}:issuance", a, 50, key=f"fund-{tag}", kind="award")
         held = ledger.hold(s, a, b, 20, key=f"hold-{tag}", kind="redemption").id
         s.commit()
-    locked, answers = threading.Event(), {}
-
-    def transfer():
-        with committed() as s:
-            answers["transfer"] = ledger.move(s, a, b, 30, key=f"move-{tag}",
-                                              kind="transfer").id
-            locked.set()
-            threading.Event().wait(0.5)  # keep the balance lock while the post queues
-            s.commit()
-
-    def post():
-        locked.wait(5)
-        try:
-            with committed() as s:
-                answers["post"] = ledger.post_hold(s, held, key=f"post-{tag}").id
-                s.commit()
-        except ledger.LedgerError as error:
-            answers["post"] = error
-
-    threads = [threading.Thread(target=transfer), threading.Thread(target=post)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(15)
+    answers = queue_behind(
+        committed,
+        ("transfer", lambda s: ledger.move(s, a, b, 30, key=f"move-{tag}", kind="transfer").id),
+        ("post", lambda s: ledger.post_hold(s, held, key=f"post-{tag}").id))
     assert isinstance(answers["post"], int), answers
     assert amounts(committed, a) == (0, 0)
     assert amounts(committed, b) == (50, 0)

@@ -368,51 +368,16 @@ def test_the_expiry_command_run_twice_at_once(world, racing, engine):
     world.check_books()
 
 
-def test_twenty_retries_with_one_idempotency_key_make_one_redemption(world, racing):
-    # Points for exactly one and one unit left: a twin must answer, not be refused.
-    item_id = world.item(price=9, stock=1)
-    (who,) = world.volunteers(1, points=9)
-
-    outcomes = race(racing, [
-        lambda s: redemptions.reserve(s, who, item_id, 1, key="tap-once").id
-        for _ in range(20)])
-
-    assert errors_of(outcomes) == Counter()
-    assert len({o.value for o in outcomes}) == 1
-    with racing() as s:
-        assert s.scalar(sa.select(sa.func.count(Redemption.id))
-                        .where(Redemption.volunteer_id == who.id)) == 1
-        account = ledger.get_account(s, who.account)
-        assert s.scalar(sa.select(sa.func.count(ledger.Hold.id))
-                        .where(ledger.Hold.account_id == account.id)) == 1
-    held = world.balance(who.account)
-    assert (held.posted, held.pending) == (9, 9)
-    assert world.stock(item_id) == 0
-    world.check_books()
-
-
-def test_twenty_retries_with_one_key_and_room_for_many_still_make_one(world, racing):
-    item_id = world.item(price=2, stock=50)
-    (who,) = world.volunteers(1, points=100)
-
-    outcomes = race(racing, [
-        lambda s: redemptions.reserve(s, who, item_id, 2, key="tap-twice").id
-        for _ in range(20)])
-
-    assert errors_of(outcomes) == Counter()
-    assert len({o.value for o in outcomes}) == 1
-    held = world.balance(who.account)
-    assert (held.posted, held.pending) == (100, 4)
-    assert world.stock(item_id) == 48
-    world.check_books()
-
-
-@pytest.mark.parametrize("one_clock", [False, True], ids=["own-clocks", "one-clock"])
-def test_twenty_retries_of_an_unlimited_item_with_one_key_make_one(world, racing, one_clock):
-    # An item without stock or monthly limit is reserved without a savepoint: a twin must
-    # be found by its key whether ledger.hold refuses ours (another expiry: own clocks) or
-    # answers with the twin's hold (the same request to the microsecond: one clock).
-    item_id = world.item(price=9, stock=None)
+@pytest.mark.parametrize(("stock", "one_clock"), [(1, False), (None, False), (None, True)],
+                         ids=["last-unit", "unlimited-own-clocks", "unlimited-one-clock"])
+def test_twenty_retries_with_one_idempotency_key_make_one_redemption(world, racing, stock,
+                                                                     one_clock):
+    # Points for exactly one (and, for a stocked item, one unit left): a twin must answer,
+    # not be refused. An item without stock or monthly limit is reserved without a
+    # savepoint: a twin must be found by its key whether ledger.hold refuses ours (another
+    # expiry: own clocks) or answers with the twin's hold (the same request to the
+    # microsecond: one clock).
+    item_id = world.item(price=9, stock=stock)
     (who,) = world.volunteers(1, points=9)
     at = {"now": datetime(2026, 12, 3, 8, 0)} if one_clock else {}
 
@@ -430,6 +395,23 @@ def test_twenty_retries_of_an_unlimited_item_with_one_key_make_one(world, racing
                         .where(ledger.Hold.account_id == account.id)) == 1
     held = world.balance(who.account)
     assert (held.posted, held.pending) == (9, 9)
+    assert world.stock(item_id) == (0 if stock else None)
+    world.check_books()
+
+
+def test_twenty_retries_with_one_key_and_room_for_many_still_make_one(world, racing):
+    item_id = world.item(price=2, stock=50)
+    (who,) = world.volunteers(1, points=100)
+
+    outcomes = race(racing, [
+        lambda s: redemptions.reserve(s, who, item_id, 2, key="tap-twice").id
+        for _ in range(20)])
+
+    assert errors_of(outcomes) == Counter()
+    assert len({o.value for o in outcomes}) == 1
+    held = world.balance(who.account)
+    assert (held.posted, held.pending) == (100, 4)
+    assert world.stock(item_id) == 48
     world.check_books()
 
 
