@@ -226,7 +226,9 @@ def post_hold(session: so.Session, hold_id: int, *, key: str, amount: int | None
     posted = row.amount if amount is None else amount
     if posted > row.amount:
         raise HoldAmountExceeded(row.id, row.amount, posted)
-    rows = ends_rows or driver.lock_ends(row.balance_id, row.destination_id, pick)
+    if not driver.postgres:  # PostgreSQL locked the ends with the hold
+        ends_rows = driver.lock_ends(row.balance_id, row.destination_id, pick)
+    rows = ends_rows
     ends = [LockedAccount(r[:12]) for r in rows]
     src = next(e for e in ends if e.balance_id == row.balance_id)
     dst = next(e for e in ends if e.id == row.destination_id and e is not src)

@@ -548,19 +548,25 @@ def test_a_twin_of_a_hold_that_reserved_everything_gets_its_hold_not_insufficien
     assert amounts(committed, f"twin:{tag}:a") == (50, 50)
 
 
-@requires_postgres
-def test_a_hold_that_waited_on_a_balance_lock_adds_to_the_committed_pending(committed):
-    """H1 holds 30 of 50 and keeps the lock; H2 (another key) holds 15 and waits. PostgreSQL
-    does H2 in one statement (lock, check, insert, add pending): the pending it adds to and
-    the available it checks must be H1's committed figures, not the statement's snapshot."""
-    keys = iter([("first", 30), ("second", 15)])
+def race_two_holds(committed, first: int, second: int) -> tuple[dict, str]:
+    """As race_twins, with two holds of other keys from `twin:<tag>:a` (funded with 50):
+    `first` points keep the balance lock while `second` points queue behind them."""
+    keys = iter([("first", first), ("second", second)])
 
     def hold(s, tag):
         name, amount = next(keys)
         return ledger.hold(s, f"twin:{tag}:a", f"twin:{tag}:b", amount,
                            key=f"{name}-{tag}", kind="redemption").id
 
-    answers, tag = race_twins(committed, hold)
+    return race_twins(committed, hold)
+
+
+@requires_postgres
+def test_a_hold_that_waited_on_a_balance_lock_adds_to_the_committed_pending(committed):
+    """H1 holds 30 of 50 and keeps the lock; H2 (another key) holds 15 and waits. PostgreSQL
+    does H2 in one statement (lock, check, insert, add pending): the pending it adds to and
+    the available it checks must be H1's committed figures, not the statement's snapshot."""
+    answers, tag = race_two_holds(committed, 30, 15)
     assert isinstance(answers["twin"], int) and answers["twin"] != answers["first"]
     assert amounts(committed, f"twin:{tag}:a") == (50, 45)
     assert_verified(committed)
@@ -571,14 +577,7 @@ def test_a_hold_that_waited_and_then_lacks_the_points_is_refused_and_writes_noth
         committed):
     """H1 holds 30 of 50; H2 (another key) asks for 25 while waiting on the lock: it sees the
     20 left once H1 commits, is refused, and leaves neither a hold nor any pending."""
-    keys = iter([("first", 30), ("second", 25)])
-
-    def hold(s, tag):
-        name, amount = next(keys)
-        return ledger.hold(s, f"twin:{tag}:a", f"twin:{tag}:b", amount,
-                           key=f"{name}-{tag}", kind="redemption").id
-
-    answers, tag = race_twins(committed, hold)
+    answers, tag = race_two_holds(committed, 30, 25)
     assert isinstance(answers["twin"], ledger.InsufficientFunds)
     assert answers["twin"].details["available"] == 20
     assert amounts(committed, f"twin:{tag}:a") == (50, 30)
