@@ -8,8 +8,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
-from ledger.clock import utcnow
-from ledger.models import Base
+from ledger import Base, utcnow
 
 
 class ThrottleEvent(Base):

@@ -11,7 +11,7 @@ import sqlalchemy.orm as so
 from flask_babel import gettext as _
 from flask_babel import ngettext
 
-from ledger.clock import utcnow
+from ledger import utcnow
 from merchants import attempts
 from pointsmall import audit
 from pointsmall.auth.models import ApiToken, User
