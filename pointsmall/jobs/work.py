@@ -53,10 +53,10 @@ class Progress:
     def counting(self, rows: Iterable) -> Iterator:
         """Yield `rows`, counting them."""
         for row in rows:
-            yield row
             self.done += 1
             if time.monotonic() - self._written >= PROGRESS_EVERY:
                 self._write()
+            yield row
 
 
 def run(app: Flask, job_id: int) -> None:
