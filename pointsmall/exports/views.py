@@ -72,11 +72,11 @@ def _send(table: Table, scope: Scope, fmt: str) -> Response:
     headers = table.header_texts()
     rows = table.rows(db.session, scope, _period(start, end))
     name = _file_name(table, start, end, fmt)
-    if jobs.available(db.session):
+    most = jobs.limit("EXPORT_JOB_ROWS")
+    if most is not None and jobs.available(db.session):
         # Past the size, the file is made by a worker and the page shows its progress.
-        most = jobs.limit("EXPORT_JOB_ROWS")
         first = list(islice(rows, most + 1))
-        if len(first) > most:
+        if jobs.runs_as_job(db.session, "EXPORT_JOB_ROWS", len(first)):
             return _export_job(table, scope, fmt, start, end, name)
         rows = chain(first, rows)
     if fmt == "csv":

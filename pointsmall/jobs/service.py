@@ -22,9 +22,16 @@ DEFAULTS = {
 }
 
 
-def limit(name: str) -> int:
-    """Return the size setting `name` (see DEFAULTS)."""
-    return int(current_app.config.get(name, DEFAULTS[name]))
+def limit(name: str) -> int | None:
+    """Return the size setting `name` (see DEFAULTS); None keeps all that work inline."""
+    value = current_app.config.get(name, DEFAULTS[name])
+    return None if value is None else int(value)
+
+
+def runs_as_job(session: so.Session, name: str, size: int) -> bool:
+    """Whether work of `size` (rows, bytes, volunteers) goes past setting `name`."""
+    most = limit(name)
+    return most is not None and available(session) and size > most
 
 
 def available(session: so.Session) -> bool:

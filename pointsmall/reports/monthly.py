@@ -156,8 +156,7 @@ def _pdf(community: Community) -> Response:
     from pointsmall.reports.monthly_pdf import render_pdf  # fpdf2 loads only for PDFs
 
     month = month_asked()
-    if jobs.available(db.session) and _volunteers(community) > jobs.limit(
-            "REPORT_JOB_VOLUNTEERS"):
+    if jobs.runs_as_job(db.session, "REPORT_JOB_VOLUNTEERS", _volunteers(community)):
         # A big community's report is drawn by a worker; its page shows the download.
         job = jobs.start_job(
             db.session, current_user.id, "monthly_pdf",

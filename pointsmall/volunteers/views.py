@@ -165,7 +165,7 @@ def import_volunteers():
     if form.validate_on_submit():
         upload = form.file.data
         data = upload.read()
-        if jobs.available(db.session) and len(data) > jobs.limit("IMPORT_JOB_BYTES"):
+        if jobs.runs_as_job(db.session, "IMPORT_JOB_BYTES", len(data)):
             # A large file is checked and imported by a worker; its page shows the result.
             job = jobs.start_job(
                 db.session, current_user.id, "import",
