@@ -83,7 +83,7 @@ def child(url: str, fmt: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pg", required=True, help="a PostgreSQL server URL")
+    parser.add_argument("--pg", help="a PostgreSQL server URL (required)")
     parser.add_argument("--transactions", type=int, default=150_000)
     parser.add_argument("--volunteers", type=int, default=1000)
     parser.add_argument("--fmt", choices=("xlsx", "csv"), default="xlsx")
@@ -92,6 +92,8 @@ def main() -> None:
     if args.child:
         child(*args.child)
         return
+    if not args.pg:
+        parser.error("--pg is required")
     from pointsmall.config import database_url
 
     server = sa.make_url(database_url(args.pg, ""))

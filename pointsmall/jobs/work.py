@@ -57,6 +57,7 @@ class Progress:
             if time.monotonic() - self._written >= PROGRESS_EVERY:
                 self._write()
             yield row
+        self._write()
 
 
 def run(app: Flask, job_id: int) -> None:
