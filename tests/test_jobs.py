@@ -241,6 +241,23 @@ def test_a_job_whose_worker_was_killed_runs_again_and_completes(app, place):
     assert len(xlsx_rows(client.get(f"/jobs/{job.id}/file").data)) == 13
 
 
+def test_a_job_that_a_live_worker_still_runs_is_not_run_a_second_time(app, place):
+    client = signed_in(app, build_staff(place))
+    job = job_of(client.get("/staff/exports/journal.csv?start=2021-01-01"))
+    lock = sa.select(sa.func.pg_advisory_lock(work.LOCK_SPACE, job.id))
+    with db.engine.connect() as running:  # a worker that looked dead but still runs it
+        running.execute(lock)
+        work.run(app, job.id)
+        db.session.refresh(job)
+        assert (job.status, job.attempts) == ("queued", 0)
+        running.execute(sa.select(sa.func.pg_advisory_unlock(work.LOCK_SPACE, job.id)))
+
+    run_workers()
+
+    db.session.refresh(job)
+    assert (job.status, job.attempts) == ("done", 1)
+
+
 def roster(place, count: int, *, bad_line: int | None = None) -> bytes:
     lines = ["姓名,手机号,微网格,加入日期"]
     for n in range(count):

@@ -10,6 +10,7 @@ the queue by the next worker to start and by a check every minute.
 import asyncio
 import logging
 import threading
+from functools import cache
 from typing import Any
 
 import procrastinate
@@ -42,7 +43,10 @@ def build_queue(url: sa.URL | str | None = None) -> procrastinate.App:
     connector = procrastinate.PsycopgConnector(conninfo=conninfo(url)) if url else \
         procrastinate.PsycopgConnector()
     queue = procrastinate.App(connector=connector)
-    queue.task(name=RUN_JOB, queue=QUEUE, pass_context=True)(_run_job)
+    # A job whose failure could not even be recorded (the database went away) is run
+    # again a little later; any other failure is recorded on the job's page instead.
+    queue.task(name=RUN_JOB, queue=QUEUE, pass_context=True,
+               retry=procrastinate.RetryStrategy(max_attempts=5, wait=30))(_run_job)
     queue.periodic(cron="* * * * *")(queue.task(
         name="pointsmall.requeue_stalled", queue=QUEUE, pass_context=True,
         queueing_lock="requeue_stalled")(_requeue_stalled_task))
@@ -52,12 +56,17 @@ def build_queue(url: sa.URL | str | None = None) -> procrastinate.App:
     return queue
 
 
+@cache
+def _deferrer() -> procrastinate.App:
+    # Never opened: requests defer on their own connection, not on a pool of its own.
+    return build_queue()
+
+
 def defer(job_id: int, session) -> None:
     """Queue job `job_id` on `session`'s connection: it is queued when the session commits."""
     raw = session.connection().connection.driver_connection
-    queue = build_queue()
-    queue.configure_task(name=RUN_JOB, connection=raw,
-                         queueing_lock=f"job-{job_id}").defer(job_id=job_id)
+    _deferrer().configure_task(name=RUN_JOB, connection=raw,
+                               queueing_lock=f"job-{job_id}").defer(job_id=job_id)
 
 
 def _run_job(context: procrastinate.JobContext, job_id: int) -> None:

@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+from datetime import timedelta
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
@@ -103,10 +104,17 @@ def _expired(job: BackgroundJob) -> bool:
     return job.expires_at is not None and job.expires_at <= utcnow()
 
 
+# An unfinished job this old lost its queue entry (a restored backup, say): give it up.
+ABANDONED_AFTER = timedelta(days=2)
+
+
 def delete_expired(session: so.Session) -> int:
     """Delete finished jobs (and their files) past their time; return how many."""
-    result = session.execute(sa.delete(BackgroundJob).where(
-        BackgroundJob.expires_at <= utcnow()))
+    now = utcnow()
+    result = session.execute(sa.delete(BackgroundJob).where(sa.or_(
+        BackgroundJob.expires_at <= now,
+        sa.and_(BackgroundJob.status.in_(UNFINISHED),
+                BackgroundJob.created_at <= now - ABANDONED_AFTER))))
     return result.rowcount
 
 

@@ -81,6 +81,8 @@ def run(app: Flask, job_id: int) -> None:
             _finish(job, status or "done")
             session.commit()
         except Exception:
+            # The work failed: say so on the job's page. If even that cannot be written
+            # (the database is gone), the error reaches the queue, which runs the job again.
             log.exception("job %s failed", job_id)
             session.rollback()
             _fail(job_id)
