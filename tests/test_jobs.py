@@ -117,6 +117,7 @@ def test_a_big_export_becomes_a_job_whose_page_shows_progress_then_the_download(
         app, place, monkeypatch):
     staff = build_staff(place)
     client = signed_in(app, staff)
+    assert "较大的文件在后台生成" in client.get("/staff/exports").get_data(as_text=True)
 
     job = job_of(client.get("/staff/exports/journal.xlsx?start=2020-01-01"))
     page = client.get(f"/jobs/{job.id}").get_data(as_text=True)
