@@ -180,10 +180,9 @@ def test_a_jobs_page_and_file_are_refused_to_anyone_but_its_owner(app, place):
 
 
 def test_each_job_runs_once_when_two_workers_run_at_once(app, place):
-    staff = build_staff(place)
-    client = signed_in(app, staff)
+    clients = [signed_in(app, build_staff(place)) for _ in range(2)]
     jobs = [job_of(client.get(f"/staff/exports/journal.csv?start=2020-01-0{day}"))
-            for day in range(1, 7)]
+            for client in clients for day in range(1, 4)]
     start = threading.Barrier(2)
 
     def worker(name: str) -> None:
@@ -202,8 +201,25 @@ def test_each_job_runs_once_when_two_workers_run_at_once(app, place):
     assert all(job.content.count(b"\r\n") == 13 for job in ran)
 
 
-def claim_and_die(app) -> int:
-    """Claim the next job as a worker would, then stop sending heartbeats (a killed worker)."""
+def test_a_sixth_unfinished_job_is_refused_and_queues_nothing(app, place):
+    staff = build_staff(place)
+    client = signed_in(app, staff)
+    for day in range(1, 6):
+        job_of(client.get(f"/staff/exports/journal.csv?start=2019-01-0{day}"))
+
+    answer = client.get("/staff/exports/journal.csv?start=2019-01-06")
+
+    assert answer.status_code == 429
+    assert "您已有 5 个文件正在生成" in answer.get_data(as_text=True)
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(BackgroundJob).where(
+        BackgroundJob.owner_id == staff.id)) == 5
+    run_workers()  # once they are done, the sixth is queued
+    assert client.get("/staff/exports/journal.csv?start=2019-01-06").status_code == 303
+    run_workers()
+
+
+def claim_and_die(app, job_id: int) -> int:
+    """Claim job `job_id` as a worker would, then send no more heartbeats (a killed worker)."""
     with app.app_context():
         url = db.engine.url
 
@@ -211,8 +227,9 @@ def claim_and_die(app) -> int:
         claimer = queue.build_queue(url)
         async with claimer.open_async():
             worker_id = await claimer.job_manager.register_worker()
-            assert await claimer.job_manager.fetch_job(queues=[queue.QUEUE],
-                                                       worker_id=worker_id)
+            claimed = await claimer.job_manager.fetch_job(queues=[queue.QUEUE],
+                                                          worker_id=worker_id)
+            assert claimed.task_kwargs == {"job_id": job_id}, "the queue held another job"
             return worker_id
 
     return asyncio.run(claim())
@@ -222,7 +239,7 @@ def test_a_job_whose_worker_was_killed_runs_again_and_completes(app, place):
     staff = build_staff(place)
     client = signed_in(app, staff)
     job = job_of(client.get("/staff/exports/journal.xlsx?end=2099-12-31"))
-    worker_id = claim_and_die(app)
+    worker_id = claim_and_die(app, job.id)
     # The killed worker had started: the row says running, a few rows written.
     db.session.execute(sa.update(BackgroundJob).where(BackgroundJob.id == job.id).values(
         status="running", attempts=1, done=4, total=12))

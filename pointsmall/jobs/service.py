@@ -8,9 +8,11 @@ import sqlalchemy as sa
 import sqlalchemy.orm as so
 from flask import Flask, current_app, request
 from flask_babel import get_locale
+from flask_babel import gettext as _
 from werkzeug.exceptions import NotFound
 
 from ledger.clock import utcnow
+from pointsmall.errors import AppError
 from pointsmall.extensions import db
 from pointsmall.jobs import queue
 from pointsmall.jobs.models import UNFINISHED, BackgroundJob
@@ -21,6 +23,22 @@ DEFAULTS = {
     "IMPORT_JOB_BYTES": 256 * 1024,
     "REPORT_JOB_VOLUNTEERS": 5_000,
 }
+
+
+# How many of a user's jobs may wait or run at once (setting JOB_MAX_UNFINISHED): one
+# user cannot keep the workers from everyone else's.
+MAX_UNFINISHED = 5
+
+
+class TooManyJobs(AppError):
+    """The user has as many jobs waiting or running as one may; nothing was queued."""
+
+    status = 429
+    code = "too_many_jobs"
+
+    def __init__(self, most: int):
+        super().__init__(_("You have %(num)d files being prepared. Please wait until one "
+                           "is ready, then ask again.", num=most))
 
 
 def limit(name: str) -> int | None:
@@ -56,6 +74,11 @@ def start_job(session: so.Session, owner_id: int, kind: str, params: dict, title
     twin = _unfinished_twin(session, owner_id, twin_key)
     if twin is not None:
         return twin
+    most = int(current_app.config.get("JOB_MAX_UNFINISHED", MAX_UNFINISHED))
+    waiting = session.scalar(sa.select(sa.func.count()).select_from(BackgroundJob).where(
+        BackgroundJob.owner_id == owner_id, BackgroundJob.status.in_(UNFINISHED)))
+    if waiting >= most:
+        raise TooManyJobs(most)
     job = BackgroundJob(owner_id=owner_id, kind=kind, params=params, title=title[:200],
                         twin_key=twin_key, upload=upload, status="queued", done=0,
                         attempts=0)
