@@ -53,11 +53,13 @@ def child(url: str, fmt: str) -> None:
     answer = client.get(path)
     asked_s = time.perf_counter() - wall
     assert answer.status_code == 303, answer.status_code
+    peak_after_request = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     job_id = int(answer.headers["Location"].rsplit("/", 1)[1])
 
     wall, cpu = time.perf_counter(), time.process_time()
     queue.run_worker(app, wait=False, name="bench")
     job_s, job_cpu = time.perf_counter() - wall, time.process_time() - cpu
+    peak_after_job = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     with app.app_context():
         job = db.session.get(BackgroundJob, job_id)
@@ -78,6 +80,8 @@ def child(url: str, fmt: str) -> None:
         "bytes": len(file.data), "request_s": round(asked_s, 2), "job_wall_s": round(job_s, 2),
         "job_cpu_s": round(job_cpu, 2), "download_s": round(download_s, 2),
         "rss_before_mb": round(before, 1),
+        "peak_rss_after_request_mb": round(peak_after_request, 1),
+        "peak_rss_after_job_mb": round(peak_after_job, 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}))
 
 

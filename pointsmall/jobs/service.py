@@ -116,6 +116,14 @@ def own_job(session: so.Session, job_id: int, user_id: int) -> BackgroundJob:
     return job
 
 
+def file_of(session: so.Session, job: BackgroundJob) -> bytes:
+    """Return the job's file, read in binary (as text, bytea comes hex-escaped: twice)."""
+    raw = session.connection().connection.driver_connection
+    with raw.cursor(binary=True) as cursor:
+        cursor.execute("SELECT content FROM background_jobs WHERE id = %s", (job.id,))
+        return bytes(cursor.fetchone()[0])
+
+
 def own_jobs(session: so.Session, user_id: int) -> list[BackgroundJob]:
     """Return the user's jobs whose files are still kept, newest first."""
     return [job for job in session.scalars(

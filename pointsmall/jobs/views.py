@@ -63,11 +63,11 @@ def status(job_id: int):
 def download(job_id: int):
     """Download my job's file."""
     job = service.own_job(db.session, job_id, current_user.id)
-    if job.status != "done" or job.content is None:
+    if job.status != "done" or not job.size:
         return render_template("jobs/show.html", job=job, labels=STATUS_LABELS,
                                refresh=None if job.finished else REFRESH,
                                not_ready=_("The file is not ready yet.")), 409
     disposition = "inline" if job.content_type == "application/pdf" else "attachment"
-    return Response(job.content, mimetype=job.content_type, headers={
+    return Response(service.file_of(db.session, job), mimetype=job.content_type, headers={
         "Content-Disposition": f'{disposition}; filename="{job.filename}"',
         "Cache-Control": "no-store"})

@@ -120,9 +120,13 @@ def _fail(job_id: int) -> None:
 
 
 def keep_file(job: BackgroundJob, filename: str, content_type: str, data: bytes) -> None:
-    """Store the job's finished file."""
-    job.filename, job.content_type, job.content, job.size = (
-        filename, content_type, data, len(data))
+    """Store the job's finished file (in the run's transaction)."""
+    job.filename, job.content_type, job.size = filename, content_type, len(data)
+    db.session.flush()
+    # Sent in binary (%b): as a text parameter, bytea travels hex-escaped, twice its size,
+    # and the escaped copy sits in memory beside the file.
+    db.session.connection().connection.driver_connection.execute(
+        "UPDATE background_jobs SET content = %b WHERE id = %s", (data, job.id))
 
 
 def spooled() -> tempfile.SpooledTemporaryFile:
