@@ -259,6 +259,16 @@ def test_a_job_whose_worker_was_killed_runs_again_and_completes(app, place):
     assert len(xlsx_rows(client.get(f"/jobs/{job.id}/file").data)) == 13
 
 
+def test_the_worker_command_runs_the_queued_jobs(app, place):
+    client = signed_in(app, build_staff(place))
+    job = job_of(client.get("/staff/exports/journal.csv?start=2018-01-01"))
+
+    result = app.test_cli_runner().invoke(args=["jobs", "worker", "--once"])
+
+    assert result.exit_code == 0, result.output
+    assert client.get(f"/jobs/{job.id}.json").json["status"] == "done"
+
+
 def test_a_job_that_a_live_worker_still_runs_is_not_run_a_second_time(app, place):
     client = signed_in(app, build_staff(place))
     job = job_of(client.get("/staff/exports/journal.csv?start=2021-01-01"))
