@@ -87,6 +87,7 @@ def create_app(config: dict | None = None) -> Flask:
     from pointsmall.earning import views as earning_views
     from pointsmall.exports import views as export_views
     from pointsmall.exports.cells import safe_cell
+    from pointsmall.jobs import views as job_views
     from pointsmall.reports import monthly as monthly_report
     from pointsmall.reports import views as report_views
     from pointsmall.volunteers import views as volunteer_views
@@ -109,6 +110,7 @@ def create_app(config: dict | None = None) -> Flask:
     app.register_blueprint(export_views.bp)
     app.register_blueprint(report_views.bp)
     app.register_blueprint(monthly_report.bp)
+    app.register_blueprint(job_views.bp)
     register_api(app)
     errors.register(app)
     cli.register(app)

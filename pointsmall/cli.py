@@ -1,4 +1,4 @@
-"""Command-line tools: `flask --app pointsmall ledger ...`, `demo`, `start-demo`."""
+"""Command-line tools: `flask --app pointsmall ledger ...`, `jobs ...`, `demo`, `start-demo`."""
 
 import sys
 
@@ -10,6 +10,9 @@ from werkzeug.serving import run_simple
 
 import ledger
 from pointsmall.extensions import db
+from pointsmall.jobs import service as jobs_service
+from pointsmall.jobs.cli import jobs_cli
+from pointsmall.jobs.queue import WorkerThread
 from pointsmall.reports.models import record_check
 
 ledger_cli = AppGroup("ledger", help="Check and maintain the points ledger.")
@@ -123,8 +126,19 @@ def start_demo_command(host: str, port: int) -> None:
     click.echo(f"Points Mall demo: http://{host}:{port}/")
     click.echo(f"Sign in with admin, staff1, staff2, vol1 ... vol50, merchant1 or market1; "
                f"the password is {demo.PASSWORD}.")
-    # The Flask CLI refuses app.run(); serve with werkzeug directly (demo only).
-    run_simple(host, port, current_app._get_current_object(), threaded=True)
+    app = current_app._get_current_object()
+    worker = None
+    if jobs_service.available(db.session):
+        # Large exports, imports and PDFs run as jobs: a worker runs beside the server.
+        worker = WorkerThread(app)
+        worker.start()
+        click.echo("A job worker runs beside the server (large exports, imports, PDFs).")
+    try:
+        # The Flask CLI refuses app.run(); serve with werkzeug directly (demo only).
+        run_simple(host, port, app, threaded=True)
+    finally:
+        if worker is not None:
+            worker.stop()
 
 
 def _refuse_in_production() -> None:
@@ -139,3 +153,4 @@ def register(app: Flask) -> None:
     app.cli.add_command(points_cli)
     app.cli.add_command(demo_command)
     app.cli.add_command(start_demo_command)
+    app.cli.add_command(jobs_cli)

@@ -16,5 +16,6 @@ from pointsmall.earning.models import (  # noqa: F401
     EvaluationEntry,
     PlatformTask,
 )
+from pointsmall.jobs.models import BackgroundJob  # noqa: F401
 from pointsmall.reports.models import LedgerCheck  # noqa: F401
 from pointsmall.volunteers.models import Volunteer  # noqa: F401
