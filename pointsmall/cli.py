@@ -10,7 +10,6 @@ from werkzeug.serving import run_simple
 
 import ledger
 from pointsmall.extensions import db
-from pointsmall.jobs import service as jobs_service
 from pointsmall.jobs.cli import jobs_cli
 from pointsmall.jobs.queue import WorkerThread
 from pointsmall.reports.models import record_check
@@ -127,12 +126,10 @@ def start_demo_command(host: str, port: int) -> None:
     click.echo(f"Sign in with admin, staff1, staff2, vol1 ... vol50, merchant1 or market1; "
                f"the password is {demo.PASSWORD}.")
     app = current_app._get_current_object()
-    worker = None
-    if jobs_service.available(db.session):
-        # Large exports, imports and PDFs run as jobs: a worker runs beside the server.
-        worker = WorkerThread(app)
-        worker.start()
-        click.echo("A job worker runs beside the server (large exports, imports, PDFs).")
+    # Large exports, imports and PDFs run as jobs: a worker runs beside the server.
+    worker = WorkerThread(app)
+    worker.start()
+    click.echo("A job worker runs beside the server (large exports, imports, PDFs).")
     try:
         # The Flask CLI refuses app.run(); serve with werkzeug directly (demo only).
         run_simple(host, port, app, threaded=True)

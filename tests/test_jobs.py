@@ -38,8 +38,6 @@ ZH_JOURNAL = ["交易编号", "时间", "类型", "摘要", "账户", "资产", 
 @pytest.fixture(scope="module")
 def jobs_app(tmp_path_factory):
     with empty_database(tmp_path_factory.mktemp("jobs"), "jobs") as url:
-        if not url.startswith("postgresql"):
-            pytest.skip("background jobs need PostgreSQL: set TEST_DATABASE_URL")
         app = create_app({"TESTING": True, "SECRET_KEY": "test-secret",
                           "SQLALCHEMY_DATABASE_URI": url, "WTF_CSRF_ENABLED": False,
                           "EXPORT_JOB_ROWS": ROWS, "IMPORT_JOB_BYTES": IMPORT_BYTES,

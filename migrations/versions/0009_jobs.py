@@ -63,36 +63,32 @@ def upgrade():
         batch_op.create_index(batch_op.f('ix_background_jobs_expires_at'), ['expires_at'],
                               unique=False)
         batch_op.create_index('ix_background_jobs_unfinished_twin', ['owner_id', 'twin_key'],
-                              unique=True, postgresql_where=sa.text(UNFINISHED),
-                              sqlite_where=sa.text(UNFINISHED))
+                              unique=True, postgresql_where=sa.text(UNFINISHED))
 
-    bind = op.get_bind()
-    if bind.dialect.name == 'postgresql':
-        from procrastinate.schema import SchemaManager
+    from procrastinate.schema import SchemaManager
 
-        # The schema is a script of many statements with no parameters: run it as is, on
-        # this migration's connection and transaction.
-        bind.connection.driver_connection.execute(SchemaManager.get_schema())
+    # The schema is a script of many statements with no parameters: run it as is, on this
+    # migration's connection and transaction.
+    op.get_bind().connection.driver_connection.execute(SchemaManager.get_schema())
 
 
 def downgrade():
-    bind = op.get_bind()
-    if bind.dialect.name == 'postgresql':
-        for table in QUEUE_TABLES:
-            op.execute(f'DROP TABLE IF EXISTS {table} CASCADE')
-        op.execute("""
-            DO $$
-            DECLARE f regprocedure;
-            BEGIN
-              FOR f IN SELECT p.oid::regprocedure FROM pg_proc p
-                       JOIN pg_namespace n ON n.oid = p.pronamespace
-                       WHERE n.nspname = current_schema() AND p.proname LIKE 'procrastinate%'
-              LOOP
-                EXECUTE 'DROP FUNCTION ' || f || ' CASCADE';
-              END LOOP;
-            END $$""")
-        for type_ in QUEUE_TYPES:
-            op.execute(f'DROP TYPE IF EXISTS {type_} CASCADE')
+    # The queue's own schema first.
+    for table in QUEUE_TABLES:
+        op.execute(f'DROP TABLE IF EXISTS {table} CASCADE')
+    op.execute("""
+        DO $$
+        DECLARE f regprocedure;
+        BEGIN
+          FOR f IN SELECT p.oid::regprocedure FROM pg_proc p
+                   JOIN pg_namespace n ON n.oid = p.pronamespace
+                   WHERE n.nspname = current_schema() AND p.proname LIKE 'procrastinate%'
+          LOOP
+            EXECUTE 'DROP FUNCTION ' || f || ' CASCADE';
+          END LOOP;
+        END $$""")
+    for type_ in QUEUE_TYPES:
+        op.execute(f'DROP TYPE IF EXISTS {type_} CASCADE')
     with op.batch_alter_table('background_jobs', schema=None) as batch_op:
         batch_op.drop_index('ix_background_jobs_unfinished_twin')
         batch_op.drop_index(batch_op.f('ix_background_jobs_expires_at'))

@@ -28,8 +28,7 @@ class BackgroundJob(db.Model):
                            name="status_known"),
         # The same request again while the first is unfinished answers the first job.
         sa.Index("ix_background_jobs_unfinished_twin", "owner_id", "twin_key", unique=True,
-                 postgresql_where=sa.text("status IN ('queued', 'running')"),
-                 sqlite_where=sa.text("status IN ('queued', 'running')")),
+                 postgresql_where=sa.text("status IN ('queued', 'running')")),
     )
 
     id: so.Mapped[int] = so.mapped_column(primary_key=True)

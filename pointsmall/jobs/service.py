@@ -50,12 +50,7 @@ def limit(name: str) -> int | None:
 def runs_as_job(session: so.Session, name: str, size: int) -> bool:
     """Whether work of `size` (rows, bytes, volunteers) goes past setting `name`."""
     most = limit(name)
-    return most is not None and available(session) and size > most
-
-
-def available(session: so.Session) -> bool:
-    """Whether jobs can run: the queue lives in PostgreSQL (SQLite runs everything inline)."""
-    return session.get_bind().dialect.name == "postgresql"
+    return most is not None and size > most
 
 
 def request_params(**params) -> dict:
@@ -118,8 +113,6 @@ def own_job(session: so.Session, job_id: int, user_id: int) -> BackgroundJob:
 
 def file_of(session: so.Session, job: BackgroundJob) -> bytes:
     """Return the job's file, read in binary (as text, bytea comes hex-escaped: twice)."""
-    if not available(session):  # SQLite runs no jobs; goes with SQLite
-        return job.content
     raw = session.connection().connection.driver_connection
     with raw.cursor(binary=True) as cursor:
         cursor.execute("SELECT content FROM background_jobs WHERE id = %s", (job.id,))
