@@ -11,7 +11,7 @@ from flask_babel import get_locale
 from flask_babel import gettext as _
 from werkzeug.exceptions import NotFound
 
-from ledger.clock import utcnow
+from ledger import utcnow
 from pointsmall.errors import AppError
 from pointsmall.extensions import db
 from pointsmall.jobs import queue

@@ -18,7 +18,7 @@ from flask import Flask, current_app
 from flask_babel import force_locale
 from flask_login import login_user
 
-from ledger.clock import utcnow
+from ledger import utcnow
 from pointsmall.auth.models import User
 from pointsmall.extensions import db
 from pointsmall.jobs.models import UNFINISHED, BackgroundJob
