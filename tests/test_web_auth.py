@@ -6,7 +6,7 @@ import pytest
 import sqlalchemy as sa
 from builders import PASSWORD, csrf_token, sign_in
 
-from merchants.attempts import ThrottleEvent
+from merchants.attempts import AttemptCounter
 from pointsmall.audit import AuditEntry
 from pointsmall.auth.models import ApiToken, User
 from pointsmall.communities import Community, Grid
@@ -176,7 +176,7 @@ def test_a_suspended_volunteer_cannot_sign_in(english, place, make_volunteer):
 def counts() -> dict[str, int]:
     """Rows a refused form must not have written."""
     return {model.__name__: db.session.scalar(sa.select(sa.func.count()).select_from(model))
-            for model in (ThrottleEvent, AuditEntry, User, Volunteer, Grid, Community,
+            for model in (AttemptCounter, AuditEntry, User, Volunteer, Grid, Community,
                           ApiToken)}
 
 
