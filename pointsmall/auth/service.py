@@ -2,6 +2,7 @@
 
 import hashlib
 import secrets
+import threading
 from datetime import timedelta
 from functools import cache
 
@@ -39,14 +40,21 @@ def find_user(session: so.Session, login: str) -> User | None:
                           .where(SignInName.name == login))
 
 
-@cache
+_unknown_user_hash: list[str] = []
+_unknown_user_hash_made = threading.Lock()
+
+
 def unknown_user_hash() -> str:
     """A hash of the app's own kind and cost, that no password matches, for unknown names.
 
     Checking it costs what checking a real user's password costs, so the time of the
-    answer does not tell whether a name exists.
+    answer does not tell whether a name exists. Made once per process (under a lock, so a
+    burst of first requests does not make it once each).
     """
-    return generate_password_hash(secrets.token_urlsafe(24))
+    with _unknown_user_hash_made:
+        if not _unknown_user_hash:
+            _unknown_user_hash.append(generate_password_hash(secrets.token_urlsafe(24)))
+    return _unknown_user_hash[0]
 
 
 def authenticate(session: so.Session, login: str, password: str, address: str, *,
