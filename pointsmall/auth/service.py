@@ -14,7 +14,7 @@ from werkzeug.security import generate_password_hash
 from ledger.clock import utcnow
 from pointsmall import audit
 from pointsmall.auth import limits
-from pointsmall.auth.limits import PictureRequired  # noqa: F401  (re-exported)
+from pointsmall.auth.limits import PictureRequired, too_many_sign_ins  # noqa: F401  (re-exported)
 from pointsmall.auth.models import UNUSABLE, ApiToken, SignInName, User, password_matches
 from pointsmall.errors import NotFound, ValidationFailed
 
