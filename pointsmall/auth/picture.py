@@ -86,7 +86,7 @@ def _draw(text: str) -> bytes:
     draw = ImageDraw.Draw(image)
     for _ in range(6):  # lines across the letters
         draw.line([(rng.randrange(SIZE[0]), rng.randrange(SIZE[1])) for _ in range(2)],
-                  fill=tuple(rng.randrange(90, 200) for _ in range(3)), width=2)
+                  fill=tuple(rng.randrange(120, 210) for _ in range(3)), width=1)
     step = SIZE[0] // (len(text) + 1)
     for i, char in enumerate(text):
         glyph = Image.new("RGBA", (44, 52), (0, 0, 0, 0))
