@@ -14,10 +14,9 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import postgresql
 
-from ledger.clock import utcnow
-from ledger.models import Base
+from ledger import Base, utcnow
 
 KEY_MAX = 120
 
@@ -47,15 +46,8 @@ class AttemptsExceeded(Exception):
 
 
 _COUNTERS = AttemptCounter.__table__
-_OPENERS: dict[str, sa.Insert] = {}
-
-
-def _opener(dialect: str) -> sa.Insert:
-    """INSERT ... ON CONFLICT DO NOTHING of an empty counter, built once per dialect."""
-    if dialect not in _OPENERS:
-        insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}[dialect](_COUNTERS)
-        _OPENERS[dialect] = insert.on_conflict_do_nothing(index_elements=["scope", "key"])
-    return _OPENERS[dialect]
+# Open a key's counter (empty) unless it is open already.
+_OPEN = postgresql.insert(_COUNTERS).on_conflict_do_nothing(index_elements=["scope", "key"])
 
 
 def reserve(session: so.Session, scope: str, key: str, limit: int, window: timedelta) -> int:
@@ -67,8 +59,7 @@ def reserve(session: so.Session, scope: str, key: str, limit: int, window: timed
     """
     key, now = key[:KEY_MAX], utcnow()
     cutoff = now - window
-    session.execute(_opener(session.get_bind().dialect.name),
-                    {"scope": scope, "key": key, "window_start": now, "count": 0})
+    session.execute(_OPEN, {"scope": scope, "key": key, "window_start": now, "count": 0})
     expired = _COUNTERS.c.window_start <= cutoff
     counted = session.execute(
         sa.update(_COUNTERS)

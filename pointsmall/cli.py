@@ -9,7 +9,6 @@ from flask_migrate import upgrade
 from werkzeug.serving import run_simple
 
 import ledger
-from ledger import flows as ledger_flows
 from pointsmall.extensions import db
 from pointsmall.reports.models import record_check
 
@@ -50,9 +49,9 @@ def expire_holds_command(batch: int) -> None:
 @ledger_cli.command("rebuild-flows")
 def rebuild_flows_command() -> None:
     """Recompute the daily flows from the postings (after changing POINTSMALL_TIMEZONE)."""
-    counted = ledger_flows.rebuild(db.session)
+    counted = ledger.rebuild_flows(db.session)
     db.session.commit()
-    click.echo(f"rebuilt the daily flows from {counted} posting(s) in {ledger_flows.zone()}")
+    click.echo(f"rebuilt the daily flows from {counted} posting(s) in {ledger.flow_zone()}")
 
 
 def drain(work, batch: int) -> int:
@@ -119,7 +118,7 @@ def start_demo_command(host: str, port: int) -> None:
     if demo.seed(db.session):
         click.echo("demo data seeded")
     db.session.commit()
-    # Hand the connection back: on SQLite an open transaction would hold the write lock.
+    # Hand the connection back to the pool before serving.
     db.session.remove()
     click.echo(f"Points Mall demo: http://{host}:{port}/")
     click.echo(f"Sign in with admin, staff1, staff2, vol1 ... vol50, merchant1 or market1; "

@@ -1,6 +1,6 @@
 """Import every model, so that the metadata (and so each migration) sees all tables."""
 
-from ledger.models import Account, Asset, Balance, Flow, Hold, Posting, Transaction  # noqa: F401
+from ledger import Account, Asset, Balance, Flow, Hold, Posting, Transaction  # noqa: F401
 from merchants.models import Item, Merchant, Redemption, Statement, StatementLine  # noqa: F401
 from pointsmall.audit import AuditEntry  # noqa: F401
 from pointsmall.auth.models import ApiToken, AttemptCounter, SignInName, User  # noqa: F401

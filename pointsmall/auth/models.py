@@ -8,7 +8,7 @@ import sqlalchemy.orm as so
 from flask_login import UserMixin
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from ledger.clock import utcnow
+from ledger import utcnow
 from merchants.attempts import AttemptCounter  # noqa: F401  (re-exported)
 from pointsmall.extensions import db
 

@@ -11,7 +11,7 @@ import sqlalchemy.orm as so
 from flask_babel import gettext as _
 from werkzeug.security import generate_password_hash
 
-from ledger.clock import utcnow
+from ledger import utcnow
 from pointsmall import audit
 from pointsmall.auth import limits
 from pointsmall.auth.limits import PictureRequired, too_many_sign_ins  # noqa: F401  (re-exported)

@@ -5,7 +5,7 @@ from collections.abc import Iterator
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
-from ledger.models import Account, Posting, Transaction
+from ledger import Account, Posting, Transaction
 from merchants.models import Merchant
 from pointsmall.exports.query import LocalTime, Period, Scope, keyset
 from pointsmall.shell import KIND_LABELS
