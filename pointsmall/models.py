@@ -3,7 +3,7 @@
 from ledger import Account, Asset, Balance, Flow, Hold, Posting, Transaction  # noqa: F401
 from merchants.models import Item, Merchant, Redemption, Statement, StatementLine  # noqa: F401
 from pointsmall.audit import AuditEntry  # noqa: F401
-from pointsmall.auth.models import ApiToken, ThrottleEvent, User  # noqa: F401
+from pointsmall.auth.models import ApiToken, AttemptCounter, SignInName, User  # noqa: F401
 from pointsmall.communities import Community, Grid  # noqa: F401
 from pointsmall.earning.models import (  # noqa: F401
     Activity,
