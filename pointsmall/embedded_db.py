@@ -19,6 +19,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import warnings
 from collections.abc import Iterator
@@ -71,10 +72,14 @@ _guard = threading.Lock()
 def database_url(instance_path: str) -> str:
     """Start or join the embedded server of `instance_path`, create the app's database in
     it when missing, and return its URL."""
-    pgdata = Path(os.environ.get("POINTSMALL_PGDATA") or Path(instance_path) / "postgres")
-    server = start(pgdata)
+    server = start(data_folder(instance_path))
     create_database(server, DATABASE)
     return server.url(DATABASE)
+
+
+def data_folder(instance_path: str) -> Path:
+    """Where the embedded server keeps its data: POINTSMALL_PGDATA, or instance/postgres."""
+    return Path(os.environ.get("POINTSMALL_PGDATA") or Path(instance_path) / "postgres")
 
 
 def start(pgdata: Path) -> Server:
@@ -152,9 +157,14 @@ def release(pgdata: Path) -> None:
 
 
 @contextlib.contextmanager
-def temporary(folder: Path) -> Iterator[Server]:
-    """A server of its own in `folder` (made here), stopped and deleted afterwards."""
-    folder = Path(folder)
+def temporary() -> Iterator[Server]:
+    """A server of its own in a new temporary folder, stopped and deleted afterwards.
+
+    The folder is made here, directly in the system's temporary folder: run as root, the
+    server runs as another user that must be able to reach it, and tools such as pytest
+    make their own temporary trees private (0700) again whenever they start.
+    """
+    folder = Path(tempfile.mkdtemp(prefix="pointsmall-postgres-"))
     try:
         yield start(folder / "pgdata")
     finally:

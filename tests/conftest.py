@@ -7,9 +7,12 @@ and deleted at the end).
 """
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -29,12 +32,12 @@ pytest_plugins = ["builders"]
 
 
 @pytest.fixture(scope="session")
-def server_url(tmp_path_factory) -> Iterator[str]:
+def server_url() -> Iterator[str]:
     """The URL of the PostgreSQL server the suite runs on (its maintenance database)."""
     if PG_URL:
         yield normalise_url(PG_URL, "")
         return
-    with embedded_db.temporary(tmp_path_factory.mktemp("postgres")) as server:
+    with embedded_db.temporary() as server:
         yield server.url()
 
 
@@ -58,6 +61,18 @@ def empty_database(server_url: str, prefix: str) -> Iterator[str]:
 def database_url(server_url) -> Iterator[str]:
     with empty_database(server_url, "test") as url:
         yield url
+
+
+@pytest.fixture
+def pgdata() -> Iterator[Path]:
+    """A data folder for an embedded server of the test's own (see embedded_db.temporary
+    for why not in tmp_path); whatever server this process started there is stopped after."""
+    folder = Path(tempfile.mkdtemp(prefix="pointsmall-test-"))
+    try:
+        yield folder / "postgres"
+    finally:
+        embedded_db.release(folder / "postgres")
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
