@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ DATABASE = "pointsmall"
 USER = "postgres"
 HANDLES = ".handle_pids.json"
 ADVICE = "or set DATABASE_URL to a PostgreSQL server"
+STARTUP_SECONDS = 120  # how long a starting server (crash recovery, a busy machine) may take
 
 
 class EmbeddedServerError(click.ClickException):
@@ -89,20 +91,29 @@ def start(pgdata: Path) -> Server:
         if pgdata in _servers:
             return _servers[pgdata]
         library = _library()
-        _check_folder(pgdata)
         with library.PostgresServer._lock:
+            # Under the lock that starting takes: never a folder half-way through initdb.
+            _check_folder(pgdata)
             _write_handles(pgdata, [pid for pid in _read_handles(pgdata) if _alive(pid)])
         handle = None
         try:
-            handle = library.get_server(pgdata, cleanup_mode="stop")
+            try:
+                handle = library.get_server(pgdata, cleanup_mode="stop")
+            except subprocess.TimeoutExpired:
+                # The library gives pg_ctl 10 s, then leaves the server starting: on a busy
+                # machine (crash recovery, a loaded CI) wait for it, and join it once ready.
+                _forget(library, pgdata, None)
+                if not _ready_within(pgdata, STARTUP_SECONDS):
+                    raise
+                handle = library.get_server(pgdata, cleanup_mode="stop")
             info = handle.get_postmaster_info()
             server = Server(pgdata, info.pid, info.socket_dir or pgdata, info.port or 5432,
                             handle.system_user)
-        except subprocess.TimeoutExpired as error:
+        except subprocess.TimeoutExpired:
             _forget(library, pgdata, handle)
             raise EmbeddedServerError(
                 f"the embedded PostgreSQL server in {pgdata} did not start within "
-                f"{error.timeout:.0f} s: see its log {pgdata / 'log'}, {ADVICE}") from None
+                f"{STARTUP_SECONDS} s: see its log {pgdata / 'log'}, {ADVICE}") from None
         except (subprocess.CalledProcessError, OSError, AssertionError, RuntimeError) as error:
             _forget(library, pgdata, handle)
             raise EmbeddedServerError(_start_failure(pgdata, error)) from None
@@ -259,6 +270,24 @@ def _forget(library, pgdata: Path, handle) -> None:
         handles = _read_handles(pgdata)
         if os.getpid() in handles:
             _write_handles(pgdata, [pid for pid in handles if pid != os.getpid()])
+
+
+def _ready_within(pgdata: Path, seconds: float) -> bool:
+    """Wait until postmaster.pid says a live server is ready; False when none will be."""
+    began = time.monotonic()
+    while time.monotonic() < began + seconds:
+        try:
+            lines = (pgdata / "postmaster.pid").read_text().splitlines()
+        except OSError:
+            if time.monotonic() > began + 5:
+                return False  # no server is starting (it failed: see its log)
+            lines = []
+        if len(lines) >= 8 and lines[0].strip().isdigit() and not _alive(int(lines[0])):
+            return False
+        if len(lines) >= 8 and lines[7].strip() == "ready":
+            return True
+        time.sleep(0.2)
+    return False
 
 
 def _read_handles(pgdata: Path) -> list[int]:

