@@ -10,7 +10,7 @@ from builders import (  # noqa: F401
     make_volunteer,
 )
 from psycopg.errors import DeadlockDetected
-from psycopg.errors import SyntaxError as SyntaxError_
+from psycopg.errors import SyntaxError as PostgresSyntaxError
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -161,14 +161,14 @@ def test_a_token_older_than_ninety_days_no_longer_works(client, make_community, 
 
 
 def test_a_syntax_error_is_our_bug_not_a_database_that_is_away(
-        client, make_community, make_volunteer, monkeypatch):
+        app, client, make_community, make_volunteer, monkeypatch):
+    # As in production, where an unexpected error is answered rather than raised.
+    monkeypatch.setitem(app.config, "PROPAGATE_EXCEPTIONS", False)
     volunteer = make_volunteer(make_community())
 
     def broken(*args, **kwargs):
-        raise ProgrammingError("UPDATE ...", {}, SyntaxError_('syntax error at or near "("'))
-
-    # As in production, where an unhandled error is answered rather than raised.
-    monkeypatch.setitem(client.application.config, "PROPAGATE_EXCEPTIONS", False)
+        raise ProgrammingError("UPDATE ...", {}, PostgresSyntaxError(
+            'syntax error at or near "("'))
 
     monkeypatch.setattr(ledger, "balances", broken)
     answer = client.get("/api/v1/me", headers=bearer(volunteer.user))

@@ -36,8 +36,8 @@ ZH_JOURNAL = ["交易编号", "时间", "类型", "摘要", "账户", "资产", 
 
 
 @pytest.fixture(scope="module")
-def jobs_app(tmp_path_factory):
-    with empty_database(tmp_path_factory.mktemp("jobs"), "jobs") as url:
+def jobs_app(server_url):
+    with empty_database(server_url, "jobs") as url:
         app = create_app({"TESTING": True, "SECRET_KEY": "test-secret",
                           "SQLALCHEMY_DATABASE_URI": url, "WTF_CSRF_ENABLED": False,
                           "EXPORT_JOB_ROWS": ROWS, "IMPORT_JOB_BYTES": IMPORT_BYTES,
