@@ -103,10 +103,12 @@ def _central(data: bytearray, name: str) -> int:
     raise LookupError(name)
 
 
-def node_bomb(elements: int = 1_000_000) -> tuple[str, bytes]:
-    """A styles part of a million empty elements: 4 MB of XML, gigabytes as a tree."""
-    styles = f'<styleSheet xmlns="{MAIN}">'.encode() + b"<a/>" * elements + b"</styleSheet>"
-    return "styles.xlsx", _xlsx({"xl/styles.xml": styles})
+def node_bomb(elements: int = 1_000_000, part: str = "xl/styles.xml") -> tuple[str, bytes]:
+    """A styles part (or `part`) of a million empty elements: 4 MB of XML, a tree of
+    hundreds of megabytes."""
+    root = "worksheet" if part == SHEET else "styleSheet"
+    xml = f'<{root} xmlns="{MAIN}">'.encode() + b"<a/>" * elements + f"</{root}>".encode()
+    return "nodes.xlsx", _xlsx({part: xml})
 
 
 def csv_blank_lines(lines: int = 1_000_000) -> tuple[str, bytes]:
@@ -127,6 +129,7 @@ BOMBS = {
     "zip bomb": (zip_bomb, "too_large"),
     "lying zip bomb": (lying_zip_bomb, "unreadable"),
     "node bomb": (node_bomb, "too_large"),
+    "styles flood": (lambda: node_bomb(100_000), "too_large"),  # within a sheet's allowance
     "csv blank lines": (csv_blank_lines, "too_many_rows"),
     "csv wide": (csv_wide, "too_many_columns"),
 }

@@ -4,12 +4,12 @@ than a sheet of the page's size is refused before it costs the worker memory or 
 An XLSX is a zip of XML parts that openpyxl parses, some whole (a tree in memory), the
 sheet row by row. So before openpyxl opens it: the zip may unzip to at most `unzipped`
 bytes (zipfile stops a member at its declared size, so a lying header fails its checksum),
-deflated or stored only; then every part is scanned as a stream, in constant memory, and
-refused at the first sign of too much: more XML nodes (elements and attributes, what a tree
-costs) than `nodes`, a row past `lines`, a cell past `columns` or a row with more cells, a
-declared dimension beyond either, a DTD. Then openpyxl reads the sheet in read-only mode,
-without trusting the declared dimension (which would pad every row to its width). A
-deadline bounds the whole read.
+deflated or stored only. Then every part is read twice as a stream, in constant memory:
+its "<" and "=" counted at C speed against `nodes` (what a tree of it would cost; far fewer
+for the parts always parsed whole), then parsed by expat and refused at the first row past
+`lines`, cell past `columns`, row with more cells, declared dimension beyond either, or
+DTD. Then openpyxl reads the sheet in read-only mode, without trusting the declared
+dimension (which would pad every row to its width). A deadline bounds the whole read.
 """
 
 import csv
@@ -35,6 +35,13 @@ MAX_NODES = 800_000
 # Under gunicorn's 30 s, so that a slow file gets the page's answer, not a killed worker; a
 # sheet of 10,000 rows takes about a second.
 SECONDS = 20.0
+# Parts that openpyxl always parses whole, by these names: a real one is a few thousand
+# nodes, so they get a tenth of a sheet's allowance (a styles part at the full one takes
+# as long to parse as a sheet of 10,000 rows).
+TREE_PARTS = frozenset({"[Content_Types].xml", "_rels/.rels", "xl/workbook.xml",
+                        "xl/_rels/workbook.xml.rels", "xl/styles.xml", "docProps/core.xml",
+                        "docProps/app.xml", "docProps/custom.xml"})
+TREE_PART_NODES = 80_000
 CHUNK = 64 * 1024
 ZIP_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)  # what Excel writes; LZMA can ask
 # for a dictionary of gigabytes
@@ -173,11 +180,13 @@ def check_xlsx(data: bytes, bounds: Bounds, deadline: Deadline) -> None:
 def _count_marks(archive: zipfile.ZipFile, member: zipfile.ZipInfo, bounds: Bounds,
                  deadline: Deadline) -> None:
     marks = 0
+    allowed = min(bounds.nodes, TREE_PART_NODES) if member.filename in TREE_PARTS else (
+        bounds.nodes)
     with archive.open(member) as part:
         while chunk := part.read(CHUNK):
             deadline.check()
             marks += chunk.count(b"<") + chunk.count(b"=")
-            if marks > bounds.nodes:
+            if marks > allowed:
                 raise SheetRefused("too_large")
 
 
