@@ -30,6 +30,8 @@ KEPT = (int, float, Decimal, date)  # numbers and dates (datetime is a date)
 
 def could_run(text: str) -> bool:
     """Return whether a spreadsheet could read `text` as a formula (or a DDE command)."""
+    if text[:1].isalnum():  # most text: a letter, a digit or a Chinese character first
+        return False
     if text.startswith(FORMULA_START):
         return True
     for character in text:

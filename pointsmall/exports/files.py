@@ -12,6 +12,7 @@ from typing import IO
 
 import openpyxl
 from openpyxl.cell import WriteOnlyCell
+from openpyxl.cell.cell import ERROR_CODES
 from openpyxl.utils import get_column_letter
 
 from pointsmall.exports.cells import BOM, CsvLines, xlsx_value
@@ -32,12 +33,20 @@ def csv_stream(headers: list[str], rows: Iterable[Iterable]) -> Iterator[str]:
     yield lines.take()
 
 
-def xlsx_cell(sheet, value) -> WriteOnlyCell:
-    """Return a safe cell of `sheet`: text as a string cell, never a type openpyxl guesses
-    (a formula for "=...", an error for "#N/A"); numbers and dates as themselves."""
-    cell = WriteOnlyCell(sheet, xlsx_value(value))
-    if isinstance(cell.value, str):
-        cell.data_type = "s"
+def xlsx_cell(sheet, value):
+    """Return a safe cell for `sheet`: text is always a string cell, numbers and dates are
+    themselves.
+
+    openpyxl types text as a string unless it starts with "=" (a formula; `safe_cell`
+    never leaves one) or is an error code ("#N/A"): those are given as cells typed "s" by
+    hand. Every other text goes in as it is, typed "s" by openpyxl's reused cell: a cell
+    object of our own for each would make a large export half as slow again.
+    """
+    value = xlsx_value(value)
+    if not isinstance(value, str) or not (value in ERROR_CODES or value.startswith("=")):
+        return value
+    cell = WriteOnlyCell(sheet, value)
+    cell.data_type = "s"
     return cell
 
 
