@@ -111,6 +111,11 @@ def node_bomb(elements: int = 1_000_000, part: str = "xl/styles.xml") -> tuple[s
     return "nodes.xlsx", _xlsx({part: xml})
 
 
+def many_parts_bomb(parts: int = 5_000) -> tuple[str, bytes]:
+    """A workbook with thousands of empty extra parts, each a directory entry to parse."""
+    return "parts.xlsx", _xlsx({f"xl/extra/{n}.xml": b"" for n in range(parts)})
+
+
 def csv_blank_lines(lines: int = 1_000_000) -> tuple[str, bytes]:
     """A CSV of the header and a million empty lines."""
     return "blank.csv", (",".join(HEADER) + "\r\n" + "\r\n" * lines).encode("utf-8-sig")
@@ -130,6 +135,7 @@ BOMBS = {
     "lying zip bomb": (lying_zip_bomb, "unreadable"),
     "node bomb": (node_bomb, "too_large"),
     "styles flood": (lambda: node_bomb(100_000), "too_large"),  # within a sheet's allowance
+    "many parts": (many_parts_bomb, "too_large"),
     "csv blank lines": (csv_blank_lines, "too_many_rows"),
     "csv wide": (csv_wide, "too_many_columns"),
 }
