@@ -165,6 +165,11 @@ def import_volunteers():
     if form.validate_on_submit():
         upload = form.file.data
         data = upload.read()
+        try:
+            importer.check_upload(upload.filename or "", data)
+        except importer.ImportRefused as refusal:
+            return render_template("volunteers/import.html", form=form, refusal=refusal,
+                                   max_rows=importer.MAX_ROWS), 422
         if jobs.runs_as_job(db.session, "IMPORT_JOB_BYTES", len(data)):
             # A large file is checked and imported by a worker; its page shows the result.
             job = jobs.start_job(
