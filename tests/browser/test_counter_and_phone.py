@@ -488,3 +488,45 @@ def test_every_control_on_the_phone_pages_is_at_least_44px_high(page, site, scre
         problems.update({f"{path}: {p}": 1 for p in small_tap_targets(page)})
     screenshot(page, "counter")
     assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("locale", ["zh_CN", "en"])
+@pytest.mark.parametrize("username", ["vol29", "merchant1"])
+def test_no_page_reachable_from_the_home_page_is_wider_than_a_360px_phone(
+        chromium, site, username, locale):
+    """Follow every link from the home page at 360 px: each page answers and fits."""
+    site.reserve("vol29", EGGS) if username == "vol29" else None  # a code page to visit
+    context = chromium.new_context(viewport={"width": 360, "height": 740}, is_mobile=True,
+                                   has_touch=True, device_scale_factor=2, base_url=site.url)
+    context.add_cookies([{"name": "lang", "value": locale, "url": site.url}])
+    context.set_default_timeout(10_000)
+    page = context.new_page()
+    sign_in(page, username)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    queue, seen, variants, problems = ["/"], set(), {}, []
+    while queue:
+        path = queue.pop(0)
+        seen.add(path)
+        response = page.goto(path)
+        if response.status >= 400:
+            problems.append(f"{path}: {response.status}")
+        width = page.evaluate("() => document.documentElement.scrollWidth")
+        slug = re.sub(r"[^a-z0-9]+", "-", path.lower()).strip("-") or "home"
+        page.screenshot(path=str(SCREENSHOTS / f"crawl-360--{username}-{locale}--{slug}.png"),
+                        full_page=True)
+        if width > 360:
+            problems.append(f"{path}: {width}px wide")
+        for href in page.eval_on_selector_all("a[href]", "links => links.map(a => a.href)"):
+            if not href.startswith(site.url):
+                continue
+            target = href[len(site.url):].split("#")[0] or "/"
+            bare = target.split("?")[0]
+            if (target in seen or target in queue or re.match(r"^/(lang/|logout)", target)
+                    or re.search(r"\.(csv|xlsx|pdf)$", bare) or "format=" in target):
+                continue
+            variants[bare] = variants.get(bare, 0) + 1
+            if variants[bare] <= 2:  # month links lead on without end
+                queue.append(target)
+    context.close()
+    assert len(seen) > 5, seen
+    assert not problems, "\n".join(problems)
