@@ -269,12 +269,12 @@ def refused(error: MarketError):
         flash(_("No such redemption code here. Check the code, and that it was redeemed "
                 "at this shop."), "error")
         left = _tries_left()
-        if left == 0:
+        if left == 0:  # that was the last try: the field shuts now, not on the next one
             try:
                 attempts.check(db_session(), "code", str(current_user.id), CODE_LIMIT,
                                CODE_WINDOW)
             except attempts.AttemptsExceeded as lock:
-                return locked(lock)
+                return _counter_page(CodeForm(), error.status, locked_for=lock.retry_after)
         return _counter_page(CodeForm(), error.status, tries_left=left)
     describe = current_app.extensions.get("describe_market_error", lambda e: e.message)
     flash(describe(error), "error")
