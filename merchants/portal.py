@@ -290,7 +290,7 @@ def scanner_js():
     hash, so a new version is a new URL and the old one may be kept for a year.
     """
     raw, packed, _version = _scanner()
-    gzipped = "gzip" in request.headers.get("Accept-Encoding", "")
+    gzipped = request.accept_encodings.quality("gzip") > 0
     response = Response(packed if gzipped else raw, mimetype="text/javascript")
     if gzipped:
         response.headers["Content-Encoding"] = "gzip"

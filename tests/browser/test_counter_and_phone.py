@@ -469,10 +469,9 @@ def test_19_signed_up_english_types_one_row_of_tabs_live_code_page_and_favicon(
     assert icon.status == 200 and icon.headers["content-type"].startswith("image/")
 
 
-def test_every_control_on_the_phone_pages_is_at_least_44px_high(page, site, screen,
-                                                                  screenshot):
-    if screen != "390":
-        pytest.skip("tap targets are a phone's concern")
+def test_every_control_on_the_phone_pages_is_at_least_44px_high(chromium, site):
+    context = open_tab(chromium, site, "390")
+    page = context.new_page()
     _, number = site.reserve("vol28", EGGS)
     sign_in(page, "vol28")
     problems = {}
@@ -486,7 +485,8 @@ def test_every_control_on_the_phone_pages_is_at_least_44px_high(page, site, scre
     for path in ("/counter/", "/counter/month", "/counter/statement"):
         page.goto(path)
         problems.update({f"{path}: {p}": 1 for p in small_tap_targets(page)})
-    screenshot(page, "counter")
+    page.screenshot(path=str(SCREENSHOTS / "tap-targets--390--counter.png"), full_page=True)
+    context.close()
     assert not problems, "\n".join(problems)
 
 

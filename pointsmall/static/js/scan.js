@@ -64,7 +64,7 @@
     navigator.mediaDevices.getUserMedia({ video: { facingMode: "environment" } })
       .then(function (s) {
         stream = s;
-        return loadReader().catch(function (e) { stop(); e.reader = true; throw e; });
+        return loadReader();
       })
       .then(function () {
         video.srcObject = stream;
