@@ -7,7 +7,7 @@ from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 
 import ledger
-from ledger.clock import utcnow
+from ledger import utcnow
 from merchants.models import Redemption
 from pointsmall import tiers
 from pointsmall.auth.views import EmptyForm
