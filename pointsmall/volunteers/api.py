@@ -31,10 +31,11 @@ BAD_PHONE = _l("Not a mainland mobile number (11 digits starting with 1).")
 UNKNOWN_GRID = _l("Unknown grid.")
 BAD_DATE = _l("A date like 2024-03-01 is required.")
 UNKNOWN_STATUS = _l("Unknown status.")
-# What the service accepts (it strips spaces and dashes from a phone number first).
+# What the service accepts (it drops spaces, dashes and +86 from a phone number first).
 NAME_DOC = {"minLength": 1, "maxLength": service.NAME_MAX, "pattern": NOT_BLANK}
-PHONE_DOC = {"pattern": r"^[\s-]*1[\s-]*[3-9](?:[\s-]*\d){9}[\s-]*$",
-             "description": "A mainland mobile number: 11 digits starting with 1"}
+PHONE_DOC = {"pattern": r"^[\s-]*(?:\+[\s-]*8[\s-]*6[\s-]*)?1[\s-]*[3-9](?:[\s-]*\d){9}[\s-]*$",
+             "description": "A mainland mobile number: 11 digits starting with 1 "
+                            "(spaces, dashes and +86 allowed)"}
 
 
 def staff_only(view):
