@@ -111,11 +111,18 @@ def refuse_long_urls():
         abort(414)
 
 
+DESCRIPTION = (
+    "Every failure answers `{\"code\", \"message\", \"errors\": {field: [...]}}` with one "
+    "of the statuses its operation lists. A method a path does not serve answers 405 with an "
+    "`Allow` header naming those it does (no operation can list that: it is not one).")
+
+
 def install(app: Flask, api) -> None:
     """Prepare `app` and the OpenAPI document for the API blueprints (before registering them)."""
     app.url_map.converters["id"] = RowIdConverter
     # No catch-all "default" answer: it would make every status a documented one.
     api.DEFAULT_ERROR_RESPONSE_NAME = None
+    api.spec.options.setdefault("info", {})["description"] = DESCRIPTION
     plugin = SharedErrorsPlugin()
     plugin.init_spec(api.spec)
     api.spec.plugins.append(plugin)

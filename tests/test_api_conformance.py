@@ -261,6 +261,7 @@ def test_the_document_names_every_failure_and_no_catch_all(world_app):
         if "429" in said:
             assert said["429"]["headers"]["Retry-After"]["required"], f"{method} {path}"
     assert operations[("post", "/api/v1/auth/tokens")]["security"] == []
+    assert "405" in doc["info"]["description"] and "Allow" in doc["info"]["description"]
     item = doc["paths"]["/api/v1/items/{item_id}"]["parameters"][0]["schema"]
     assert (item["minimum"], item["maximum"]) == (1, 2**31 - 1)
 

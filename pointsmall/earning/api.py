@@ -80,7 +80,10 @@ def _key() -> str:
 MAX_LEDGER_ID = 2**63 - 1
 AMOUNT = {"minimum": 0, "maximum": activities.MAX_POINTS}
 THRESHOLD = {"minimum": 0, "maximum": 10_000_000}  # tiers.check_thresholds
-VOLUNTEER_IDS = fields.Integer(strict=True, metadata={"minimum": 1, "maximum": MAX_ROW_ID})
+
+
+def volunteer_id() -> fields.Integer:
+    return fields.Integer(strict=True, metadata={"minimum": 1, "maximum": MAX_ROW_ID})
 
 
 def text(most: int) -> dict:
@@ -154,13 +157,13 @@ class AttendanceSchema(Schema):
 
 
 class MarkSchema(Schema):
-    volunteer_ids = fields.List(VOLUNTEER_IDS, required=True,
+    volunteer_ids = fields.List(volunteer_id(), required=True,
                                 validate=validate.Length(min=1, max=5000))
     present = JsonBoolean(load_default=True)
 
 
 class AwardRequestSchema(Schema):
-    volunteer_ids = fields.List(VOLUNTEER_IDS, load_default=None, allow_none=True,
+    volunteer_ids = fields.List(volunteer_id(), load_default=None, allow_none=True,
                                 metadata={"description": "Default: everyone present",
                                           "minItems": 1, "maxItems": awards.MAX_BATCH,
                                           "uniqueItems": True})
