@@ -82,9 +82,10 @@ def test_ten_volunteers_for_three_places_fill_exactly_three(
         base_app, racing, board_world):  # noqa: F811
     _, task_id, ids, _ = board_world(people=10, places=3)
 
-    outcomes = race(base_app, racing, [
-        (lambda v: lambda s: board.claim_task(s, s.get(Volunteer, v), task_id).id)(v)
-        for v in ids])
+    def claim(volunteer_id):
+        return lambda s: board.claim_task(s, s.get(Volunteer, volunteer_id), task_id).id
+
+    outcomes = race(base_app, racing, [claim(v) for v in ids])
 
     assert sum(1 for _, error in outcomes if error is None) == 3
     assert all(isinstance(error, TaskFull) for _, error in outcomes if error is not None)
