@@ -318,3 +318,33 @@ def test_pages_speak_english_when_chosen(client, place, staff, volunteer, make_t
     page = client.get("/tasks").get_data(as_text=True)
 
     assert "My service hours" in page and "Open tasks near me" in page
+
+
+def test_the_dashboard_shows_tasks_per_month_the_48_hour_share_and_overdue_grids(
+        client, place, staff, make_volunteer, make_task):
+    from pointsmall.tasks import figures
+
+    created = utcnow() - timedelta(days=5)
+    quick, slow = make_volunteer(place), make_volunteer(place)
+    for volunteer, hours, rating in ((quick, 20, 5), (slow, 60, 3)):
+        task = board.publish_task(db.session, place.id, {
+            "title": "巡查", "grid_id": place.micro.id, "points": 5, "merit": 5, "people": 1,
+            "deadline": created + timedelta(days=4)}, actor=staff, now=created)
+        board.claim_task(db.session, volunteer, task.id, now=created + timedelta(hours=2))
+        row = board.finish_task(db.session, volunteer, task.id, note="好",
+                                now=created + timedelta(hours=hours - 1))
+        checks.accept_task(db.session, staff, row.id, rating=rating,
+                           now=created + timedelta(hours=hours))
+    board.publish_task(db.session, place.id, {
+        "title": "逾期任务", "grid_id": place.grid.id, "points": 5, "merit": 5, "people": 1,
+        "deadline": utcnow() - timedelta(hours=1)}, actor=staff, now=created)
+    db.session.commit()
+
+    found = figures.summary(db.session, place.id, created - timedelta(days=1), utcnow())
+    assert (found.closed, found.within_48h, found.hours_to_claim, found.rating,
+            found.overdue) == (2, 0.5, 2.0, 4.0, 1)
+    assert found.hours_to_close == 40.0
+    enter_session(client, staff)
+    page = client.get("/staff/dashboard").get_data(as_text=True)
+    assert 'data-testid="within-48h">50%' in page
+    assert f"{place.grid.name}</span><strong>1</strong>" in page

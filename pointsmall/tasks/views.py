@@ -5,6 +5,7 @@ import sqlalchemy as sa
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
+from pointsmall import clock
 from pointsmall.auth.views import EmptyForm
 from pointsmall.earning.views import me
 from pointsmall.errors import NotFound, ValidationFailed
@@ -204,3 +205,23 @@ def task_labels():
             "wish_kind": say(labels.WISH_KIND_LABELS),
             "task_mode": say(labels.MODE_LABELS),
             "star_label": say(labels.STAR_LABELS)}
+
+
+@bp.app_context_processor
+def task_figures():
+    """Let the dashboards' templates ask for the task board's figures."""
+    from pointsmall.tasks import figures
+
+    def for_community(community_id, months):
+        start = clock.utc_start_of(months[0])
+        end = clock.utc_start_of(clock.next_month(months[-1]))
+        return {"months": figures.by_month(db.session, community_id, months),
+                "summary": figures.summary(db.session, community_id, start, end),
+                "overdue": figures.overdue_by_grid(db.session, community_id)}
+
+    def for_district(community_ids, month):
+        start = clock.utc_start_of(month.replace(month=1))
+        end = clock.utc_start_of(clock.next_month(month))
+        return {c: figures.summary(db.session, c, start, end) for c in community_ids}
+
+    return {"task_figures": for_community, "district_task_figures": for_district}
