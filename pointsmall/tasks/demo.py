@@ -37,7 +37,8 @@ def seed_tasks(session: so.Session, rng: random.Random) -> None:
         def publish(title, grid, points=10, created=now, people_=2, community=community,
                     staff=staff, **extra):
             return board.publish_task(session, community.id, {
-                "title": title, "description": f"{title}，完成后请拍照说明。", "place": grid.name,
+                "title": title, "description": f"{title}，完成后请拍照说明。",
+                "place": f"{grid.name}楼下",
                 "grid_id": grid.id, "points": points, "merit": points, "people": people_,
                 "hours": extra.pop("hours", 2), "deadline": created + timedelta(days=3),
                 **extra}, actor=staff, now=created)

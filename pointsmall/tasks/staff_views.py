@@ -1,7 +1,8 @@
 """Staff pages of the task board: publish and dispatch tasks, check and rate what is done,
 screen residents' wishes, print a grid station's QR poster."""
 
-from datetime import UTC
+from datetime import UTC, timedelta
+from decimal import Decimal
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
@@ -11,6 +12,7 @@ from pointsmall import clock
 from pointsmall.auth.views import EmptyForm
 from pointsmall.communities import community_grids
 from pointsmall.earning import sheets
+from pointsmall.earning.rules import activity_type
 from pointsmall.errors import ValidationFailed
 from pointsmall.extensions import db
 from pointsmall.mall import qr_data_uri
@@ -166,8 +168,16 @@ def wishes_page():
 def _render_wish(wish_id: int, status: int = 200, **forms):
     wish = wishes.get_wish(db.session, wish_id, current_user.community_id)
     publish_form = forms.get("publish_form") or PublishForm(prefix="p")
-    if publish_form.title.data is None:
+    if request.method == "GET":
+        # A wish's task earns what the community's "wish" activity type gives, by default,
+        # and is due within the 48 hours the districts aim for.
+        kind = activity_type(db.session, wish.community_id, "wish")
         publish_form.title.data = wish.text[:40]
+        publish_form.points.data = kind.points if kind else None
+        publish_form.merit.data = kind.merit if kind else None
+        publish_form.hours.data = Decimal("1")
+        publish_form.deadline.data = (clock.local_now() + timedelta(hours=48)).replace(
+            tzinfo=None, second=0, microsecond=0)
     return render_template(
         "tasks/staff_wish.html", wish=wish, publish_form=publish_form,
         merge_form=forms.get("merge_form") or MergeForm(prefix="m"),
