@@ -86,6 +86,8 @@ def routes() -> dict:
     }
 
 
+EXPORT_TABLES = ("tasks", "wishes", "hours")
+
 NOT_SCOPED = {
     ("POST", "/api/v1/platform/tasks"): "the grid platform signs it (HMAC), tested in "
                                          "test_tasks_pages.py",

@@ -95,7 +95,7 @@ RULES_FORM = {"daily_cap": "", "monthly_cap": "", "approval_points": "5000",
               "merit_per_year": "10"}
 
 EXPORT_TABLES = ("volunteers", "activities", "attendance", "awards", "redemptions",
-                 "statements", "journal")
+                 "statements", "journal", *task_routes.EXPORT_TABLES)
 
 ROUTES: dict[tuple[str, str], Case] = {
     # volunteers and grids

@@ -348,3 +348,30 @@ def test_the_dashboard_shows_tasks_per_month_the_48_hour_share_and_overdue_grids
     page = client.get("/staff/dashboard").get_data(as_text=True)
     assert 'data-testid="within-48h">50%' in page
     assert f"{place.grid.name}</span><strong>1</strong>" in page
+
+
+def test_staff_export_hours_per_volunteer_for_a_period_and_the_tasks_and_wishes(
+        client, place, staff, volunteer, make_task, make_done):
+    from pointsmall.tasks import wishes
+
+    row = make_done(make_task(place, staff, title="导出任务", hours="2.5"), volunteer)
+    checks.accept_task(db.session, staff, row.id, rating=5)
+    wishes.post_wish(db.session, place.micro.id, {"name": "钱", "phone": "13912340000",
+                                                  "text": "导出的心愿"}, address="5.6.7.8")
+    db.session.commit()
+    enter_session(client, staff)
+    today = clock.local_today()
+
+    hours_now = client.get(f"/staff/exports/hours.csv?start={today}&end={today}"
+                           ).get_data(as_text=True)
+    hours_before = client.get("/staff/exports/hours.csv?start=2020-01-01&end=2020-12-31"
+                              ).get_data(as_text=True)
+    tasks_csv = client.get("/staff/exports/tasks.csv").get_data(as_text=True)
+    wishes_csv = client.get("/staff/exports/wishes.csv").get_data(as_text=True)
+
+    line = next(li for li in hours_now.splitlines() if volunteer.phone in li)
+    assert line.endswith(",2.5,0,2.5")
+    old = next(li for li in hours_before.splitlines() if volunteer.phone in li)
+    assert old.endswith(",0,0,0")
+    assert "导出任务" in tasks_csv and "已核实" in tasks_csv
+    assert "导出的心愿" in wishes_csv and "13912340000" in wishes_csv
