@@ -163,7 +163,7 @@ def test_claiming_a_full_task_is_refused_and_writes_nothing(
     with pytest.raises(TaskFull) as refused:
         board.claim_task(db.session, late, task.id)
 
-    assert "taken" in refused.value.message
+    assert refused.value.message in ("Every place on this task is taken.", "这个任务的名额已满。")
     db.session.rollback()
     assert snapshot(place) == before
 
