@@ -267,7 +267,7 @@ def test_the_api_lists_claims_and_accepts_tasks(client, place, staff, volunteer,
     assert accepted.get_json()["state"] == "accepted"
     assert (twice.status_code, twice.get_json()["code"]) == (409, "already_accepted")
     assert points(volunteer) == 8
-    assert hours_now["total"] == "2.0"
+    assert hours_now["total"] == 2.0
 
 
 def test_the_openapi_document_lists_the_task_and_wish_endpoints(client):

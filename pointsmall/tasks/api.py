@@ -55,7 +55,7 @@ class TaskSchema(Schema):
     merit = fields.Integer()
     people = fields.Integer()
     places_left = fields.Integer()
-    hours = fields.Decimal(as_string=True)
+    hours = fields.Float(metadata={"description": "Service hours per person"})
     deadline = UtcDateTime()
     photo_required = fields.Boolean()
     mode = fields.String(metadata={"enum": ["open", "dispatch"]})
@@ -115,8 +115,8 @@ class CheckSchema(Schema):
 
 
 class HoursSchema(Schema):
-    total = fields.Decimal(as_string=True)
-    this_year = fields.Decimal(as_string=True)
+    total = fields.Float()
+    this_year = fields.Float()
     stars = fields.Integer(metadata={"description": "0 to 5 (星级志愿者)"})
     next_at = fields.Integer(allow_none=True, metadata={"description": "Hours for the next star"})
 
