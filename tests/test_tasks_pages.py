@@ -375,3 +375,28 @@ def test_staff_export_hours_per_volunteer_for_a_period_and_the_tasks_and_wishes(
     assert old.endswith(",0,0,0")
     assert "导出任务" in tasks_csv and "已核实" in tasks_csv
     assert "导出的心愿" in wishes_csv and "13912340000" in wishes_csv
+
+
+def test_publishing_again_with_the_same_key_answers_the_first_task(client, place, staff):
+    as_staff = dict(bearer(staff), **{"Idempotency-Key": "publish-1"})
+    body = {"title": "重试的任务", "grid_id": place.micro.id, "points": 5,
+            "deadline": (utcnow() + timedelta(days=1)).isoformat() + "Z"}
+
+    first = client.post("/api/v1/staff/tasks", json=body, headers=as_staff)
+    again = client.post("/api/v1/staff/tasks", json=body, headers=as_staff)
+    other = client.post("/api/v1/staff/tasks", json=dict(body, points=6), headers=as_staff)
+    enter_session(client, staff)
+    page = client.get("/staff/tasks").get_data(as_text=True)
+    key = re.search(r'name="key" value="([^"]+)"', page).group(1)
+    fields = {"csrf_token": csrf_token(page), "key": key, "title": "按两次的任务",
+              "grid_id": str(place.micro.id), "points": "5", "merit": "5", "people": "1",
+              "hours": "1", "mode": "open", "start_within_hours": "24",
+              "deadline": (clock.local_now() + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M")}
+    presses = [client.post("/staff/tasks", data=fields) for _ in range(2)]
+
+    assert (first.status_code, again.status_code, other.status_code) == (201, 201, 409)
+    assert first.get_json()["id"] == again.get_json()["id"]
+    assert [p.status_code for p in presses] == [302, 302]
+    assert presses[0].headers["Location"] == presses[1].headers["Location"]
+    titles = db.session.scalars(sa.select(Task.title).where(Task.community_id == place.id)).all()
+    assert sorted(titles) == ["按两次的任务", "重试的任务"]

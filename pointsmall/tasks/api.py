@@ -1,8 +1,6 @@
 """The task board's API: volunteers' tasks and hours, staff tasks, checks and wishes, and
 tasks the grid platform creates (signed as its completions are, once per its task id)."""
 
-import hashlib
-import json
 from datetime import UTC
 
 from flask import request
@@ -13,7 +11,7 @@ from marshmallow import Schema, fields, validate
 
 from pointsmall.earning import platform
 from pointsmall.earning.views import me
-from pointsmall.errors import Conflict, ValidationFailed
+from pointsmall.errors import ValidationFailed
 from pointsmall.extensions import ErrorSchema, UtcDateTime, commit_keeping, db
 from pointsmall.shell import roles_required
 from pointsmall.tasks import board, checks, hours, wishes
@@ -140,6 +138,12 @@ class WishQuerySchema(Schema):
         ["new", "published", "merged", "closed"]))
 
 
+def _key_message() -> str:
+    from flask_babel import gettext as _
+
+    return _("An Idempotency-Key header of at most 64 characters.")
+
+
 def _task_fields(body: dict) -> dict:
     fields_ = dict(body)
     if fields_.get("merit") is None:
@@ -234,10 +238,23 @@ class StaffTasks(MethodView):
     @_refusals
     @bp.arguments(TaskCreateSchema)
     @bp.response(201, TaskSchema)
+    @bp.doc(parameters=[{
+        "in": "header", "name": "Idempotency-Key", "required": False,
+        "schema": {"type": "string"},
+        "description": "1-64 characters; the same key with the same body answers the first "
+                       "task, with another body 409"}])
     def post(self, body):
         """Publish a task for a grid of the community."""
-        task = board.publish_task(db.session, current_user.community_id, _task_fields(body),
-                                  actor=current_user)
+        key = (request.headers.get("Idempotency-Key") or "").strip()
+        if len(key) > 64:
+            raise ValidationFailed({"Idempotency-Key": [_key_message()]})
+        if key:
+            task, _ = board.publish_once(db.session, current_user.community_id,
+                                         _task_fields(body), actor=current_user,
+                                         external_id=f"key:{current_user.id}:{key}")
+        else:
+            task = board.publish_task(db.session, current_user.community_id,
+                                      _task_fields(body), actor=current_user)
         commit_keeping()
         return task
 
@@ -319,10 +336,9 @@ class PlatformTasks(MethodView):
         return task, 201 if new else 200
 
 
-def create_platform_task(data: dict, *, retried: bool = False) -> tuple[Task, bool]:
+def create_platform_task(data: dict) -> tuple[Task, bool]:
     """Publish the platform's task, or answer the one its task id already made."""
     from marshmallow import ValidationError
-    from sqlalchemy.exc import IntegrityError
 
     try:
         body = PlatformTaskSchema().load(data)
@@ -330,28 +346,5 @@ def create_platform_task(data: dict, *, retried: bool = False) -> tuple[Task, bo
         raise ValidationFailed({str(k): [str(m) for m in (v if isinstance(v, list) else [v])]
                                 for k, v in error.normalized_messages().items()}) from None
     community_id, task_id = body.pop("community_id"), body.pop("task_id").strip()
-    digest = hashlib.sha256(json.dumps(data, sort_keys=True, ensure_ascii=False)
-                            .encode()).hexdigest()
-    earlier = db.session.scalar(db.select(Task).where(Task.community_id == community_id,
-                                                      Task.external_id == task_id))
-    if earlier is not None:
-        if earlier.body_hash != digest:
-            raise Conflict(_conflict())
-        return earlier, False
-    try:
-        with db.session.begin_nested():
-            task = board.publish_task(db.session, community_id, _task_fields(body),
-                                      source="platform", external_id=task_id[:64],
-                                      body_hash=digest)
-    except IntegrityError:
-        # The same task arrived twice at once and the other copy won: answer as a retry.
-        if retried:
-            raise
-        return create_platform_task(data, retried=True)
-    return task, True
-
-
-def _conflict() -> str:
-    from flask_babel import gettext as _
-
-    return _("This task id was already used with different details.")
+    return board.publish_once(db.session, community_id, _task_fields(body),
+                              external_id=task_id[:64], source="platform")

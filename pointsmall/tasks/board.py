@@ -1,6 +1,8 @@
 """Tasks: staff (or the grid platform) publish them; volunteers claim, start, finish or
 give them back. Places are kept by the database, so the last one goes to one claimant."""
 
+import hashlib
+import json
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 
@@ -89,6 +91,34 @@ def publish_task(session: so.Session, community_id: int, raw: dict, *, actor=Non
     audit.record(session, "task.publish", f"task:{task.id}", community_id=community_id,
                  actor=actor, title=task.title, points=task.points, source=source)
     return task
+
+
+def publish_once(session: so.Session, community_id: int, raw: dict, *, external_id: str,
+                 actor=None, source: str = "staff", now: datetime | None = None,
+                 retried: bool = False) -> tuple[Task, bool]:
+    """Publish a task once per `external_id` (the platform's task id, or a client's request
+    key); return it and whether it is new. The same id with other details is a conflict."""
+    from pointsmall.errors import Conflict
+
+    digest = hashlib.sha256(json.dumps(raw, sort_keys=True, ensure_ascii=False,
+                                       default=str).encode()).hexdigest()
+    earlier = session.scalar(sa.select(Task).where(Task.community_id == community_id,
+                                                   Task.external_id == external_id))
+    if earlier is not None:
+        if earlier.body_hash != digest:
+            raise Conflict(_("This task id was already used with different details."))
+        return earlier, False
+    try:
+        with session.begin_nested():
+            task = publish_task(session, community_id, raw, actor=actor, source=source,
+                                external_id=external_id, body_hash=digest, now=now)
+    except IntegrityError:
+        # A twin of this request committed first: answer as a retry.
+        if retried:
+            raise
+        return publish_once(session, community_id, raw, external_id=external_id, actor=actor,
+                            source=source, now=now, retried=True)
+    return task, True
 
 
 def get_task(session: so.Session, task_id: int, community_id: int, *,

@@ -1,6 +1,7 @@
 """Staff pages of the task board: publish and dispatch tasks, check and rate what is done,
 screen residents' wishes, print a grid station's QR poster."""
 
+import uuid
 from datetime import UTC, timedelta
 from decimal import Decimal
 
@@ -65,8 +66,15 @@ def tasks_page():
     form.grid_id.choices = _grid_choices()
     if form.validate_on_submit():
         try:
-            task = board.publish_task(db.session, current_user.community_id,
-                                      task_fields(form), actor=current_user)
+            # A second press of Publish replays the first (the form's key), not a twin task.
+            key = (request.form.get("key") or "")[:64]
+            if key:
+                task, _new = board.publish_once(
+                    db.session, current_user.community_id, task_fields(form),
+                    actor=current_user, external_id=f"key:{current_user.id}:{key}")
+            else:
+                task = board.publish_task(db.session, current_user.community_id,
+                                          task_fields(form), actor=current_user)
         except ValidationFailed as error:
             db.session.rollback()
             for message in apply_errors(form, error):
@@ -83,6 +91,7 @@ def tasks_page():
         .order_by(Task.id.desc()).limit(100)).all()
     return render_template(
         "tasks/staff_tasks.html", form=form, tasks=listed,
+        key=request.form.get("key") or uuid.uuid4().hex,
         waiting=checks.waiting_for_check(db.session, current_user.community_id)), status
 
 
