@@ -69,6 +69,11 @@ def _activity_rows(volunteer_ids: list[int], start: datetime | None, end: dateti
     return query
 
 
+def _length(starts: datetime, ends: datetime) -> Decimal:
+    """An attended activity counts its length, to the tenth of an hour."""
+    return Decimal(str(round((ends - starts).total_seconds() / 3600, 1)))
+
+
 def hours_by_volunteer(session: so.Session, volunteer_ids: list[int],
                        start: datetime | None = None,
                        end: datetime | None = None) -> dict[int, tuple[Decimal, Decimal]]:
@@ -77,17 +82,23 @@ def hours_by_volunteer(session: so.Session, volunteer_ids: list[int],
     for volunteer_id, hours in session.execute(_task_hours(volunteer_ids, start, end)):
         found[volunteer_id][0] = Decimal(hours).quantize(Decimal("0.1"))
     for volunteer_id, starts, ends in session.execute(_activity_rows(volunteer_ids, start, end)):
-        # An attended activity counts its length, to the tenth of an hour.
-        found[volunteer_id][1] += Decimal(str(round((ends - starts).total_seconds() / 3600, 1)))
+        found[volunteer_id][1] += _length(starts, ends)
     return {v: (a, b) for v, (a, b) in found.items()}
 
 
 def service_hours(session: so.Session, volunteer_id: int) -> Hours:
     """Return a volunteer's total hours, this (local) year's and their star level."""
     year_start = clock.utc_start_of(clock.local_today().replace(month=1, day=1))
-    total = sum(hours_by_volunteer(session, [volunteer_id])[volunteer_id])
-    year = sum(hours_by_volunteer(session, [volunteer_id], year_start)[volunteer_id])
+    # Two queries for both figures: the moments decide which count this year.
+    dated = [(checked, Decimal(hours)) for checked, hours in session.execute(
+        sa.select(Assignment.checked_at, Task.hours).join(Task, Task.id == Assignment.task_id)
+        .where(Assignment.volunteer_id == volunteer_id, Assignment.state == "accepted"))]
+    dated += [(starts, _length(starts, ends)) for _, starts, ends in session.execute(
+        _activity_rows([volunteer_id], None, None))]
+    total = sum((hours for _, hours in dated), Decimal(0))
+    year = sum((hours for moment, hours in dated if moment and moment >= year_start),
+               Decimal(0))
     thresholds = star_thresholds()
     stars = stars_for(total, thresholds)
-    return Hours(Decimal(total), Decimal(year), stars,
+    return Hours(total.quantize(Decimal("0.1")), year.quantize(Decimal("0.1")), stars,
                  thresholds[stars] if stars < len(thresholds) else None)
