@@ -324,3 +324,18 @@ def test_the_default_stars_are_100_300_600_1000_1500_hours(app):
     assert hours.star_thresholds() == (100, 300, 600, 1000, 1500)
     assert [hours.stars_for(Decimal(h), hours.DEFAULT_STARS)
             for h in (99, 100, 299, 300, 1500)] == [0, 1, 1, 2, 5]
+
+
+def test_the_cron_command_returns_lapsed_claims_to_the_pool(app, world, make_task):
+    place, staff, _, volunteer = world
+    task = make_task(place, staff)
+    claimed = board.claim_task(db.session, volunteer, task.id,
+                               now=utcnow() - timedelta(hours=30))
+    db.session.commit()
+
+    result = app.test_cli_runner().invoke(args=["tasks", "release-lapsed"])
+
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("released ")
+    assert db.session.get(Assignment, claimed.id).state == "lapsed"
+    assert [t.id for t in board.open_tasks(db.session, volunteer)] == [task.id]
