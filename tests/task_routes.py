@@ -83,6 +83,14 @@ def routes() -> dict:
         ("POST", "/api/v1/staff/task-assignments/<int:assignment_id>/send-back"): Case(
             STAFF, 200, body=lambda w: {"reason": "照片不清楚"}),
         ("GET", "/api/v1/staff/wishes"): Case(STAFF, 200, other=200, shows_a=True),
+        ("POST", "/api/v1/staff/tasks/<int:task_id>/dispatch"): Case(STAFF, 200, body=lambda w: {
+            "volunteer_ids": [w.ids["volunteer_id"]]}),
+        ("POST", "/api/v1/staff/wishes/<int:wish_id>/publish"): Case(STAFF, 200, body=lambda w: {
+            "title": "修路灯", "points": 5, "deadline": "2030-01-01T01:00:00Z"}),
+        ("POST", "/api/v1/staff/wishes/<int:wish_id>/merge"): Case(STAFF, 200, body=lambda w: {
+            "into_id": w.ids["other_wish"]}),
+        ("POST", "/api/v1/staff/wishes/<int:wish_id>/close"): Case(STAFF, 200, body=lambda w: {
+            "reason": "已转物业"}),
     }
 
 

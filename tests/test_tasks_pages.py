@@ -400,3 +400,35 @@ def test_publishing_again_with_the_same_key_answers_the_first_task(client, place
     assert presses[0].headers["Location"] == presses[1].headers["Location"]
     titles = db.session.scalars(sa.select(Task.title).where(Task.community_id == place.id)).all()
     assert sorted(titles) == ["按两次的任务", "重试的任务"]
+
+
+def test_staff_screen_wishes_and_dispatch_through_the_api(
+        client, place, staff, volunteer, make_task):
+    from pointsmall.tasks import wishes
+
+    posted = [wishes.post_wish(db.session, place.micro.id, {
+        "name": "孙", "phone": f"1391234100{n}", "text": f"心愿{n}"}, address="9.9.9.9")
+        for n in range(3)]
+    task = make_task(place, staff, people=2, mode="dispatch")
+    as_staff = bearer(staff)
+    deadline = (utcnow() + timedelta(days=1)).isoformat() + "Z"
+
+    published = client.post(f"/api/v1/staff/wishes/{posted[0].id}/publish",
+                            json={"title": "心愿任务", "points": 7, "deadline": deadline},
+                            headers=as_staff)
+    merged = client.post(f"/api/v1/staff/wishes/{posted[1].id}/merge",
+                         json={"into_id": posted[0].id}, headers=as_staff)
+    closed = client.post(f"/api/v1/staff/wishes/{posted[2].id}/close",
+                         json={"reason": "不在服务范围"}, headers=as_staff)
+    again = client.post(f"/api/v1/staff/wishes/{posted[2].id}/close",
+                        json={"reason": "再关一次"}, headers=as_staff)
+    dispatched = client.post(f"/api/v1/staff/tasks/{task.id}/dispatch",
+                             json={"volunteer_ids": [volunteer.id]}, headers=as_staff)
+
+    assert [r.get_json()["status"] for r in (published, merged, closed)] == [
+        "published", "merged", "closed"]
+    assert db.session.get(Task, published.get_json()["task_id"]).points == 7
+    assert again.status_code == 409
+    assert dispatched.status_code == 200
+    assert [(a["volunteer_id"], a["dispatched"]) for a in dispatched.get_json()] == [
+        (volunteer.id, True)]

@@ -133,6 +133,26 @@ class WishSchema(Schema):
     created_at = UtcDateTime()
 
 
+class DispatchSchema(Schema):
+    volunteer_ids = fields.List(fields.Integer(strict=True), required=True,
+                                validate=validate.Length(min=1, max=500))
+
+
+class PublishWishSchema(Schema):
+    title = fields.String(required=True)
+    place = fields.String(load_default="")
+    points = fields.Integer(strict=True, required=True)
+    merit = fields.Integer(strict=True, load_default=None)
+    people = fields.Integer(strict=True, load_default=1)
+    hours = fields.Decimal(load_default=0)
+    deadline = fields.AwareDateTime(required=True, default_timezone=UTC)
+    photo_required = fields.Boolean(load_default=False)
+
+
+class MergeSchema(Schema):
+    into_id = fields.Integer(strict=True, required=True)
+
+
 class WishQuerySchema(Schema):
     status = fields.String(load_default=None, validate=validate.OneOf(
         ["new", "published", "merged", "closed"]))
@@ -270,6 +290,19 @@ class TaskAssignments(MethodView):
         return checks.assignments_of(db.session, task.id)
 
 
+@bp.route("/staff/tasks/<int:task_id>/dispatch")
+class Dispatch(MethodView):
+    @staff_only
+    @_refusals
+    @bp.arguments(DispatchSchema)
+    @bp.response(200, AssignmentSchema(many=True))
+    def post(self, body, task_id):
+        """Hand a task to named volunteers of the community, a place each."""
+        rows = board.dispatch_task(db.session, current_user, task_id, body["volunteer_ids"])
+        commit_keeping()
+        return rows
+
+
 @bp.route("/staff/task-assignments/<int:assignment_id>/accept")
 class Accept(MethodView):
     @staff_only
@@ -306,6 +339,45 @@ class StaffWishes(MethodView):
         """List the community's wishes and reports, those waiting for screening first."""
         return wishes.community_wishes(db.session, current_user.community_id,
                                        status=query["status"])
+
+
+@bp.route("/staff/wishes/<int:wish_id>/publish")
+class PublishWish(MethodView):
+    @staff_only
+    @_refusals
+    @bp.arguments(PublishWishSchema)
+    @bp.response(200, WishSchema)
+    def post(self, body, wish_id):
+        """Publish a wish as a task of its grid."""
+        wish = wishes.publish_wish(db.session, current_user, wish_id, _task_fields(body))
+        commit_keeping()
+        return wish
+
+
+@bp.route("/staff/wishes/<int:wish_id>/merge")
+class MergeWish(MethodView):
+    @staff_only
+    @_refusals
+    @bp.arguments(MergeSchema)
+    @bp.response(200, WishSchema)
+    def post(self, body, wish_id):
+        """Merge a wish into another of the community."""
+        wish = wishes.merge_wish(db.session, current_user, wish_id, body["into_id"])
+        commit_keeping()
+        return wish
+
+
+@bp.route("/staff/wishes/<int:wish_id>/close")
+class CloseWish(MethodView):
+    @staff_only
+    @_refusals
+    @bp.arguments(ReasonSchema)
+    @bp.response(200, WishSchema)
+    def post(self, body, wish_id):
+        """Close a wish with a reason the resident reads at their link."""
+        wish = wishes.close_wish(db.session, current_user, wish_id, reason=body["reason"])
+        commit_keeping()
+        return wish
 
 
 # ---- the grid platform ---------------------------------------------------------------------
