@@ -91,20 +91,22 @@ def find_counted(session, merchant_id: int, user_id: int, code: str, *,
     """Find the merchant's redemption by code, counting wrong codes against the user.
 
     Shared by the counter page and the API, so both count towards one lock. With `lock`,
-    as `redemptions.find_by_code`.
+    as `redemptions.find_by_code`. A wrong code is counted by `attempts.reserve` before it
+    is answered, so parallel guesses get exactly CODE_LIMIT answers; a right code costs
+    nothing but is refused while the user is locked out.
     """
     key = str(user_id)
-    # The code and the user's recent wrong codes in one round trip; the lock is checked
+    # The code and the user's counted wrong codes in one round trip; the lock is checked
     # (and its end worked out) in a second only when it may apply.
     row = session.execute(redemptions.by_code(code, lock=lock).add_columns(
-        attempts.recent("code", key, CODE_WINDOW))).first()
-    if row is None or row[1] >= CODE_LIMIT:
-        attempts.check(session, "code", key, CODE_LIMIT, CODE_WINDOW)
-    if row is None or row[0].merchant_id != merchant_id:
-        attempts.record_failure(session, "code", key)
-        session.commit()  # the wrong code counts even though the request fails
-        raise UnknownRedemption()
-    return row[0]
+        attempts.counted("code", key, CODE_WINDOW))).first()
+    if row is not None and row[0].merchant_id == merchant_id:
+        if row[1] >= CODE_LIMIT:
+            attempts.check(session, "code", key, CODE_LIMIT, CODE_WINDOW)
+        return row[0]
+    attempts.reserve(session, "code", key, CODE_LIMIT, CODE_WINDOW)
+    session.commit()  # the wrong code counts even though the request fails
+    raise UnknownRedemption()
 
 
 def _find(code: str, *, lock: bool = False) -> Redemption:

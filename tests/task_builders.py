@@ -4,7 +4,7 @@ from datetime import timedelta
 
 import pytest
 
-from ledger.clock import utcnow
+from ledger import utcnow
 from pointsmall.extensions import db
 from pointsmall.tasks import board
 

@@ -3,7 +3,7 @@ test_authorisation_matrix.py): the rows of community A they name, and a case per
 
 from datetime import timedelta
 
-from ledger.clock import utcnow
+from ledger import utcnow
 from pointsmall.extensions import db
 from pointsmall.tasks import board, wishes
 

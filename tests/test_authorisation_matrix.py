@@ -24,6 +24,7 @@ from test_scoping import (
 built, world_app = test_scoping.built, test_scoping.world_app
 
 SIGNED_IN = ("volunteer", "merchant", "staff", "admin")
+JOB_ROLES = ("staff", "admin", "merchant")
 
 PAGES: dict[tuple[str, str], Case] = {
     # signed-in users of every role
@@ -54,6 +55,11 @@ PAGES: dict[tuple[str, str], Case] = {
                                                            shows_a=True),
     ("POST", "/mall/redemptions/<int:redemption_id>/cancel"): Case(
         VOLUNTEER, 302, owner="volunteer", args={"redemption_id": "reserved"}),
+    # background jobs (large exports, imports, PDFs): staff A's job, seen by staff A only
+    ("GET", "/jobs"): Case(JOB_ROLES, 200, owner="staff", other=200, shows_a=True),
+    ("GET", "/jobs/<int:job_id>"): Case(JOB_ROLES, 200, owner="staff", shows_a=True),
+    ("GET", "/jobs/<int:job_id>.json"): Case(JOB_ROLES, 200, owner="staff"),
+    ("GET", "/jobs/<int:job_id>/file"): Case(JOB_ROLES, 200, owner="staff", shows_a=True),
     # the merchant's counter
     ("GET", "/counter/"): Case(MERCHANT, 200, owner="merchant", other=200, shows_a=True),
     ("POST", "/counter/lookup"): Case(MERCHANT, 200, owner="merchant", shows_a=True,

@@ -41,6 +41,7 @@ from pointsmall.earning import activities, awards
 from pointsmall.earning.models import Award
 from pointsmall.earning.rules import activity_types
 from pointsmall.extensions import db
+from pointsmall.jobs.models import BackgroundJob
 from pointsmall.volunteers.models import Volunteer, volunteer_address
 
 STAFF, ADMIN, VOLUNTEER, MERCHANT = ("staff",), ("admin",), ("volunteer",), ("merchant",)
@@ -366,6 +367,12 @@ def build_world() -> World:
                                 - timedelta(days=30), clock.local_today(), by=staff.id)
     token, _ = create_token(db.session, staff, "staff's app")
     task_ids, task_markers = task_routes.build_task_world(a, staff, volunteer)
+    job = BackgroundJob(owner_id=staff.id, kind="export", params={}, twin_key="scoping",
+                        title=f"{a.community.name} 流水", status="done", attempts=1, done=1,
+                        filename="journal.csv", content_type="text/csv",
+                        content=f"姓名\r\n{volunteer.name}\r\n".encode(), size=20,
+                        finished_at=now, expires_at=now + timedelta(days=1))
+    db.session.add(job)
     db.session.commit()
     callers = {"staff": staff, "other_staff": build_staff(b, name="乙社区工作人员"),
                "volunteer": volunteer.user,
@@ -382,7 +389,7 @@ def build_world() -> World:
              "activity_id": activity.id, "fresh_activity": fresh.id,
              "open_activity": open_now.id, "award_id": award.id, "batch_id": batch.id,
              "pending_batch": pending.id, "evaluation_id": evaluation.id,
-             "community_id": a.id, **task_ids},
+             "community_id": a.id, "job_id": job.id, **task_ids},
         codes={"reserved_code": reserved.code, "fulfilled_code": fulfilled.code},
         a_id=a.id, grid_a=a.grid.id, micro_a=a.micro.id, micro_a_name=a.micro.name,
         volunteer_phone=volunteer.phone, activity_type_id=kind.id,

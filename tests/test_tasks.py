@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from earning_helpers import merit, points
 from PIL import Image
 
-from ledger.clock import utcnow
+from ledger import utcnow
 from pointsmall import communities
 from pointsmall.audit import AuditEntry
 from pointsmall.earning.models import Award, AwardBatch

@@ -12,7 +12,7 @@ from conftest import requires_postgres
 from test_earning_concurrency import race, racing  # noqa: F401  (the fixture)
 
 import ledger
-from ledger.clock import utcnow
+from ledger import utcnow
 from pointsmall import communities
 from pointsmall.auth.models import User
 from pointsmall.earning.models import Award

@@ -13,8 +13,8 @@ from builders import bearer, csrf_token, enter_session
 from earning_helpers import points
 from PIL import Image
 
-from ledger.clock import utcnow
-from merchants.attempts import ThrottleEvent
+from ledger import utcnow
+from merchants.attempts import AttemptCounter
 from pointsmall import clock
 from pointsmall.earning import platform
 from pointsmall.earning.rules import ensure_rules
@@ -172,7 +172,7 @@ def test_the_wish_form_needs_its_csrf_token(client, place):
 
 def test_a_fifth_wish_in_an_hour_from_one_phone_is_refused(client, place):
     phone = "13987654321"
-    db.session.execute(sa.delete(ThrottleEvent).where(ThrottleEvent.key == phone))
+    db.session.execute(sa.delete(AttemptCounter).where(AttemptCounter.key == phone))
     for n in range(4):
         sent = form_post(client, f"/wish/{place.micro.id}", f"/wish/{place.micro.id}", {
             "kind": "wish", "name": "张", "phone": phone, "text": f"心愿{n}"},
@@ -191,7 +191,7 @@ def test_a_fifth_wish_in_an_hour_from_one_phone_is_refused(client, place):
 
 def test_many_wishes_from_one_address_are_refused(client, place):
     address = "10.9.9.9"
-    db.session.execute(sa.delete(ThrottleEvent).where(ThrottleEvent.key == address))
+    db.session.execute(sa.delete(AttemptCounter).where(AttemptCounter.key == address))
     answers = [form_post(client, f"/wish/{place.micro.id}", f"/wish/{place.micro.id}", {
         "kind": "report", "name": "路人", "phone": f"1370000{n:04d}", "text": "路灯坏了"},
         environ_base={"REMOTE_ADDR": address}).status_code for n in range(21)]

@@ -9,7 +9,7 @@ from flask_babel import gettext as _
 from itsdangerous import BadSignature, URLSafeSerializer
 from sqlalchemy.exc import IntegrityError
 
-from ledger.clock import utcnow
+from ledger import utcnow
 from pointsmall import audit
 from pointsmall.earning.errors import CheckInRefused, invalid
 from pointsmall.earning.models import Activity, ActivityType, Attendance

@@ -11,7 +11,7 @@ import sqlalchemy.orm as so
 from flask_babel import gettext as _
 from sqlalchemy.exc import IntegrityError
 
-from ledger.clock import utcnow
+from ledger import utcnow
 from pointsmall import audit
 from pointsmall.communities import Grid
 from pointsmall.errors import NotFound, ValidationFailed

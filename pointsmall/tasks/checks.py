@@ -7,7 +7,7 @@ import sqlalchemy as sa
 import sqlalchemy.orm as so
 from flask_babel import gettext as _
 
-from ledger.clock import utcnow
+from ledger import utcnow
 from pointsmall import audit
 from pointsmall.earning import awards
 from pointsmall.earning.models import Award

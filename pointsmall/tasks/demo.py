@@ -6,7 +6,7 @@ from datetime import timedelta
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
-from ledger.clock import utcnow
+from ledger import utcnow
 from pointsmall.auth.models import User
 from pointsmall.communities import Community, community_grids
 from pointsmall.tasks import board, checks, wishes

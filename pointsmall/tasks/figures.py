@@ -9,7 +9,7 @@ from datetime import date, datetime, timedelta
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
-from ledger.clock import utcnow
+from ledger import utcnow
 from pointsmall import clock
 from pointsmall.communities import Grid
 from pointsmall.tasks.models import Assignment, Task

@@ -6,7 +6,7 @@ from decimal import Decimal
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
-from ledger.clock import utcnow
+from ledger import utcnow
 from pointsmall.communities import Grid
 from pointsmall.extensions import db
 from pointsmall.volunteers.models import Volunteer

@@ -11,7 +11,7 @@ import sqlalchemy.orm as so
 from flask_babel import gettext as _
 from flask_babel import ngettext
 
-from ledger.clock import utcnow
+from ledger import utcnow
 from merchants import attempts
 from pointsmall import audit
 from pointsmall.communities import Grid
@@ -35,9 +35,10 @@ def grid_for_poster(session: so.Session, grid_id: int) -> Grid:
     return grid
 
 
-def _limit(session: so.Session, scope: str, key: str, limit: int) -> None:
+def _count(session: so.Session, scope: str, key: str, limit: int) -> None:
+    """Count this post against `key`, or refuse it when the hour's posts are used up."""
     try:
-        attempts.check(session, scope, key, limit, WINDOW)
+        attempts.reserve(session, scope, key, limit, WINDOW)
     except attempts.AttemptsExceeded as exceeded:
         raise TooManyAttempts(ngettext(
             "Too many posts from here; please try again in %(num)d minute.",
@@ -67,8 +68,10 @@ def post_wish(session: so.Session, grid_id: int, raw: dict, *, address: str,
         errors["kind"] = [_("A wish or a problem report.")]
     if errors:
         raise ValidationFailed(errors)
-    _limit(session, "wish-phone", phone, PER_PHONE)
-    _limit(session, "wish-address", address or "-", PER_ADDRESS)
+    # Counted in one conditional UPDATE each, so a flood in parallel gets no further than
+    # one in a row; a refusal rolls the transaction back with the counts it took.
+    _count(session, "wish-phone", phone, PER_PHONE)
+    _count(session, "wish-address", address or "-", PER_ADDRESS)
     picture = None
     if photo:
         from pointsmall.photos import save_item_photo
@@ -77,8 +80,6 @@ def post_wish(session: so.Session, grid_id: int, raw: dict, *, address: str,
     wish = Wish(community_id=grid.community_id, grid_id=grid.id, code=_new_code(), kind=kind,
                 name=name, phone=phone, text=text, photo=picture, created_at=now or utcnow())
     session.add(wish)
-    attempts.record_failure(session, "wish-phone", phone)
-    attempts.record_failure(session, "wish-address", address or "-")
     session.flush()
     audit.record(session, "wish.post", f"wish:{wish.id}", community_id=grid.community_id,
                  kind=kind)

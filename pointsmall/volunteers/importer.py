@@ -17,7 +17,8 @@ from flask_babel import ngettext
 
 import ledger
 from pointsmall import audit, communities
-from pointsmall.auth.models import User
+from pointsmall.auth import names
+from pointsmall.auth.models import UNUSABLE, SignInName, User
 from pointsmall.communities import Grid, community_scope
 from pointsmall.errors import AppError
 from pointsmall.volunteers import service
@@ -165,9 +166,8 @@ def check_rows(session: so.Session, community_id: int, rows: list[tuple[int, dic
     # a row's grid costs no query.
     loaded = communities.community_grids(session, community_id)
     grids = grid_lookup(loaded)
-    phones = [service.normalise_phone(raw["phone"]) for _line, raw in rows]
-    owners = dict(_rows_where_in(session, User.phone, User.id, phones))
-    usernames = {name for name, _id in _rows_where_in(session, User.username, User.id, phones)}
+    phones = [names.normalise_phone(raw["phone"]) for _line, raw in rows]
+    owners = names.owners(session, phones)
     errors: list[RowError] = []
     cleaned: list[service.VolunteerFields] = []
     first_line: dict[str, int] = {}
@@ -187,8 +187,6 @@ def check_rows(session: so.Session, community_id: int, rows: list[tuple[int, dic
             if phone in first_line:
                 problems["phone"] = [_("The same phone number is on line %(line)d.",
                                        line=first_line[phone])]
-            elif phone in usernames:
-                problems["phone"] = [_("This phone number is already a username.")]
             first_line.setdefault(phone, line)
         show = _yes_no(raw.get("show_on_leaderboard", ""))
         if show is None:
@@ -220,9 +218,12 @@ def create_volunteers(session: so.Session, community_id: int,
     # inserts with RETURNING, take seconds for thousands of rows.
     session.execute(sa.insert(User), [
         {"username": f.phone, "phone": f.phone, "name": f.name, "role": "volunteer",
-         "community_id": community_id, "password_hash": "!" + secrets.token_hex(16)}
+         "community_id": community_id, "password_hash": UNUSABLE + secrets.token_hex(16)}
         for f in rows])
     user_ids = dict(_rows_where_in(session, User.phone, User.id, [f.phone for f in rows]))
+    # The ORM claims a user's sign-in names; these bulk rows claim theirs here.
+    session.execute(sa.insert(SignInName), [
+        {"name": f.phone, "kind": "phone", "user_id": user_ids[f.phone]} for f in rows])
     session.execute(sa.insert(Volunteer), [
         {"user_id": user_ids[f.phone], "community_id": community_id, "grid_id": f.grid_id,
          "joined_on": f.joined_on, "show_on_leaderboard": f.show_on_leaderboard,

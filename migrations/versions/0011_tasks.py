@@ -1,7 +1,7 @@
 """tasks: the task board (tasks, assignments and their checks) and residents' wishes
 
-Revision ID: 0009_tasks
-Revises: 0008_activity_keys
+Revision ID: 0011_tasks
+Revises: 0010_sign_in_names
 Create Date: 2026-12-07 04:38:20.380398
 
 """
@@ -10,8 +10,8 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision = '0009_tasks'
-down_revision = '0008_activity_keys'
+revision = '0011_tasks'
+down_revision = '0010_sign_in_names'
 branch_labels = None
 depends_on = None
 
