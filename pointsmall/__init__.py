@@ -90,6 +90,9 @@ def create_app(config: dict | None = None) -> Flask:
     from pointsmall.jobs import views as job_views
     from pointsmall.reports import monthly as monthly_report
     from pointsmall.reports import views as report_views
+    from pointsmall.tasks import cli as task_cli
+    from pointsmall.tasks import staff_views as staff_task_views
+    from pointsmall.tasks import views as task_views
     from pointsmall.volunteers import views as volunteer_views
 
     shell.register(app)
@@ -111,6 +114,9 @@ def create_app(config: dict | None = None) -> Flask:
     app.register_blueprint(report_views.bp)
     app.register_blueprint(monthly_report.bp)
     app.register_blueprint(job_views.bp)
+    app.register_blueprint(task_views.bp)
+    app.register_blueprint(staff_task_views.bp)
+    task_cli.register(app)
     register_api(app)
     errors.register(app)
     cli.register(app)

@@ -123,8 +123,11 @@ def register_api(app: Flask) -> None:
     from pointsmall.earning.api import bp as earning_bp
     from pointsmall.earning.platform_api import bp as platform_bp
     from pointsmall.market_api import bp as market_bp
+    from pointsmall.tasks.api import bp as tasks_bp
+    from pointsmall.tasks.api import platform_bp as platform_tasks_bp
     from pointsmall.volunteers.api import bp as volunteers_bp
 
-    for blueprint in (auth_bp, me_bp, volunteers_bp, market_bp, platform_bp, earning_bp):
+    for blueprint in (auth_bp, me_bp, volunteers_bp, market_bp, platform_bp, earning_bp,
+                      tasks_bp, platform_tasks_bp):
         api.register_blueprint(blueprint)
         csrf.exempt(blueprint)

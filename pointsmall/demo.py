@@ -125,6 +125,9 @@ def seed(session: so.Session) -> bool:
         except ledger.InsufficientFunds:
             continue
     session.flush()
+    from pointsmall.tasks.demo import seed_tasks
+
+    seed_tasks(session, rng)
     # A clean check on record: the dashboards show their figures without a warning.
     record_check(session, ledger.verify(session))
     return True

@@ -18,4 +18,5 @@ from pointsmall.earning.models import (  # noqa: F401
 )
 from pointsmall.jobs.models import BackgroundJob  # noqa: F401
 from pointsmall.reports.models import LedgerCheck  # noqa: F401
+from pointsmall.tasks.models import Assignment, Task, Wish  # noqa: F401
 from pointsmall.volunteers.models import Volunteer  # noqa: F401

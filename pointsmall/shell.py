@@ -27,7 +27,8 @@ CSP = "; ".join([
 ])
 
 NAV = {
-    "volunteer": [("home.index", _l("My points")), ("earning.activity_list", _l("Activities")),
+    "volunteer": [("home.index", _l("My points")), ("tasks.board_page", _l("Tasks")),
+                  ("earning.activity_list", _l("Activities")),
                   ("mall.index", _l("Points mall")),
                   ("mall.my_redemptions", _l("My redemptions"))],
     "merchant": [("counter.index", _l("Counter")), ("counter.month", _l("This month")),
@@ -35,6 +36,7 @@ NAV = {
                  ("exports.counter_page", _l("Exports"))],
     "staff": [("home.index", _l("Overview")), ("reports.staff_dashboard", _l("Dashboard")),
               ("volunteers.index", _l("Volunteers")),
+              ("staff_tasks.tasks_page", _l("Tasks")), ("staff_tasks.wishes_page", _l("Wishes")),
               ("staff_earning.activities", _l("Activities")),
               ("staff_earning.batches", _l("Awards")), ("staff_earning.tier_page", _l("Tiers")),
               ("volunteers.grids", _l("Grids")), ("market.index", _l("Merchants and items")),

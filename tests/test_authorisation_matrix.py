@@ -7,6 +7,7 @@ app has a route that neither module knows, so a new page cannot ship without its
 """
 
 import pytest
+import task_routes
 import test_scoping
 from test_scoping import (
     ANYONE,
@@ -83,6 +84,7 @@ PAGES: dict[tuple[str, str], Case] = {
         MERCHANT, 200, owner="merchant", other=200),
     ("GET", "/me/year"): Case(VOLUNTEER, 200, owner="volunteer", other=200),
 }
+PAGES.update(task_routes.pages())
 # The statement as a file, with the same answers.
 STATEMENT_CSV = Case(MERCHANT, 200, owner="merchant", other=200, shows_a=True,
                      query="?format=csv")
@@ -100,6 +102,8 @@ PUBLIC = {
 }
 PUBLIC_URLS = {"/lang/<code>": "/lang/en", "/static/<path:filename>": "/static/css/app.css",
                "/media/items/<name>": "/media/items/" + "0" * 32 + ".jpg"}
+PUBLIC.update(task_routes.PUBLIC)
+PUBLIC_URLS.update(task_routes.PUBLIC_URLS)
 HOME = ("GET", "/")
 
 

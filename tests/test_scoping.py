@@ -19,6 +19,7 @@ from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
+import task_routes
 from builders import (
     build_admin,
     build_community,
@@ -95,7 +96,7 @@ RULES_FORM = {"daily_cap": "", "monthly_cap": "", "approval_points": "5000",
               "merit_per_year": "10"}
 
 EXPORT_TABLES = ("volunteers", "activities", "attendance", "awards", "redemptions",
-                 "statements", "journal")
+                 "statements", "journal", *task_routes.EXPORT_TABLES)
 
 ROUTES: dict[tuple[str, str], Case] = {
     # volunteers and grids
@@ -276,6 +277,9 @@ NOT_SCOPED = {
     ("POST", "/api/v1/platform/task-completions"): "the grid platform signs it (HMAC), "
                                                    "tested in the platform's tests",
 }
+# The task board's routes (tests/task_routes.py).
+ROUTES.update(task_routes.routes())
+NOT_SCOPED.update(task_routes.NOT_SCOPED)
 
 ROLE = {"staff": "staff", "other_staff": "staff", "volunteer": "volunteer",
         "other_volunteer": "volunteer", "merchant": "merchant", "other_merchant": "merchant",
@@ -362,6 +366,7 @@ def build_world() -> World:
     evaluation = tiers.evaluate(db.session, a.id, "甲年度评定", clock.local_today()
                                 - timedelta(days=30), clock.local_today(), by=staff.id)
     token, _ = create_token(db.session, staff, "staff's app")
+    task_ids, task_markers = task_routes.build_task_world(a, staff, volunteer)
     job = BackgroundJob(owner_id=staff.id, kind="export", params={}, twin_key="scoping",
                         title=f"{a.community.name} 流水", status="done", attempts=1, done=1,
                         filename="journal.csv", content_type="text/csv",
@@ -384,7 +389,7 @@ def build_world() -> World:
              "activity_id": activity.id, "fresh_activity": fresh.id,
              "open_activity": open_now.id, "award_id": award.id, "batch_id": batch.id,
              "pending_batch": pending.id, "evaluation_id": evaluation.id,
-             "community_id": a.id, "job_id": job.id},
+             "community_id": a.id, "job_id": job.id, **task_ids},
         codes={"reserved_code": reserved.code, "fulfilled_code": fulfilled.code},
         a_id=a.id, grid_a=a.grid.id, micro_a=a.micro.id, micro_a_name=a.micro.name,
         volunteer_phone=volunteer.phone, activity_type_id=kind.id,
@@ -392,7 +397,8 @@ def build_world() -> World:
         markers_of_a=(a.community.name, volunteer.name, volunteer.phone, a.grid.name,
                       a.micro.name, merchant.name, item.name, proposed.name, activity.title,
                       open_now.title, evaluation.name,
-                      f'/staff/awards/{batch.id}"', f'/staff/awards/{pending.id}"'),
+                      f'/staff/awards/{batch.id}"', f'/staff/awards/{pending.id}"',
+                      *task_markers),
         own={"volunteer": (volunteer.name, volunteer.phone, a.community.name),
              "merchant": (merchant.name, a.community.name)},
         tokens=tokens, sessions={caller: user.get_id() for caller, user in callers.items()})

@@ -10,6 +10,7 @@ from flask_babel import lazy_gettext as _l
 
 from pointsmall.exports import journal, rows
 from pointsmall.exports.query import Period, Scope
+from pointsmall.tasks import export as task_export
 from pointsmall.volunteers import export, service
 from pointsmall.volunteers.views import STATUS_LABELS
 
@@ -82,8 +83,22 @@ JOURNAL = Table("journal", _l("Ledger journal"), (
     _l("Transaction no."), _l("Time"), _l("Kind"), _l("Memo"), _l("Ledger account"),
     _l("Asset"), _l("Amount"), _l("Balance after")), journal.journal, count=journal.count)
 
+TASKS = Table("tasks", _l("Tasks"), (
+    _l("Task no."), _l("Title"), _l("Grid or micro-grid"), _l("Published at"), _l("Deadline"),
+    _l("Task status"), _l("Points"), _l("Merit"), _l("Service hours per person"),
+    _l("Volunteer"), _l("Progress"), _l("Claimed at"), _l("Done at"), _l("Checked at"),
+    _l("Rating"), _l("Closed at")), task_export.task_rows)
+WISHES = Table("wishes", _l("Micro-wishes and reports"), (
+    _l("Wish no."), _l("Posted at"), _l("What is it"), _l("Grid or micro-grid"), _l("Name"),
+    _l("Mobile number"), _l("Text"), _l("Status"), _l("Task no."), _l("Merged into"),
+    _l("Reason for closing"), _l("Resident's rating")), task_export.wish_rows)
+HOURS = Table("hours", _l("Service hours"), (
+    _l("Volunteer no."), _l("Name"), _l("Mobile number"), _l("Micro-grid"), _l("Task hours"),
+    _l("Activity hours"), _l("Total hours")), task_export.hours_rows)
+
 COMMUNITY_TABLES = {t.name: t for t in (VOLUNTEERS, ACTIVITIES, ATTENDANCE, AWARDS,
-                                        REDEMPTIONS, STATEMENTS, JOURNAL)}
+                                        REDEMPTIONS, STATEMENTS, JOURNAL, TASKS, WISHES,
+                                        HOURS)}
 MERCHANT_TABLES = {t.name: t for t in (REDEMPTIONS, STATEMENTS)}
 ALL_TABLES = {**COMMUNITY_TABLES, **MERCHANT_TABLES}
 

@@ -1,0 +1,1 @@
+"""The task board: tasks for grids, claims, checks and ratings, residents' wishes, hours."""
