@@ -181,8 +181,9 @@ WITH s AS (
     ON CONFLICT (idempotency_key) DO NOTHING
     RETURNING id, balance_id
 ), pending AS (
-    UPDATE ledger_balances AS b SET pending = b.pending + %(amount)s::bigint
-    FROM h WHERE b.id = h.balance_id
+    -- From the locked row's figure, not the snapshot's (see _transfer's balances).
+    UPDATE ledger_balances AS b SET pending = s.pending + %(amount)s::bigint
+    FROM h, s WHERE b.id = h.balance_id
 )
 SELECT s.account_id, s.asset_code, s.balance_id, s.allow_negative, s.posted, s.pending,
        s.dst_id, s.dst_asset, s.taken, s.covered, (SELECT h.id FROM h)
@@ -240,7 +241,10 @@ WITH locked AS MATERIALIZED (
                              "l.posted + l.amount")} AS hash
     FROM locked l, t
 ), balances AS (
-    UPDATE ledger_balances AS b SET posted = c.after, seq = c.new_seq, head_hash = c.hash
+    -- Every figure from the locked row (pending too): the row the statement's snapshot
+    -- holds may be older, if a concurrent writer changed it while this one waited.
+    UPDATE ledger_balances AS b
+    SET posted = c.after, pending = c.pending, seq = c.new_seq, head_hash = c.hash
     FROM chained c WHERE b.id = c.balance_id
 ), postings AS (
     INSERT INTO ledger_postings

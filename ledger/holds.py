@@ -223,6 +223,14 @@ def void_holds(session: so.Session, holds: Sequence[tuple[int, str]], *,
         if not _is_id(hold_id):
             raise UnknownHold(hold_id)
         keys[hold_id] = check_key(key)
+    if len(set(keys.values())) != len(keys):
+        raise IdempotencyConflict(next(k for k in keys.values()
+                                       if list(keys.values()).count(k) > 1))
+    for hold_id, key in session.execute(
+            sa.select(Hold.id, Hold.resolution_key)
+            .where(Hold.resolution_key.in_(list(keys.values())))):
+        if keys.get(hold_id) != key:
+            raise IdempotencyConflict(key)  # the key already resolved another hold
     with session.begin_nested():
         rows = _lock_holds(session, list(keys))
         _release(session, [(row, keys[row.id]) for row in rows if row.status == "open"],

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 import sqlalchemy.orm as so
 
 from ledger import chain, flows
-from ledger.models import Account, Balance, Hold, Posting, Transaction
+from ledger.models import Account, Balance, Hold, Posting, Transaction, covers
 
 
 @dataclass(frozen=True)
@@ -131,7 +131,8 @@ def _check_floors(session: so.Session, report: Report) -> None:
     rows = session.execute(
         sa.select(Balance.id, Balance.posted, Balance.pending)
         .join(Account, Account.id == Balance.account_id)
-        .where(sa.not_(Account.allow_negative), Balance.posted - Balance.pending < 0)
+        .where(sa.text("NOT " + covers("ledger_balances.posted", "ledger_balances.pending",
+                                       "ledger_accounts.allow_negative")))
     )
     for balance_id, posted, pending in rows:
         report.add("no_overdraft", "ledger_balances", balance_id,

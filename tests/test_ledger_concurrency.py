@@ -427,7 +427,16 @@ def queue_behind(committed, first: tuple[str, Callable[[so.Session], object]],
         with committed() as s:
             written = first_write(s)
             locked.set()
-            threading.Event().wait(0.5)  # hold the lock while the second queues behind it
+            # Hold the lock while the second queues behind it: until it waits on a lock
+            # (on a busy machine it may take a while to get there), then a little more.
+            with committed() as watch:
+                for _ in range(100):
+                    if watch.scalar(sa.text(
+                            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type ="
+                            " 'Lock' AND datname = current_database()")):
+                        break
+                    threading.Event().wait(0.05)
+            threading.Event().wait(0.2)
             s.commit()
             answers[first_name] = written
 
@@ -632,4 +641,41 @@ def test_posts_of_holds_both_ways_at_once_lock_their_ends_in_one_order(committed
         statuses = Counter(session.scalars(
             sa.select(Hold.status).where(Hold.id.in_(holds))).all())
     assert statuses == Counter({"posted": len(holds)})
+    assert_verified(committed)
+
+
+def fund_with_a_hold(committed, held: int) -> tuple[str, int]:
+    """Fund `twin:<tag>:a` with 50 and hold `held` of it for `twin:<tag>:b`; return the tag
+    and the hold's id."""
+    tag = uuid.uuid4().hex[:8]
+    with committed() as s:
+        ledger.open_account(s, f"twin:{tag}:issuance", "POINTS", allow_negative=True)
+        ledger.open_account(s, f"twin:{tag}:a", "POINTS")
+        ledger.open_account(s, f"twin:{tag}:b", "POINTS")
+        ledger.move(s, f"twin:{tag}:issuance", f"twin:{tag}:a", 50, key=f"fund-{tag}",
+                    kind="award")
+        hold_id = ledger.hold(s, f"twin:{tag}:a", f"twin:{tag}:b", held, key=f"held-{tag}",
+                              kind="redemption").id
+        s.commit()
+    return tag, hold_id
+
+
+@pytest.mark.parametrize("write", ["transfer", "hold"])
+def test_a_write_that_waited_on_a_release_spends_the_points_it_gave_back(committed, write):
+    """A hold of 30 of 50 is being voided and keeps the balance lock; a transfer (or a hold)
+    of 40 waits on it. Once the void commits the 40 fit (50 available), and the one statement
+    that checks and writes must write them from the released figures: not fail the CHECK
+    constraint on a row that mixes the new posted amount with the old pending one."""
+    tag, hold_id = fund_with_a_hold(committed, 30)
+    second = {
+        "transfer": lambda s: ledger.move(s, f"twin:{tag}:a", f"twin:{tag}:b", 40,
+                                          key=f"spend-{tag}", kind="redemption").id,
+        "hold": lambda s: ledger.hold(s, f"twin:{tag}:a", f"twin:{tag}:b", 40,
+                                      key=f"spend-{tag}", kind="redemption").id,
+    }[write]
+    answers = queue_behind(
+        committed, ("void", lambda s: ledger.void_hold(s, hold_id, key=f"void-{tag}").id),
+        ("spend", second))
+    assert isinstance(answers["spend"], int), answers
+    assert amounts(committed, f"twin:{tag}:a") == ((10, 0) if write == "transfer" else (50, 40))
     assert_verified(committed)

@@ -361,6 +361,19 @@ def test_voiding_holds_releases_the_open_ones_and_leaves_the_others_as_they_are(
     assert ledger.verify(session).ok
 
 
+def test_voiding_holds_with_a_key_that_resolved_another_hold_is_a_conflict(session, pair):
+    first, second = hold(session, pair, amount=10), hold(session, pair, amount=10)
+    used = key()
+    ledger.void_hold(session, first.id, key=used)
+    before = ledger_state(session)
+    with pytest.raises(ledger.IdempotencyConflict):
+        ledger.void_holds(session, [(second.id, used)])
+    again = key()
+    with pytest.raises(ledger.IdempotencyConflict):
+        ledger.void_holds(session, [(second.id, again), (first.id, again)])
+    assert ledger_state(session) == before
+
+
 def test_voiding_holds_with_a_bad_id_or_key_is_refused_and_writes_nothing(session, pair):
     held = hold(session, pair, amount=10)
     before = ledger_state(session)
