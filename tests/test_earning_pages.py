@@ -21,7 +21,14 @@ from ledger.clock import utcnow
 from pointsmall import clock
 from pointsmall.communities import expired_address
 from pointsmall.earning import activities, awards, platform
-from pointsmall.earning.models import Activity, Adjustment, Attendance, Award, AwardBatch, Evaluation
+from pointsmall.earning.models import (
+    Activity,
+    Adjustment,
+    Attendance,
+    Award,
+    AwardBatch,
+    Evaluation,
+)
 from pointsmall.earning.rules import activity_type, ensure_rules
 from pointsmall.extensions import db
 
