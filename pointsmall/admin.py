@@ -1,5 +1,7 @@
 """Admin pages: communities, staff accounts, the audit log."""
 
+from datetime import date, timedelta
+
 import sqlalchemy as sa
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
@@ -7,7 +9,7 @@ from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import PasswordField, SelectField, StringField
 
-from pointsmall import audit, communities
+from pointsmall import audit, audit_text, clock, communities
 from pointsmall.auth.models import User
 from pointsmall.auth.service import check_new_password
 from pointsmall.errors import ValidationFailed
@@ -103,13 +105,27 @@ def create_staff(form: StaffForm) -> User:
 @bp.get("/audit")
 @roles_required("admin")
 def audit_page():
-    """Show the audit log, newest first, filtered by action, actor or community."""
+    """Show the audit log in plain words and local time, newest first, filtered by action,
+    person, community and dates."""
+    start, end = _day_arg("from"), _day_arg("to")
     page = audit.search(db.session, action=request.args.get("action") or None,
-                        actor=request.args.get("actor") or None,
+                        actor=(request.args.get("actor") or "").strip() or None,
                         community_id=request.args.get("community", type=int),
-                        page=request.args.get("page", 1, type=int))
-    actions = db.session.scalars(sa.select(audit.AuditEntry.action).distinct()
-                                 .order_by(audit.AuditEntry.action)).all()
+                        page=request.args.get("page", 1, type=int),
+                        since=clock.utc_start_of(start) if start else None,
+                        until=clock.utc_start_of(end + timedelta(days=1)) if end else None)
+    actions = db.session.scalars(sa.select(audit.AuditEntry.action).distinct()).all()
+    choices = sorted(((code, audit_text.action_label(code)) for code in actions),
+                     key=lambda pair: pair[1])
     all_communities = db.session.scalars(sa.select(communities.Community)).all()
-    return render_template("admin/audit.html", page=page, actions=actions,
-                           communities=all_communities)
+    return render_template("admin/audit.html", page=page, actions=choices,
+                           rows=audit_text.readable(db.session, page.items),
+                           communities=all_communities, start=start, end=end,
+                           zone=clock.zone().key)
+
+
+def _day_arg(name: str) -> date | None:
+    try:
+        return date.fromisoformat(request.args.get(name, ""))
+    except ValueError:
+        return None

@@ -227,7 +227,9 @@ def award(activity_id: int):
 @roles_required("staff")
 def batches():
     """List award batches and adjustments: those waiting for approval first."""
-    return _awards_page(AdjustForm(prefix="adj"))
+    form = AdjustForm(prefix="adj")
+    form.phone.data = request.args.get("phone", "")[:20]  # from a volunteer's page
+    return _awards_page(form)
 
 
 def _awards_page(adjust_form: AdjustForm, status: int = 200):

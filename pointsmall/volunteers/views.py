@@ -27,7 +27,7 @@ from pointsmall.clock import local_today
 from pointsmall.errors import ValidationFailed
 from pointsmall.extensions import db
 from pointsmall.shell import roles_required
-from pointsmall.volunteers import export, importer, service
+from pointsmall.volunteers import export, importer, overview, service, table
 from pointsmall.volunteers.models import STATUSES
 
 bp = Blueprint("volunteers", __name__, url_prefix="/staff")
@@ -75,15 +75,14 @@ def _apply_errors(form: FlaskForm, error: ValidationFailed) -> None:
 @bp.get("/volunteers")
 @roles_required("staff")
 def index():
-    """Search and filter the community's volunteers, a page at a time."""
-    q, grid_id, status = _list_filters()
-    query = service.search_volunteers(db.session, _community_id(), q=q, grid_id=grid_id,
-                                      status=status)
-    page = db.paginate(query, page=request.args.get("page", 1, type=int), per_page=25,
-                       error_out=False)
-    return render_template("volunteers/index.html", page=page, q=q, grid_id=grid_id,
-                           status=status, grids=_grid_choices(micro_only=False),
-                           statuses=STATUS_LABELS)
+    """Show the community's volunteers as a table to sort and filter, a page at a time."""
+    filters = table.Filters.from_args(request.args)
+    page = table.page(db.session, _community_id(), filters,
+                      request.args.get("page", 1, type=int))
+    return render_template("volunteers/index.html", page=page, filters=filters,
+                           q=filters.q, grid_id=filters.grid_id, status=filters.status,
+                           grids=_grid_choices(micro_only=False), statuses=STATUS_LABELS,
+                           tiers=table.TIERS)
 
 
 @bp.route("/volunteers/new", methods=["GET", "POST"])
@@ -127,8 +126,10 @@ def edit(volunteer_id: int):
             flash(_("Saved."), "success")
             return redirect(url_for("volunteers.edit", volunteer_id=volunteer.id))
     return render_template("volunteers/form.html", form=form, volunteer=volunteer,
-                           action_form=EmptyForm(), statuses=STATUS_LABELS), (
-        422 if form.errors else 200)
+                           action_form=EmptyForm(), statuses=STATUS_LABELS,
+                           overview=overview.points_overview(
+                               db.session, volunteer, before=request.args.get("before", type=int))
+                           ), (422 if form.errors else 200)
 
 
 @bp.post("/volunteers/<int:volunteer_id>/status/<status>")
@@ -189,19 +190,13 @@ def import_template():
 @roles_required("staff")
 def export_volunteers():
     """Download the volunteers the list page shows (same filters) as CSV for Excel."""
-    q, grid_id, status = _list_filters()
-    query = service.search_volunteers(db.session, _community_id(), q=q, grid_id=grid_id,
-                                      status=status)
+    query = table.export_query(db.session, _community_id(),
+                               table.Filters.from_args(request.args))
     language = "zh" if str(get_locale() or "zh").startswith("zh") else "en"
     lines = export.volunteer_lines(db.session, _community_id(), query, language,
                                    {k: str(v) for k, v in STATUS_LABELS.items()})
     return Response(stream_with_context(lines), mimetype="text/csv", headers={
         "Content-Disposition": f"attachment; filename=volunteers-{local_today():%Y%m%d}.csv"})
-
-
-def _list_filters() -> tuple[str, int | None, str | None]:
-    return (request.args.get("q", ""), request.args.get("grid", type=int),
-            request.args.get("status") or None)
 
 
 @bp.route("/grids", methods=["GET", "POST"])
