@@ -123,8 +123,9 @@ def _target(target: str, names: dict[tuple[str, int], str]) -> str:
 
 
 def _details(detail: dict) -> list[tuple[str, str]]:
-    return [(str(DETAILS.get(key, key)), _value(value)) for key, value in detail.items()
-            if value not in (None, "", {}, [])]
+    return [(str(DETAILS.get(key, key)),
+             f"#{value}" if key.endswith("_id") else _value(value))
+            for key, value in detail.items() if value not in (None, "", {}, [])]
 
 
 def _value(value) -> str:

@@ -35,7 +35,7 @@ from pointsmall.errors import NotFound, ValidationFailed, describe
 from pointsmall.extensions import db
 from pointsmall.mall import qr_data_uri
 from pointsmall.shell import roles_required
-from pointsmall.volunteers import service
+from pointsmall.volunteers import service, table
 from pointsmall.volunteers.models import Volunteer
 
 bp = Blueprint("staff_earning", __name__, url_prefix="/staff")
@@ -145,8 +145,9 @@ def _activity_page(found: Activity, *, phones: str = "", ticked: frozenset[int] 
     listed = {v.id for _, v in rows}
     awarded = {a.volunteer_id: a for a in db.session.scalars(
         sa.select(Award).where(Award.activity_id == found.id))}
-    others = [v for v in db.session.scalars(service.search_volunteers(
-        db.session, _community_id(), status="active")) if v.id not in listed]
+    others = sorted((v for v in db.session.scalars(service.search_volunteers(
+        db.session, _community_id(), status="active")) if v.id not in listed),
+        key=lambda v: table.name_key(v.name))
     return render_template("earning/staff_activity.html", activity=found, link=link,
                            qr=qr_data_uri(link), rows=rows, awarded=awarded, form=EmptyForm(),
                            sheet_form=SheetForm(), key=uuid.uuid4().hex, others=others,
