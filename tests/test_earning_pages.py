@@ -688,13 +688,14 @@ def test_staff_freeze_an_evaluation_and_print_it(client, place, staff, ranked):
 
     frozen = client.post("/staff/evaluations", data={
         "e-csrf_token": csrf_token(page), "e-name": "2026 H2", "e-start": "2026-01-01",
-        "e-end": today.isoformat()})
+        "e-end": today.isoformat(), "e-early": "y"})  # today is not over: asked to anyway
 
     assert frozen.status_code == 302
     give_merit(place, li, 500, "later")  # after the freeze: the record does not change
     printed = text(client.get(frozen.location))
     assert "Evaluation 2026 H2" in printed
-    rows = re.findall(r"<tr><td>(\d+)</td><td>([^<]+)</td>.*?<td>([^<]+)</td></tr>", printed)
+    rows = re.findall(r'<tr><td>(\d+)\. ([^<]+)</td>.*?<td data-label="Tier">([^<]+)</td></tr>',
+                      printed)
     assert rows == [("1", "王芳", "Silver"), ("2", "李娜", "Bronze")]
     evaluation = db.session.scalar(sa.select(Evaluation).where(
         Evaluation.community_id == place.id))
@@ -947,3 +948,20 @@ def test_an_evaluation_whose_end_is_before_its_start_is_shown_again_with_the_dat
     assert 'value="2026 上半年"' in text(answer) and 'value="2026-06-30"' in text(answer)
     assert "The end is after the start." in text(answer)
     assert count(Evaluation, place) == 0
+
+
+def test_freezing_a_period_that_has_not_ended_asks_first_and_the_printout_names_its_last_day(
+        client, place, staff, ranked):
+    page = text(as_user(client, staff).get("/staff/tiers"))
+    form = {"e-csrf_token": csrf_token(page), "e-name": "今年", "e-start": "2026-01-01",
+            "e-end": (clock.local_today() + timedelta(days=30)).isoformat()}
+
+    asked = client.post("/staff/evaluations", data=form)
+
+    assert asked.status_code == 422 and "This period has not ended yet" in text(asked)
+    assert count(Evaluation, place) == 0
+    frozen = client.post("/staff/evaluations", data={**form, "e-end": "2026-06-30",
+                                                     "e-name": "2026 H1"})
+    printed = text(client.get(frozen.location))
+    assert "2026-01-01 – 2026-06-30" in printed  # the last day, not the day after
+    assert place.community.name in printed and "data-print" in printed

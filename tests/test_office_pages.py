@@ -13,8 +13,10 @@ from market_builders import make_item, make_shop, redeem  # noqa: F401
 
 from pointsmall import audit
 from pointsmall.audit import AuditEntry
+from pointsmall.clock import local_today, next_month
 from pointsmall.earning import awards
 from pointsmall.extensions import db
+from pointsmall.reports.models import LedgerCheck
 
 
 @pytest.fixture
@@ -113,3 +115,22 @@ def test_the_volunteer_table_sorts_by_points_filters_by_tier_and_exports_the_sam
     assert "赵丽" in exported and "阿明" not in exported and "张三" not in exported
     low = client.get("/staff/volunteers/export.csv?max_points=5").get_data(as_text=True)
     assert poor.name in low and "赵丽" not in low
+
+
+def test_after_a_failed_ledger_check_the_dashboard_does_not_also_say_the_figures_agree(
+        client, place, staff, make_volunteer):
+    make_volunteer(place, points=50)
+    db.session.add(LedgerCheck(ok=False, violations=1, postings=10, detail="hash chain"))
+    db.session.commit()
+
+    page = plain(page_of(client, staff, "/staff/dashboard"))
+
+    assert "请勿依据这些数字" in page
+    assert "一致" not in page  # not beside the red warning
+
+
+def test_the_dashboard_does_not_offer_a_month_that_has_not_begun(client, place, staff):
+    page = page_of(client, staff, "/staff/dashboard")
+    following = next_month(local_today())
+
+    assert f"month={following:%Y-%m}" not in page

@@ -12,14 +12,14 @@ from flask_babel import ngettext
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField
-from wtforms import DateField, IntegerField, SelectField, StringField, TimeField
+from wtforms import BooleanField, DateField, IntegerField, SelectField, StringField, TimeField
 from wtforms.validators import Optional
 
 import ledger
 from pointsmall import clock, tiers
 from pointsmall.auth.models import User
 from pointsmall.auth.views import EmptyForm
-from pointsmall.communities import community_grids
+from pointsmall.communities import community_grids, get_community
 from pointsmall.earning import activities, awards, sheets
 from pointsmall.earning.errors import invalid
 from pointsmall.earning.models import (
@@ -71,6 +71,7 @@ class EvaluationForm(FlaskForm):
     name = StringField(_l("Name, e.g. 2026 H1"))
     start = DateField(_l("From"))
     end = DateField(_l("To (inclusive)"))
+    early = BooleanField(_l("Freeze it now, although the period has not ended"))
 
 
 class SheetForm(FlaskForm):
@@ -366,7 +367,7 @@ def tier_page():
     """Thresholds with a preview of who moves, leaderboards, and evaluations."""
     rules = ensure_rules(db.session, _community_id())
     form = ThresholdForm(prefix="t")
-    moves, refused = None, False
+    moves, scores, refused = None, {}, False
     if request.method == "GET":
         form.bronze.data, form.silver.data, form.gold.data = (
             rules.bronze_at, rules.silver_at, rules.gold_at)
@@ -380,14 +381,17 @@ def tier_page():
                 flash(_("Thresholds saved."), "success")
                 return redirect(url_for("staff_earning.tier_page"))
             moves = tiers.preview_thresholds(db.session, _community_id(), wanted)
+            scores = {s.volunteer_id: s.score for s in tiers.standings(
+                db.session, _community_id(), volunteer_ids=[v.id for v, _, _ in moves]).values()}
         except ValidationFailed as error:
             flash(" ".join(error.errors.get("thresholds", [])), "error")
             refused = True
     return _tiers(form, EvaluationForm(prefix="e", formdata=None), moves,
-                  422 if refused or form.errors else 200)
+                  422 if refused or form.errors else 200, scores=scores)
 
 
-def _tiers(form: ThresholdForm, evaluation_form: EvaluationForm, moves, status: int):
+def _tiers(form: ThresholdForm, evaluation_form: EvaluationForm, moves, status: int,
+           scores: dict[int, int] | None = None):
     today = clock.local_today()
     start = _date_arg("start") or today.replace(month=1, day=1)
     end = _date_arg("end") or today
@@ -402,7 +406,8 @@ def _tiers(form: ThresholdForm, evaluation_form: EvaluationForm, moves, status: 
     return render_template("earning/tiers.html", form=form, moves=moves, board=board,
                            start=start, end=end, grid_id=grid_id, counts=counts,
                            grids=community_grids(db.session, _community_id()),
-                           evaluations=evaluations, evaluation_form=evaluation_form), status
+                           evaluations=evaluations, evaluation_form=evaluation_form,
+                           scores=scores or {}), status
 
 
 @bp.post("/evaluations")
@@ -411,15 +416,20 @@ def evaluate():
     """Freeze the ranking for a period."""
     form = EvaluationForm(prefix="e")
     if form.validate_on_submit():
-        try:
-            found = tiers.evaluate(db.session, _community_id(), form.name.data,
-                                   form.start.data, form.end.data, by=current_user.id)
-        except ValidationFailed as error:
-            db.session.rollback()
-            _apply(form, error)
+        if form.end.data >= clock.local_today() and not form.early.data:
+            # Merit can still be earned in the period: freeze it only when asked to.
+            form.end.errors = [_("This period has not ended yet: its ranking can still "
+                                 "change. Tick the box below to freeze it anyway.")]
         else:
-            db.session.commit()
-            return redirect(url_for("staff_earning.evaluation", evaluation_id=found.id))
+            try:
+                found = tiers.evaluate(db.session, _community_id(), form.name.data,
+                                       form.start.data, form.end.data, by=current_user.id)
+            except ValidationFailed as error:
+                db.session.rollback()
+                _apply(form, error)
+            else:
+                db.session.commit()
+                return redirect(url_for("staff_earning.evaluation", evaluation_id=found.id))
     rules = ensure_rules(db.session, _community_id())
     thresholds = ThresholdForm(prefix="t", formdata=None)
     thresholds.bronze.data, thresholds.silver.data, thresholds.gold.data = (
@@ -437,7 +447,10 @@ def evaluation(evaluation_id: int):
     entries = db.session.scalars(sa.select(EvaluationEntry).where(
         EvaluationEntry.evaluation_id == found.id).order_by(EvaluationEntry.rank,
                                                              EvaluationEntry.id)).all()
-    return render_template("earning/evaluation.html", evaluation=found, entries=entries)
+    return render_template("earning/evaluation.html", evaluation=found, entries=entries,
+                           community=get_community(db.session, found.community_id),
+                           # The period is stored up to the start of the day after its end.
+                           last_day=clock.to_local(found.period_end - timedelta(days=1)))
 
 
 def _date_arg(name: str):

@@ -8,3 +8,8 @@ document.addEventListener("input", function (event) {
     item.hidden = wanted !== "" && item.dataset.search.toLowerCase().indexOf(wanted) < 0;
   });
 });
+
+// <button data-print> prints the page (the stylesheet leaves the menus off paper).
+document.addEventListener("click", function (event) {
+  if (event.target.closest && event.target.closest("[data-print]")) { window.print(); }
+});
