@@ -37,6 +37,7 @@ ACTIONS = {
     "volunteer.status": _l("Changed a volunteer's status"),
     "volunteer.reset_password": _l("Reset a volunteer's password"),
     "volunteer.import": _l("Imported volunteers"),
+    "volunteer.first_codes": _l("Issued first sign-in codes"),
     "merchant.create": _l("Added a merchant"),
     "redemption.refund": _l("Refunded a redemption"),
     "statement.close": _l("Closed a settlement period"),

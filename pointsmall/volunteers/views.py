@@ -48,6 +48,8 @@ class ImportForm(FlaskForm):
     file = FileField(_l("CSV or XLSX file"), validators=[
         FileRequired(_l("Choose a file.")),
         FileAllowed(["csv", "xlsx"], _l("Only CSV and XLSX files can be imported."))])
+    codes = BooleanField(_l("Make a first sign-in code for each volunteer, to print or send"),
+                         default=True)
 
 
 class GridForm(FlaskForm):
@@ -163,16 +165,25 @@ def import_volunteers():
     form = ImportForm()
     if form.validate_on_submit():
         upload = form.file.data
+        data = upload.read()
         try:
             created = importer.import_volunteers(db.session, _community_id(),
-                                                 upload.filename or "", upload.read())
+                                                 upload.filename or "", data)
         except importer.ImportRefused as refusal:
             db.session.rollback()
             return render_template("volunteers/import.html", form=form, refusal=refusal,
                                    max_rows=importer.MAX_ROWS), 422
+        codes = (service.first_sign_in_codes(db.session, _community_id(), created)
+                 if form.codes.data else [])
         db.session.commit()
         flash(ngettext("%(num)d volunteer imported.", "%(num)d volunteers imported.",
                        len(created)), "success")
+        left_out = importer.unknown_columns(upload.filename or "", data)
+        if left_out:
+            flash(_("Not imported: the column(s) %(columns)s. Points Mall keeps no such "
+                    "field; keep that list elsewhere.", columns="、".join(left_out)), "info")
+        if codes:
+            return render_template("volunteers/codes.html", codes=codes)
         return redirect(url_for("volunteers.index"))
     return render_template("volunteers/import.html", form=form, refusal=None,
                            max_rows=importer.MAX_ROWS), 422 if form.errors else 200
