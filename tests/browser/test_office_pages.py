@@ -301,3 +301,114 @@ def test_the_wide_office_pages_fit_a_phone_in_english_too(phone, screenshot):
     for path, step in (("/staff/volunteers", "volunteers"), ("/staff/tiers", "tiers")):
         phone.goto(path)
         screenshot(phone, f"10-en-{step}")
+
+
+# 6. Dates and periods
+
+
+def test_the_dashboard_stops_at_this_month_and_an_unfinished_period_is_frozen_only_on_request(
+        desktop, screenshot):
+    sign_in(desktop, "staff1")
+    desktop.goto("/staff/dashboard")
+    nav = desktop.locator("nav.month-nav")
+    expect(nav.locator("a")).to_have_count(1)  # back a month, not into the future
+    screenshot(desktop, "6-dashboard")
+
+    desktop.goto("/staff/tiers")
+    desktop.fill("input[name='e-name']", "本年度（未结束）")
+    desktop.fill("input[name='e-start']", "2026-01-01")
+    desktop.fill("input[name='e-end']", "2099-12-31")
+    desktop.get_by_role("button", name="固定本次评定结果").click()
+    expect(field_of(desktop, "e-end").locator(".error")).to_contain_text("还没有结束")
+    expect(desktop.locator("input[name='e-name']")).to_have_value("本年度（未结束）")
+    screenshot(desktop, "6-asks-first")
+
+    desktop.fill("input[name='e-name']", "2026 上半年")
+    desktop.fill("input[name='e-end']", "2026-06-30")
+    desktop.get_by_role("button", name="固定本次评定结果").click()
+    expect(desktop.get_by_test_id("period")).to_contain_text("2026-01-01 – 2026-06-30")
+    expect(desktop.locator("h1")).to_contain_text("渝能阳光社区")
+    expect(desktop.get_by_role("button", name="打印")).to_be_visible()
+    screenshot(desktop, "6-printout")
+
+
+# 7. Wording
+
+
+def test_start_dates_merchant_names_and_the_account_page_read_as_office_staff_expect(
+        phone, screenshot):
+    sign_in(phone, "staff1")
+    phone.goto("/staff/tiers")
+    expect(phone.locator("main")).to_contain_text("起始日期")
+    expect(phone.locator("main")).not_to_contain_text("来源地址")
+    screenshot(phone, "7-tiers")
+    phone.goto("/staff/market/")
+    expect(phone.locator("main")).to_contain_text("商家名称")
+    screenshot(phone, "7-merchants")
+    phone.goto("/account")
+    expect(phone.locator("main")).not_to_contain_text("/api/v1")
+    screenshot(phone, "7-account")
+
+
+# 8. Roster import and attendance for anyone of the community
+
+
+def test_an_import_lists_first_sign_in_codes_and_names_the_column_it_left_out(
+        desktop, screenshot):
+    sign_in(desktop, "staff1")
+    desktop.goto("/staff/volunteers/import")
+    csv = ("姓名,手机号,微网格,加入日期,备注\n"
+           "钱多多,13900000111,1栋微网格,2024-05-01,党员\n")
+    desktop.set_input_files("input[name='file']", files=[{
+        "name": "名单.csv", "mimeType": "text/csv", "buffer": csv.encode("utf-8")}])
+    expect(desktop.locator("input[name='codes']")).to_be_checked()
+    desktop.locator("main form button[type=submit]").click()
+
+    expect(desktop.locator(".flash")).to_contain_text(["已导入", "未导入的列：备注"])
+    codes = desktop.get_by_test_id("first-codes")
+    expect(codes).to_contain_text("钱多多")
+    code = codes.locator("code").first.inner_text()
+    screenshot(desktop, "8-codes")
+    desktop.context.clear_cookies()
+    sign_in(desktop, "13900000111", code)
+    expect(desktop.get_by_test_id("available")).to_be_visible()
+
+
+def test_staff_find_and_tick_a_volunteer_who_did_not_sign_up(phone, screenshot):
+    sign_in(phone, "staff1")
+    phone.goto("/staff/activities")
+    phone.locator("main a[href^='/staff/activities/']").first.click()
+    picker = phone.get_by_test_id("pick-volunteers")
+    picker.locator("summary").click()
+    everyone = picker.locator("li:visible").count()
+    wanted = picker.locator("li").last.get_attribute("data-search").split()[-1]  # a phone
+    picker.locator("input[type=search]").fill(wanted)
+    expect(picker.locator("li:visible")).to_have_count(1)
+    assert everyone > 1
+    picker.locator("li:visible input[type=checkbox]").check()
+    screenshot(phone, "8-picked")
+    phone.get_by_role("button", name="保存到场情况").click()
+    expect(phone.locator(".flash-success")).to_be_visible()
+    present = phone.locator("main ul.rows li", has_text=wanted)
+    expect(present).to_contain_text("已到场")
+
+
+# 10. Phone-size tables
+
+
+def test_the_district_and_evaluation_tables_keep_names_on_one_line_on_a_phone(
+        phone, screenshot):
+    sign_in(phone, "admin")
+    phone.goto("/admin/dashboard")
+    name = phone.locator("#district-table tbody th").first
+    line = phone.evaluate("() => parseFloat(getComputedStyle(document.body).lineHeight)")
+    assert name.bounding_box()["height"] < 2 * line  # one line, not one character a line
+    screenshot(phone, "10-district")
+    phone.context.clear_cookies()
+    sign_in(phone, "staff1")
+    phone.goto("/staff/tiers")
+    phone.locator("main a[href^='/staff/evaluations/']").first.click()
+    first = phone.locator("main table tbody tr").first
+    expect(first.locator("td[data-label='等级']")).to_be_visible()
+    assert first.bounding_box()["width"] <= PHONE["width"]
+    screenshot(phone, "10-evaluation")
