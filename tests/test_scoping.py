@@ -139,6 +139,7 @@ ROUTES: dict[tuple[str, str], Case] = {
     ("GET", "/staff/awards/<int:batch_id>"): Case(STAFF, 200, shows_a=True),
     ("POST", "/staff/awards/<int:batch_id>/<verdict>"): Case(
         STAFF, 302, args={"batch_id": "pending_batch"}),
+    ("GET", "/staff/audit"): Case(STAFF, 200, other=200, shows_a=True),
     ("GET", "/staff/tiers"): Case(STAFF, 200, other=200),
     ("POST", "/staff/tiers"): Case(STAFF, 200, other=200, body=lambda w: {
         "t-csrf_token": "-", "t-bronze": "10", "t-silver": "20", "t-gold": "30"}),

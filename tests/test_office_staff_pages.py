@@ -134,3 +134,18 @@ def test_the_dashboard_does_not_offer_a_month_that_has_not_begun(client, place, 
     following = next_month(local_today())
 
     assert f"month={following:%Y-%m}" not in page
+
+
+def test_staff_read_their_own_communitys_audit_log_and_no_other(
+        client, place, staff, make_community, make_volunteer):
+    ours = make_volunteer(place, name="李娜")
+    theirs = make_volunteer(make_community(), name="赵敏")
+    for volunteer, key in ((ours, "a"), (theirs, "b")):
+        awards.adjust(db.session, volunteer.community_id, volunteer.id, 5, reason="补录",
+                      key=key)
+    db.session.commit()
+
+    page = plain(page_of(client, staff, "/staff/audit"))
+
+    assert "调整积分" in page and "李娜" in page
+    assert "赵敏" not in page
