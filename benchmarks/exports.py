@@ -116,7 +116,10 @@ def child(url: str, path: str) -> None:
     from pointsmall.auth.models import User
     from pointsmall.extensions import db
 
-    app = create_app({"SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": "bench"})
+    # Every export in the request, however large (this measures the streaming path; see
+    # export_job.py for the background job that large exports become).
+    app = create_app({"SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": "bench",
+                      "EXPORT_JOB_ROWS": None})
     with app.app_context():
         staff = db.session.scalar(sa.select(User).where(User.username == "bench_staff"))
         user_id = staff.get_id()

@@ -19,7 +19,6 @@ measures:
 - pgbench's built-in TPC-B script (pgbench -i -s 10 into a database of its own,
   bench_<random>_pgbench; then pgbench -c N -j N -T secs) with the same client counts, run
   just before our runs with the same count, and the ratio ours / pgbench;
-- SQLite with one writer (a WAL file database set up through ledger.configure_engine).
 
 Workers are processes by default (one Python process per worker, as gunicorn runs them):
 threads in one process share the GIL; the random case is also measured with threads at the
@@ -47,7 +46,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -76,7 +74,6 @@ MERCHANTS = 50  # holds are posted to one of these
 TARGETS = {
     "random": ("pgbench", 0.5),
     "issuance-16": ("pgbench", 0.3),
-    "sqlite": ("abs", 1500.0),
     "verify": ("max_s", 10.0),
     "history": ("max_ms", 5.0),
 }
@@ -122,8 +119,7 @@ def build_schema(url: str) -> None:
 
 
 def make_engine(url: str, pool_size: int = 1) -> sa.Engine:
-    engine = sa.create_engine(url, pool_size=pool_size, max_overflow=pool_size)
-    return ledger.configure_engine(engine)
+    return sa.create_engine(url, pool_size=pool_size, max_overflow=pool_size)
 
 
 def open_accounts(engine: sa.Engine, n_accounts: int, batch: int = 500) -> None:
@@ -559,27 +555,6 @@ def run(res: dict, url: str, scenario: str, n_accounts: int, workers: int, durat
         f"busy/ours {cores(r)} cores, errors {r['errors']} {r['first_error']}")
 
 
-# ----------------------------------------------------------------------------- SQLite
-
-
-def measure_sqlite(n_accounts: int, duration: float) -> dict:
-    tmp = tempfile.mkdtemp(prefix="ledger_bench_sqlite_")
-    try:
-        url = f"sqlite:///{tmp}/bench.db"
-        build_schema(url)
-        engine = make_engine(url)
-        open_accounts(engine, n_accounts)
-        with engine.connect() as conn:
-            journal = conn.exec_driver_sql("PRAGMA journal_mode").scalar()
-        engine.dispose()
-        barrier, results = threading.Barrier(1), queue.Queue()
-        worker(url, "random", n_accounts, duration, 0, f"sqlite:{uuid.uuid4().hex[:8]}",
-               barrier, results)
-        return {"journal_mode": journal, **summarise([results.get()], duration)}
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
 # ----------------------------------------------------------------------------- report
 
 
@@ -658,11 +633,6 @@ def table(res: dict) -> list[list[str]]:
         rows.append(["pgbench TPC-B (built-in tpcb-like), pgbench -c N -j N", str(c),
                      f"{tps:.0f}", "", "", "", "", cores({"busy_cores": pg_busy.get(c)}), "",
                      ""])
-    if "sqlite" in res:
-        r = res["sqlite"]
-        rows.append([f"SQLite transfers/s, one writer ({r['journal_mode']} file)", "1",
-                     f"{r['rate']:.0f}", "", "", latency(r), cpu(r), cores(r),
-                     str(r["errors"]), f">= 1500/s: {verdict(r['rate'] >= 1500)}"])
     if "bulk_load" in res:
         r = res["bulk_load"]
         rows.append([f"bulk load to {r['postings']:,} postings ({r['procs']} processes, COPY)",
@@ -721,8 +691,7 @@ def main() -> int:
     parser.add_argument("--history-calls", type=int, default=500)
     parser.add_argument("--pgbench-scale", type=int, default=10)
     parser.add_argument("--skip", default="",
-                        help="comma list of: load,random,issuance,holdpost,threads,pgbench,"
-                             "sqlite")
+                        help="comma list of: load,random,issuance,holdpost,threads,pgbench")
     parser.add_argument("--json", help="also write the results as JSON to this file")
     args = parser.parse_args()
     workers = [int(w) for w in args.workers.split(",")]
@@ -783,9 +752,6 @@ def main() -> int:
             log(f"verify after the runs: {res['verify_after']['seconds']:.2f} s "
                 f"ok={res['verify_after']['ok']} {res['verify_after']['violations']}")
 
-        if "sqlite" not in skip:
-            res["sqlite"] = measure_sqlite(args.accounts, args.duration)
-            log(f"sqlite: {res['sqlite']}")
     finally:
         with admin.connect() as conn:
             for db in reversed(created):

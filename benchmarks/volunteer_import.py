@@ -2,17 +2,18 @@
 
     .venv/bin/python benchmarks/volunteer_import.py [--rows 5000] [--pg postgresql://...]
 
-Builds a fresh database with the app's migrations (a SQLite file in a temporary folder, and,
-with --pg, a database of its own on that server, dropped at the end), signs in as staff and
+Builds a fresh database with the app's migrations (a database of its own, dropped at the
+end, on the --pg server, or without --pg on an embedded PostgreSQL server started for the
+run in a temporary folder and deleted afterwards), signs in as staff and
 uploads a CSV of --rows new volunteers to POST /staff/volunteers/import through the Flask
 test client: the whole request (parse, check every row, create users, volunteers and their
 two ledger accounts, commit) is timed, plus the CPU time of this process.
 """
 
 import argparse
+import contextlib
 import csv
 import io
-import tempfile
 import time
 import uuid
 
@@ -20,7 +21,7 @@ import sqlalchemy as sa
 from flask_migrate import upgrade
 from werkzeug.security import generate_password_hash
 
-from pointsmall import communities, create_app
+from pointsmall import communities, create_app, embedded_db
 from pointsmall.auth.models import User
 from pointsmall.config import database_url
 from pointsmall.extensions import db
@@ -69,12 +70,14 @@ def run(url: str, rows: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=5000)
-    parser.add_argument("--pg", help="a PostgreSQL server URL; a database is made on it")
+    parser.add_argument("--pg", help="a PostgreSQL server URL; a database is made on it "
+                        "(default: an embedded server for this run)")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as folder:
-        run(f"sqlite:///{folder}/bench.db", args.rows)
-    if args.pg:
-        server = sa.make_url(database_url(args.pg, ""))
+    with contextlib.ExitStack() as stack:
+        if args.pg:
+            server = sa.make_url(database_url(args.pg, ""))
+        else:
+            server = sa.make_url(stack.enter_context(embedded_db.temporary()).url())
         name = f"bench_import_{uuid.uuid4().hex[:8]}"
         admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
         with admin.connect() as connection:

@@ -1,6 +1,8 @@
 """Double-entry points ledger: accounts, balanced transactions, holds, reversals, verify.
 
-SQLAlchemy 2.x only; every function takes a session, flushes and never commits.
+SQLAlchemy 2.x on PostgreSQL; every function takes a session, flushes and never commits.
+This module is the ledger's whole public API: nothing outside the package imports its
+modules (an import-linter contract checks it).
 """
 
 from ledger.accounts import (
@@ -11,13 +13,30 @@ from ledger.accounts import (
     open_accounts,
 )
 from ledger.batch import TransferRequest, transfer_many
-from ledger.db import configure_engine, is_retryable, run_in_transaction
+from ledger.chain import request_hash
+from ledger.clock import utcnow
+from ledger.db import is_retryable, run_in_transaction
 from ledger.errors import *  # noqa: F403
-from ledger.flows import DayFlow
-from ledger.holds import expire_holds, find_hold, get_hold, hold, post_hold, void_hold
+from ledger.flows import DayFlow, period_index
+from ledger.flows import daily as daily_flows
+from ledger.flows import periods as period_flows
+from ledger.flows import rebuild as rebuild_flows
+from ledger.flows import set_zone as set_flow_zone
+from ledger.flows import zone as flow_zone
+from ledger.holds import (
+    expire_holds,
+    find_hold,
+    get_hold,
+    hold,
+    post_hold,
+    void_hold,
+    void_holds,
+)
 from ledger.models import (
+    KEY_LEN,
     MAX_AMOUNT,
     Account,
+    Asset,
     Balance,
     Base,
     Flow,
@@ -28,14 +47,15 @@ from ledger.models import (
 from ledger.reads import AccountBalance, HistoryEntry, HistoryPage, balance, balances, history
 from ledger.transfers import move, reverse, transfer
 from ledger.verify import Report, Violation, verify
-from ledger.writes import Leg
+from ledger.writes import Leg, attach, check_key
 
 __all__ = [
-    "MAX_AMOUNT", "Account", "AccountBalance", "Balance", "Base", "DayFlow", "Flow",
-    "HistoryEntry", "HistoryPage",
-    "Hold", "Leg", "Posting", "Report", "Transaction", "TransferRequest", "Violation",
-    "balance", "balances", "transfer_many",
-    "configure_engine", "define_asset", "expire_holds", "find_hold", "get_account", "get_hold",
-    "history", "hold", "is_retryable", "lock_account", "move", "open_account", "open_accounts",
-    "post_hold", "reverse", "run_in_transaction", "transfer", "verify", "void_hold",
+    "Account", "AccountBalance", "Asset", "Balance", "Base", "DayFlow", "Flow", "HistoryEntry",
+    "HistoryPage", "Hold", "KEY_LEN", "Leg", "MAX_AMOUNT", "Posting", "Report", "Transaction",
+    "TransferRequest", "Violation", "attach", "balance", "balances", "check_key", "daily_flows",
+    "define_asset", "expire_holds", "find_hold", "flow_zone", "get_account", "get_hold", "history",
+    "hold", "is_retryable", "lock_account", "move", "open_account", "open_accounts",
+    "period_flows", "period_index", "post_hold", "rebuild_flows", "request_hash", "reverse",
+    "run_in_transaction", "set_flow_zone", "transfer", "transfer_many", "utcnow", "verify",
+    "void_hold", "void_holds",
 ]

@@ -17,8 +17,8 @@ import sqlalchemy.orm as so
 from sqlalchemy.exc import IntegrityError
 
 from ledger import chain, flows
-from ledger.errors import InsufficientFunds, InvalidTransaction
-from ledger.models import Account, Balance, Posting, Transaction
+from ledger.errors import InvalidTransaction
+from ledger.models import Account, Balance, Posting, Transaction, covers
 from ledger.transfers import transfer
 from ledger.writes import (
     Leg,
@@ -63,9 +63,14 @@ def transfer_many(session: so.Session, requests: Sequence[TransferRequest], *,
     try:
         with session.begin_nested():
             return _bulk(session, requests, checked, now)
-    except IntegrityError:
-        # A concurrent batch wrote one of these keys first: let `transfer` sort it out.
+    except (IntegrityError, _Short):
+        # A concurrent batch wrote one of these keys first, or a posting would take a stripe
+        # below its floor: `transfer` sorts the first out and names the second.
         return _one_by_one(session, requests, now)
+
+
+class _Short(Exception):
+    """A posting of the batch would take its stripe below its floor: nothing is kept."""
 
 
 def _check(request: TransferRequest) -> tuple[str, str, dict, str]:
@@ -100,8 +105,8 @@ def _bulk(session: so.Session, requests: Sequence[TransferRequest],
          "hash": chain.transaction_hash(request.key, kind, memo, meta, None, now)}
         for request, (kind, memo, meta, fingerprint) in zip(requests, checked, strict=True)
     ]
-    # Plain statements, not the unit of work; on PostgreSQL each takes its rows as arrays
-    # (one constant statement, a handful of parameters, whatever the count). What comes back
+    # Plain statements, not the unit of work, each taking its rows as arrays (one constant
+    # statement, a handful of parameters, whatever the count). What comes back
     # are plain records of the transactions, not ORM objects: a thousand of those cost more
     # than the database work.
     connection = session.connection()
@@ -111,9 +116,8 @@ def _bulk(session: so.Session, requests: Sequence[TransferRequest],
     rows = _lock_balances(connection, wanted)
     ids = _insert_transactions(connection, values, now)
     transactions = [Posted(id=ids[row["idempotency_key"]], **row) for row in values]
-    state = {(r.account_id, r.stripe): {"id": r.id, "allow_negative": r.allow_negative,
-                                         "posted": r.posted, "pending": r.pending,
-                                         "seq": r.seq, "head_hash": r.head_hash}
+    state = {(r.account_id, r.stripe): {"id": r.id, "posted": r.posted, "seq": r.seq,
+                                         "head_hash": r.head_hash}
              for r in rows}
     postings = []
     posting_hash = chain.posting_hash
@@ -121,9 +125,6 @@ def _bulk(session: so.Session, requests: Sequence[TransferRequest],
         for account, stripe, amount in plan:
             balance = state[(account.id, stripe)]
             posted = balance["posted"] + amount
-            if not balance["allow_negative"] and posted - balance["pending"] < 0:
-                raise InsufficientFunds(account.address, -amount,
-                                        balance["posted"] - balance["pending"])
             seq = balance["seq"] + 1
             digest = posting_hash(balance["head_hash"], balance["id"], seq, tx.id, tx.hash,
                                   account.id, account.asset_code, amount, posted)
@@ -162,34 +163,21 @@ class Posted:
 def _insert_transactions(connection: sa.Connection, values: list[dict],
                          now: datetime) -> dict[str, int]:
     """Insert the transaction rows; return their ids by idempotency key."""
-    if connection.dialect.name == "postgresql":
-        return dict(connection.execute(_INSERT_TRANSACTIONS_FROM_ARRAYS, {
-            "keys": [v["idempotency_key"] for v in values],
-            "hashes": [v["request_hash"] for v in values],
-            "kinds": [v["kind"] for v in values], "memos": [v["memo"] for v in values],
-            "metas": [json.dumps(v["meta"]) for v in values],
-            "seals": [v["hash"] for v in values], "now": now}).all())
-    found = connection.execute(
-        _TRANSACTIONS.insert().returning(_TRANSACTIONS.c.id, _TRANSACTIONS.c.idempotency_key),
-        values).all()
-    return {key: tx_id for tx_id, key in found}
+    return dict(connection.execute(_INSERT_TRANSACTIONS, {
+        "keys": [v["idempotency_key"] for v in values],
+        "hashes": [v["request_hash"] for v in values],
+        "kinds": [v["kind"] for v in values], "memos": [v["memo"] for v in values],
+        "metas": [json.dumps(v["meta"]) for v in values],
+        "seals": [v["hash"] for v in values], "now": now}).all())
 
 
 def _lock_balances(connection: sa.Connection, wanted: list[tuple[int, int]]) -> list[sa.Row]:
     """Lock the (account, stripe) balance rows in id order and return them."""
-    if connection.dialect.name == "postgresql":
-        return connection.execute(_LOCK_BALANCES_FROM_ARRAYS, {
-            "accounts": [a for a, _s in wanted], "stripes": [s for _a, s in wanted]}).all()
-    return connection.execute(
-        sa.select(_BALANCES.c.id, _BALANCES.c.account_id, _BALANCES.c.stripe,
-                  _BALANCES.c.allow_negative, _BALANCES.c.posted, _BALANCES.c.pending,
-                  _BALANCES.c.seq, _BALANCES.c.head_hash)
-        .where(sa.tuple_(_BALANCES.c.account_id, _BALANCES.c.stripe).in_(wanted))
-        .order_by(_BALANCES.c.id)
-    ).all()
+    return connection.execute(_LOCK_BALANCES, {
+        "accounts": [a for a, _s in wanted], "stripes": [s for _a, s in wanted]}).all()
 
 
-_INSERT_TRANSACTIONS_FROM_ARRAYS = sa.text(
+_INSERT_TRANSACTIONS = sa.text(
     "INSERT INTO ledger_transactions"
     " (idempotency_key, request_hash, kind, memo, meta, reverses_id, created_at, hash)"
     " SELECT given.key, given.request_hash, given.kind, given.memo, given.meta, NULL, :now,"
@@ -200,9 +188,9 @@ _INSERT_TRANSACTIONS_FROM_ARRAYS = sa.text(
     " RETURNING idempotency_key, id")
 # FOR NO KEY UPDATE, in id order: postings may still reference the rows meanwhile, and
 # concurrent writers lock in one order.
-_LOCK_BALANCES_FROM_ARRAYS = sa.text(
-    "SELECT b.id, b.account_id, b.stripe, b.allow_negative, b.posted, b.pending, b.seq,"
-    " b.head_hash FROM ledger_balances AS b"
+_LOCK_BALANCES = sa.text(
+    "SELECT b.id, b.account_id, b.stripe, b.posted, b.seq, b.head_hash"
+    " FROM ledger_balances AS b"
     " JOIN unnest(CAST(:accounts AS bigint[]), CAST(:stripes AS integer[]))"
     " AS wanted (account_id, stripe)"
     " ON b.account_id = wanted.account_id AND b.stripe = wanted.stripe"
@@ -210,32 +198,22 @@ _LOCK_BALANCES_FROM_ARRAYS = sa.text(
 
 
 def _write_balances(connection: sa.Connection, changed: list[dict]) -> None:
-    """Set posted, seq and head of many balance rows: on PostgreSQL one UPDATE from arrays
-    (a constant statement, four parameters, whatever the count); on SQLite an executemany
-    (cheap there: no round trips)."""
-    if connection.dialect.name == "postgresql":
-        connection.execute(_UPDATE_BALANCES_FROM_ARRAYS, {
-            "ids": [b["id"] for b in changed], "posted": [b["posted"] for b in changed],
-            "seqs": [b["seq"] for b in changed], "heads": [b["head_hash"] for b in changed]})
-        return
-    connection.execute(
-        _BALANCES.update().where(_BALANCES.c.id == sa.bindparam("b_id"))
-        .values(posted=sa.bindparam("b_posted"), seq=sa.bindparam("b_seq"),
-                head_hash=sa.bindparam("b_head_hash")),
-        [{"b_id": b["id"], "b_posted": b["posted"], "b_seq": b["seq"],
-          "b_head_hash": b["head_hash"]} for b in changed])
+    """Set posted, seq and head of many balance rows: one UPDATE from arrays."""
+    connection.execute(_UPDATE_BALANCES, {
+        "ids": [b["id"] for b in changed], "posted": [b["posted"] for b in changed],
+        "seqs": [b["seq"] for b in changed], "heads": [b["head_hash"] for b in changed]})
 
 
 def _insert_postings(connection: sa.Connection, postings: list[dict]) -> None:
-    """Insert many postings: on PostgreSQL one INSERT ... SELECT FROM unnest(arrays)."""
-    if connection.dialect.name == "postgresql":
-        connection.execute(_INSERT_POSTINGS_FROM_ARRAYS, {
-            column: [p[column] for p in postings] for column in _POSTING_ARRAYS})
-        return
-    connection.execute(_POSTINGS.insert(), postings)
+    """Insert many postings in one statement, each only if its stripe stays covered (the
+    stripes are locked: their pending cannot move); raise _Short if one would not."""
+    inserted = connection.execute(_INSERT_POSTINGS, {
+        column: [p[column] for p in postings] for column in _POSTING_ARRAYS}).scalar_one()
+    if inserted != len(postings):
+        raise _Short()
 
 
-_UPDATE_BALANCES_FROM_ARRAYS = sa.text(
+_UPDATE_BALANCES = sa.text(
     "UPDATE ledger_balances AS b SET posted = given.posted, seq = given.seq,"
     " head_hash = given.head_hash"
     " FROM unnest(CAST(:ids AS bigint[]), CAST(:posted AS bigint[]), CAST(:seqs AS bigint[]),"
@@ -244,10 +222,14 @@ _UPDATE_BALANCES_FROM_ARRAYS = sa.text(
 _POSTING_ARRAYS = {"transaction_id": "bigint", "account_id": "bigint", "balance_id": "bigint",
                    "asset_code": "varchar", "amount": "bigint", "seq": "bigint",
                    "balance_after": "bigint", "hash": "varchar"}
-_INSERT_POSTINGS_FROM_ARRAYS = sa.text(
-    f"INSERT INTO ledger_postings ({', '.join(_POSTING_ARRAYS)})"
-    " SELECT * FROM unnest("
-    + ", ".join(f"CAST(:{c} AS {t}[])" for c, t in _POSTING_ARRAYS.items()) + ")")
+_INSERT_POSTINGS = sa.text(
+    f"WITH inserted AS (INSERT INTO ledger_postings ({', '.join(_POSTING_ARRAYS)})"
+    f" SELECT {', '.join('given.' + c for c in _POSTING_ARRAYS)} FROM unnest("
+    + ", ".join(f"CAST(:{c} AS {t}[])" for c, t in _POSTING_ARRAYS.items())
+    + f") WITH ORDINALITY AS given ({', '.join(_POSTING_ARRAYS)}, ord)"
+    " JOIN ledger_balances AS b ON b.id = given.balance_id"
+    f" WHERE {covers('given.balance_after', 'b.pending', 'b.allow_negative')}"
+    " ORDER BY given.ord RETURNING 1) SELECT count(*) FROM inserted")
 
 
 def _accounts(session: so.Session, addresses: list[str]) -> dict[str, sa.Row]:

@@ -57,14 +57,27 @@ def transaction_hash(key: str, kind: str, memo: str, meta: dict, reverses_id: in
 _string = json.encoder.encode_basestring
 
 
-def posting_hash(prev_hash: str, balance_id: int, seq: int, transaction_id: int,
-                 transaction_hash_: str, account_id: int, asset: str, amount: int,
-                 balance_after: int) -> str:
-    """Chain one posting onto the previous hash of its balance stripe."""
-    return digest(
-        f"{prev_hash}|{balance_id}|{seq}|{transaction_id}|{transaction_hash_}|"
-        f"{account_id}|{asset}|{amount}|{balance_after}"
-    )
+# A posting's hash: SHA-256, in hex, of these fields joined by "|" (as UTF-8 text), the
+# first being the previous hash of its balance stripe. This is the formula's one
+# definition: `posting_hash` computes it in Python (writes that chain in Python, and
+# verify, which must not trust anything stored in the database, functions included) and
+# `posting_hash_sql` spells the same formula for the statements that chain in SQL.
+POSTING_FIELDS = ("prev_hash", "balance_id", "seq", "transaction_id", "transaction_hash",
+                  "account_id", "asset", "amount", "balance_after")
+_SEPARATOR = "|"
+
+
+def posting_hash(*fields: object) -> str:
+    """Chain one posting onto the previous hash of its stripe; fields in POSTING_FIELDS order."""
+    return hashlib.sha256(_SEPARATOR.join(map(str, fields)).encode()).hexdigest()
+
+
+def posting_hash_sql(*expressions: str) -> str:
+    """The SQL expression of `posting_hash` over column expressions in POSTING_FIELDS order."""
+    if len(expressions) != len(POSTING_FIELDS):
+        raise TypeError(f"a posting hash takes {len(POSTING_FIELDS)} fields")
+    return (f"encode(sha256(convert_to(concat_ws('{_SEPARATOR}', {', '.join(expressions)}),"
+            " 'UTF8')), 'hex')")
 
 
 def seal(heads: Iterable[tuple[int, int, str]]) -> str:

@@ -1,4 +1,4 @@
-"""The ledger's notion of now: naive UTC, the same on SQLite and PostgreSQL."""
+"""The ledger's notion of now: naive UTC, as its `timestamp` columns store it."""
 
 from datetime import UTC, datetime
 

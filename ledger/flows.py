@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import postgresql
 
 from ledger.models import Account, Flow, Posting, Transaction
 
@@ -54,8 +54,7 @@ def add(session: so.Session, items: Iterable[tuple[str | None, str, str, datetim
     """
     found = rows(items)
     if found:
-        connection = session.connection()
-        connection.execute(_upsert(connection.dialect.name), found)
+        session.connection().execute(_UPSERT, found)
 
 
 def rows(items: Iterable[tuple[str | None, str, str, datetime, int]]) -> list[dict]:
@@ -83,18 +82,16 @@ def rows(items: Iterable[tuple[str | None, str, str, datetime, int]]) -> list[di
             for (s, a, k, d), (c, db, n) in sorted(totals.items())]
 
 
-_UPSERTS: dict[str, sa.Insert] = {}
+def _upsert() -> sa.Insert:
+    """INSERT ... ON CONFLICT DO UPDATE adding to the sums."""
+    insert = postgresql.insert(_FLOWS)
+    return insert.on_conflict_do_update(
+        index_elements=["scope", "asset_code", "kind", "day", "slot"],
+        set_={column: _FLOWS.c[column] + insert.excluded[column]
+              for column in ("credits", "debits", "postings")})
 
 
-def _upsert(dialect: str) -> sa.Insert:
-    """INSERT ... ON CONFLICT DO UPDATE adding to the sums, built once per dialect."""
-    if dialect not in _UPSERTS:
-        insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}[dialect](_FLOWS)
-        _UPSERTS[dialect] = insert.on_conflict_do_update(
-            index_elements=["scope", "asset_code", "kind", "day", "slot"],
-            set_={column: _FLOWS.c[column] + insert.excluded[column]
-                  for column in ("credits", "debits", "postings")})
-    return _UPSERTS[dialect]
+_UPSERT = _upsert()
 
 
 @dataclass(frozen=True)
@@ -162,9 +159,8 @@ def period_index(column: sa.ColumnElement, bounds: Sequence) -> sa.ColumnElement
 def rebuild(session: so.Session, *, batch: int = 50_000) -> int:
     """Recompute every flow from the postings (in the current zone); return postings counted."""
     session.flush()
-    if session.connection().dialect.name == "postgresql":
-        # Writers wait until the rebuilt rows commit; their postings land in them or after.
-        session.execute(sa.text("LOCK TABLE ledger_flows IN EXCLUSIVE MODE"))
+    # Writers wait until the rebuilt rows commit; their postings land in them or after.
+    session.execute(sa.text("LOCK TABLE ledger_flows IN EXCLUSIVE MODE"))
     session.execute(sa.delete(Flow))
     query = (sa.select(Account.scope, Posting.asset_code, Transaction.kind,
                        Transaction.created_at, Posting.amount)

@@ -1,11 +1,11 @@
 """Two-phase holds: reserve an amount now, post it (all or part) or release it later."""
 
 import random
+from collections.abc import Sequence
 from datetime import datetime
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
-from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm.attributes import set_committed_value
 
 from ledger import chain
@@ -22,12 +22,11 @@ from ledger.errors import (
     UnknownAccount,
     UnknownHold,
 )
-from ledger.models import Account, Balance, Hold, Transaction
+from ledger.models import Balance, Hold, Transaction
 from ledger.writes import (
     LockedAccount,
     attach,
     check_amount,
-    check_funds,
     check_key,
     check_memo,
     check_now,
@@ -42,54 +41,14 @@ from ledger.writes import (
 _NOT_OPEN = {"posted": HoldAlreadyPosted, "voided": HoldAlreadyVoided, "expired": HoldExpired}
 
 
-_HOLDS, _ACCOUNTS, _BALANCES = Hold.__table__, Account.__table__, Balance.__table__
-_TRANSACTIONS = Transaction.__table__
-_DESTINATION = _ACCOUNTS.alias("destination")
-_OTHER_HOLD = _HOLDS.alias("other_hold")
-
-# hold() on SQLite, in one round trip: the source account and one stripe of it, locked; the
-# destination's id and asset; and whether the idempotency key already made a hold.
-# (PostgreSQL does the whole hold in one statement: ledger.driver._PG_HOLD.)
-_LOCK_SOURCE = (
-    sa.select(_ACCOUNTS.c.id, _ACCOUNTS.c.asset_code, _BALANCES.c.id, _BALANCES.c.allow_negative,
-              _BALANCES.c.posted, _BALANCES.c.pending,
-              sa.select(_DESTINATION.c.id).where(_DESTINATION.c.address == sa.bindparam("dst"))
-              .scalar_subquery(),
-              sa.select(_DESTINATION.c.asset_code)
-              .where(_DESTINATION.c.address == sa.bindparam("dst")).scalar_subquery(),
-              sa.select(_HOLDS.c.id).where(_HOLDS.c.idempotency_key == sa.bindparam("key"))
-              .scalar_subquery())
-    .join_from(_ACCOUNTS, _BALANCES, _BALANCES.c.account_id == _ACCOUNTS.c.id)
-    .where(_ACCOUNTS.c.address == sa.bindparam("src"),
-           _BALANCES.c.stripe == sa.bindparam("pick", type_=sa.Integer) % _ACCOUNTS.c.stripes)
-    .with_for_update(of=_BALANCES, key_share=True)
-)
-_INSERT_HOLD_UNLESS_TAKEN = (
-    sqlite.insert(_HOLDS).on_conflict_do_nothing(index_elements=[_HOLDS.c.idempotency_key])
-    .returning(_HOLDS.c.id))
-_ADD_PENDING = (_BALANCES.update().where(_BALANCES.c.id == sa.bindparam("b_id"))
-                .values(pending=_BALANCES.c.pending + sa.bindparam("b_amount")))
-# post_hold(), first round trip: the hold, locked, and what its key and resolution key
-# already did.
-_LOCK_HOLD = (
-    sa.select(_HOLDS, sa.select(_TRANSACTIONS.c.id)
-              .where(_TRANSACTIONS.c.idempotency_key == sa.bindparam("key"))
-              .scalar_subquery().label("key_tx"),
-              sa.select(_OTHER_HOLD.c.id)
-              .where(_OTHER_HOLD.c.resolution_key == sa.bindparam("key"),
-                     _OTHER_HOLD.c.id != sa.bindparam("hold_id"))
-              .scalar_subquery().label("key_resolved_other"))
-    .where(_HOLDS.c.id == sa.bindparam("hold_id"))
-    .with_for_update(of=_HOLDS)
-)
 def hold(session: so.Session, source: str, destination: str, amount: int, *, key: str,
          kind: str, expires_at: datetime | None = None, memo: str = "",
          meta: dict | None = None, now: datetime | None = None) -> Hold:
     """Reserve `amount` on `source` for `destination`; available = posted - pending.
 
-    One statement on PostgreSQL (ledger.driver); on SQLite three: find and lock (the key
-    checked in the same trip), insert the hold unless a twin took its key, add to pending.
-    Every refusal comes before the first write, so none needs a savepoint.
+    One statement (ledger.driver): lock the source's stripe, check, insert the hold unless a
+    twin took its key, add to pending. It writes only if every rule holds, so a refusal
+    needs no savepoint; the rules here only name it from what the statement read.
     """
     check_key(key)
     check_amount(amount)
@@ -110,66 +69,40 @@ def hold(session: so.Session, source: str, destination: str, amount: int, *, key
     }
     session.flush()
     driver = Driver(session)
-    pick = random.getrandbits(30)
-    if driver.postgres:
-        found = driver.hold(values, source=source, destination=destination, pick=pick)
-    else:
-        found = driver.connection.execute(_LOCK_SOURCE, {
-            "src": source, "dst": destination, "key": key, "pick": pick}).first()
+    found = driver.hold(values, source=source, destination=destination,
+                        pick=random.getrandbits(30))
     if found is None:
         earlier = find_by_key(session, Hold, key, request_hash)
         if earlier is not None:
             return earlier
         raise UnknownAccount(source)
-    src_id, asset, balance_id, allow_negative, posted, pending, dst_id, dst_asset, taken = (
-        found[:9])
-    # On PostgreSQL the statement wrote the hold if every rule below held; the rules then
-    # only name a refusal (or find the twin that took the key), and never follow a write.
-    written = found[9] if driver.postgres else None
-    if written is None:
-        if taken is not None:
-            # A retry: the first answer, even once its deadline has passed (checked below only
-            # for new holds).
-            return find_by_key(session, Hold, key, request_hash)
-        if expires_at is not None and expires_at <= now:
-            # A twin may have made it in time while we waited on the lock: its hold answers.
-            earlier = find_by_key(session, Hold, key, request_hash)
-            if earlier is not None:
-                return earlier
-            raise InvalidTransaction("a hold must expire in the future")
-        if dst_id is None:
-            raise UnknownAccount(destination)
-        if asset != dst_asset:
-            raise AssetMismatch(destination, dst_asset, asset)
-        if not allow_negative and posted - pending < amount:
-            # The key was read before the wait on the lock: a twin that committed meanwhile may
-            # be what spent the points, and its hold is then the answer, as for a retry.
-            earlier = find_by_key(session, Hold, key, request_hash)
-            if earlier is not None:
-                return earlier
-            raise InsufficientFunds(source, amount, posted - pending)
-    values.update(account_id=src_id, balance_id=balance_id, destination_id=dst_id,
-                  asset_code=asset)
-    if driver.postgres:
-        hold_id = written  # with the pending, by the same statement
-    else:
-        hold_id = driver.connection.execute(
-            _INSERT_HOLD_UNLESS_TAKEN, values).scalar_one_or_none()
-        if hold_id is not None:
-            driver.connection.execute(_ADD_PENDING, {"b_id": balance_id, "b_amount": amount})
+    (src_id, asset, balance_id, _allow_negative, posted, pending, dst_id, dst_asset, taken,
+     covered, hold_id) = found
     if hold_id is None:
-        # Every rule held, so a concurrent twin committed the key while we waited on the
-        # balance row.
+        # Nothing was written: name the refusal from what the statement read, or answer
+        # with the hold the key made (a retry, or a concurrent twin that committed it
+        # while we waited on the balance row).
         earlier = find_by_key(session, Hold, key, request_hash)
+        if taken is None:
+            if earlier is None and expires_at is not None and expires_at <= now:
+                raise InvalidTransaction("a hold must expire in the future")
+            if dst_id is None:
+                raise UnknownAccount(destination)
+            if asset != dst_asset:
+                raise AssetMismatch(destination, dst_asset, asset)
+            if earlier is None and not covered:
+                raise InsufficientFunds(source, amount, posted - pending)
         if earlier is None:  # cannot be: the statement and the checks above disagree
             raise InvalidTransaction(f"hold {key!r} was neither written nor found")
         return earlier
+    values.update(account_id=src_id, balance_id=balance_id, destination_id=dst_id,
+                  asset_code=asset)
     _refresh_balance(session, balance_id, pending=pending + amount)
     return attach(session, Hold, hold_id, values)
 
 
 class _HoldRow:
-    """A hold's row as the PostgreSQL lock reads it (HOLD_COLUMNS), by attribute."""
+    """A hold's row as ledger.driver locks it (HOLD_COLUMNS), by attribute."""
 
     __slots__ = HOLD_COLUMNS
 
@@ -182,10 +115,10 @@ def post_hold(session: so.Session, hold_id: int, *, key: str, amount: int | None
               memo: str | None = None, now: datetime | None = None) -> Transaction:
     """Post an open hold to its destination, all of it or `amount` of it, releasing the rest.
 
-    Two statements on PostgreSQL (ledger.driver): lock the hold, reading what its key
-    already did, and then both ends; write the transaction with its postings, balances
-    and flows and mark the hold posted. On SQLite the same steps take a few more. Every
-    refusal comes before the first write, so none needs a savepoint.
+    Two statements (ledger.driver): lock the hold, reading what its key already did, and
+    then both ends; write the transaction with its postings, balances and flows and mark
+    the hold posted, if both ends stay covered. Every refusal comes before the first write,
+    so none needs a savepoint.
     """
     check_key(key)
     if not _is_id(hold_id):
@@ -198,14 +131,9 @@ def post_hold(session: so.Session, hold_id: int, *, key: str, amount: int | None
     now = check_now(now)
     session.flush()
     driver = Driver(session)
-    pick = random.getrandbits(30)
-    if driver.postgres:
-        locked = driver.lock_hold_and_ends(hold_id, key, pick)
-        row = _HoldRow(locked[0][:len(HOLD_COLUMNS)]) if locked else None
-        ends_rows = [r[len(HOLD_COLUMNS):] for r in locked if r[len(HOLD_COLUMNS)] is not None]
-    else:
-        row = driver.connection.execute(_LOCK_HOLD, {"hold_id": hold_id, "key": key}).first()
-        ends_rows = None
+    locked = driver.lock_hold_and_ends(hold_id, key, random.getrandbits(30))
+    row = _HoldRow(locked[0][:len(HOLD_COLUMNS)]) if locked else None
+    ends_rows = [r[len(HOLD_COLUMNS):] for r in locked if r[len(HOLD_COLUMNS)] is not None]
     # The key may already have resolved another hold, or voided this one: a conflict.
     if row is not None and (row.key_resolved_other is not None or (
             row.resolution_key == key and row.status != "posted")):
@@ -226,19 +154,16 @@ def post_hold(session: so.Session, hold_id: int, *, key: str, amount: int | None
     posted = row.amount if amount is None else amount
     if posted > row.amount:
         raise HoldAmountExceeded(row.id, row.amount, posted)
-    if not driver.postgres:  # PostgreSQL locked the ends with the hold
-        ends_rows = driver.lock_ends(row.balance_id, row.destination_id, pick)
-    rows = ends_rows
-    ends = [LockedAccount(r[:12]) for r in rows]
+    ends = [LockedAccount(r[:LockedAccount.COLUMNS]) for r in ends_rows]
     src = next(e for e in ends if e.balance_id == row.balance_id)
     dst = next(e for e in ends if e.id == row.destination_id and e is not src)
     src.pending -= row.amount
     entries = [(src, src, -posted), (dst, dst, posted)]
-    check_funds(entries)
     values = transaction_values(key=key, request_hash=request_hash, kind=row.kind,
                                 memo=row.memo if memo is None else memo,
                                 meta={**row.meta, "hold_id": row.id}, now=now)
-    tx = write_new(session, driver, values, rows[0][12], entries, posts_hold=(row.id, posted))
+    tx = write_new(session, driver, values, ends_rows[0][LockedAccount.COLUMNS], entries,
+                   posts_hold=(row.id, posted))
     if tx is None:
         return find_by_key(session, Transaction, key, request_hash)
     changes = {"status": "posted", "posted_amount": posted, "transaction_id": tx.id,
@@ -268,13 +193,41 @@ def void_hold(session: so.Session, hold_id: int, *, key: str,
         if earlier.id != hold_id or earlier.status != "voided":
             raise IdempotencyConflict(key)
         return earlier
+    if not _is_id(hold_id):
+        raise UnknownHold(hold_id)
     with session.begin_nested():
-        row = _lock_hold(session, hold_id)
+        row = next(iter(_lock_holds(session, [hold_id])), None)
+        if row is None:
+            raise UnknownHold(hold_id)
         if row.status == "voided" and row.resolution_key == key:
             return row
-        _refuse_unless_open(row)
-        _release(session, row, "voided", key, now)
+        if row.status != "open":
+            raise _NOT_OPEN[row.status](row.id)
+        _release(session, [(row, key)], "voided", now)
     return row
+
+
+def void_holds(session: so.Session, holds: Sequence[tuple[int, str]], *,
+               now: datetime | None = None) -> dict[int, Hold]:
+    """Release those of these (hold id, key) that are still open, each under its key.
+
+    For a caller that releases many at once (a sweep of expired redemptions) or must know
+    a hold's state before it goes on: the holds are locked in id order, then the stripes
+    of the open ones in id order, as every writer of the ledger locks them. Holds no longer
+    open (posted, expired by `expire_holds`, voided) are left as they are. Return every
+    hold by id, fresh.
+    """
+    now = check_now(now)
+    keys = {}
+    for hold_id, key in holds:
+        if not _is_id(hold_id):
+            raise UnknownHold(hold_id)
+        keys[hold_id] = check_key(key)
+    with session.begin_nested():
+        rows = _lock_holds(session, list(keys))
+        _release(session, [(row, keys[row.id]) for row in rows if row.status == "open"],
+                 "voided", now)
+    return {row.id: row for row in rows}
 
 
 def expire_holds(session: so.Session, *, now: datetime | None = None,
@@ -290,13 +243,7 @@ def expire_holds(session: so.Session, *, now: datetime | None = None,
             .with_for_update(skip_locked=True)
             .execution_options(populate_existing=True)
         ))
-        # Lock every balance row concerned at once, in id order: released one by one in hold
-        # order, two sweepers would lock the same rows in different orders and deadlock.
-        balances = lock_balances_by_id(session, {row.balance_id for row in due})
-        for row in due:
-            balances[row.balance_id].pending -= row.amount
-            row.status, row.resolved_at, row.resolution_key = "expired", now, None
-        session.flush()
+        _release(session, [(row, None) for row in due], "expired", now)
     return [row.id for row in due]
 
 
@@ -313,28 +260,25 @@ def find_hold(session: so.Session, key: str) -> Hold | None:
     return session.scalar(sa.select(Hold).where(Hold.idempotency_key == key))
 
 
-def _lock_hold(session: so.Session, hold_id: int) -> Hold:
-    if not _is_id(hold_id):
-        raise UnknownHold(hold_id)
-    row = session.scalar(
-        sa.select(Hold).where(Hold.id == hold_id).with_for_update()
+def _lock_holds(session: so.Session, ids: list[int]) -> list[Hold]:
+    """Lock holds in id order and return them fresh."""
+    return list(session.scalars(
+        sa.select(Hold).where(Hold.id.in_(ids)).order_by(Hold.id).with_for_update()
         .execution_options(populate_existing=True)
-    )
-    if row is None:
-        raise UnknownHold(hold_id)
-    return row
+    ))
 
 
-def _refuse_unless_open(row: Hold) -> None:
-    if row.status != "open":
-        raise _NOT_OPEN[row.status](row.id)
-
-
-def _release(session: so.Session, row: Hold, status: str, key: str | None,
+def _release(session: so.Session, rows: list[tuple[Hold, str | None]], status: str,
              now: datetime) -> None:
-    balance = lock_balances_by_id(session, [row.balance_id])[row.balance_id]
-    balance.pending -= row.amount
-    row.status, row.resolved_at, row.resolution_key = status, now, key
+    """Release locked, open holds (each with its resolution key): their stripes' pending
+    goes down. Every stripe concerned is locked at once, in id order: released one by one
+    in hold order, two sweepers would lock the same rows in different orders and deadlock."""
+    if not rows:
+        return
+    balances = lock_balances_by_id(session, {row.balance_id for row, _key in rows})
+    for row, key in rows:
+        balances[row.balance_id].pending -= row.amount
+        row.status, row.resolved_at, row.resolution_key = status, now, key
     session.flush()
 
 

@@ -23,6 +23,15 @@ HASH_LEN = 64
 KEY_LEN = 200
 
 
+def covers(posted: str, pending: str, allow_negative: str = "allow_negative") -> str:
+    """The no-overdraft rule, as SQL over the given column expressions.
+
+    Written here once: the balance rows' CHECK constraint and every statement that checks a
+    write before making it (ledger.driver) spell it from this function.
+    """
+    return f"({allow_negative} OR {posted} - {pending} >= 0)"
+
+
 class Base(so.DeclarativeBase):
     """Declarative base whose metadata every layer of Points Mall shares."""
 
@@ -48,8 +57,7 @@ class Account(Base):
         sa.CheckConstraint("stripes >= 1 AND (stripes = 1 OR allow_negative)", name="stripes"),
     )
 
-    id: so.Mapped[int] = so.mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"),
-                                          primary_key=True)
+    id: so.Mapped[int] = so.mapped_column(sa.BigInteger, primary_key=True)
     address: so.Mapped[str] = so.mapped_column(sa.String(200), unique=True)
     asset_code: so.Mapped[str] = so.mapped_column(sa.ForeignKey("ledger_assets.code"))
     allow_negative: so.Mapped[bool] = so.mapped_column(sa.Boolean, default=False)
@@ -67,11 +75,10 @@ class Balance(Base):
     __table_args__ = (
         sa.UniqueConstraint("account_id", "stripe"),
         sa.CheckConstraint("pending >= 0", name="pending_not_negative"),
-        sa.CheckConstraint("allow_negative OR posted - pending >= 0", name="no_overdraft"),
+        sa.CheckConstraint(covers("posted", "pending"), name="no_overdraft"),
     )
 
-    id: so.Mapped[int] = so.mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"),
-                                          primary_key=True)
+    id: so.Mapped[int] = so.mapped_column(sa.BigInteger, primary_key=True)
     account_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("ledger_accounts.id"))
     stripe: so.Mapped[int] = so.mapped_column(sa.Integer, default=0)
     allow_negative: so.Mapped[bool] = so.mapped_column(sa.Boolean, default=False)
@@ -86,8 +93,7 @@ class Transaction(Base):
 
     __tablename__ = "ledger_transactions"
 
-    id: so.Mapped[int] = so.mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"),
-                                          primary_key=True)
+    id: so.Mapped[int] = so.mapped_column(sa.BigInteger, primary_key=True)
     idempotency_key: so.Mapped[str] = so.mapped_column(sa.String(KEY_LEN), unique=True)
     request_hash: so.Mapped[str] = so.mapped_column(sa.String(HASH_LEN))
     kind: so.Mapped[str] = so.mapped_column(sa.String(40))
@@ -115,8 +121,7 @@ class Posting(Base):
         sa.CheckConstraint("seq >= 1", name="seq_positive"),
     )
 
-    id: so.Mapped[int] = so.mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"),
-                                          primary_key=True)
+    id: so.Mapped[int] = so.mapped_column(sa.BigInteger, primary_key=True)
     transaction_id: so.Mapped[int] = so.mapped_column(
         sa.ForeignKey("ledger_transactions.id"), index=True
     )
@@ -148,8 +153,7 @@ class Hold(Base):
         sa.Index("ix_ledger_holds_open_expiry", "status", "expires_at"),
     )
 
-    id: so.Mapped[int] = so.mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"),
-                                          primary_key=True)
+    id: so.Mapped[int] = so.mapped_column(sa.BigInteger, primary_key=True)
     idempotency_key: so.Mapped[str] = so.mapped_column(sa.String(KEY_LEN), unique=True)
     request_hash: so.Mapped[str] = so.mapped_column(sa.String(HASH_LEN))
     account_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("ledger_accounts.id"))

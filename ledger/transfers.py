@@ -25,13 +25,10 @@ from ledger.writes import (
     chain_entries,
     check_amount,
     check_balanced,
-    check_funds,
     check_key,
     check_now,
     check_text,
     find_by_key,
-    lock_accounts,
-    lock_balances_by_id,
     once,
     refresh,
     refuse_unknown,
@@ -63,49 +60,64 @@ def transfer(session: so.Session, legs: Sequence[Leg], *, key: str, kind: str, m
 
     values = transaction_values(key=key, request_hash=request_hash, kind=kind, memo=memo,
                                 meta=meta, now=now)
-    # No savepoint (a transfer is the hot path): every refusal comes before anything is
-    # written, and a key taken meanwhile by a concurrent twin is no error but its answer.
-    # The statements go straight to the driver (ledger.driver).
+    # No savepoint (a transfer is the hot path): the one statement (ledger.driver) writes
+    # only if every rule passes, and a key taken meanwhile by a concurrent twin is no error
+    # but its answer.
     session.flush()
     driver = Driver(session)
-    if driver.postgres:
-        return _transfer_in_one_statement(session, driver, legs, values, asset)
-    locked, key_taken = lock_accounts(driver, addresses, key)
-    entries = _checked(session, legs, values, asset, locked, key_taken)
-    if isinstance(entries, Transaction):
-        return entries
-    return write_new(session, driver, values, None, entries) or _twin(session, values)
+    rows = driver.transfer([(leg.address, leg.amount) for leg in legs], values,
+                           pick=random.getrandbits(30), asset=asset,
+                           day=flows.day_of(values["created_at"]),
+                           slot=random.randrange(flows.SLOTS))
+    tx_id = rows[0][13] if rows else None
+    if tx_id is None:
+        # Nothing was written: a rule refused it, the key had an earlier answer, or a twin
+        # took the key meanwhile.
+        return _refused(session, legs, values, asset, rows)
+    entries = []
+    amounts = {leg.address: leg.amount for leg in legs}
+    for row in rows:
+        account = LockedAccount(row[:LockedAccount.COLUMNS])
+        entries.append((account, account, amounts[account.address]))
+    chained = chain_entries(tx_id, values["hash"], entries)
+    for (*_, digest), row in zip(chained, rows, strict=True):
+        if digest != row[14]:
+            # The statement chained a posting differently from ledger.chain: raising here
+            # rolls the caller's transaction back rather than commit a chain verify refuses.
+            raise AssertionError(f"the chain hash written for balance {row[5]} is {row[14]}, "
+                                 f"ledger.chain makes it {digest}")
+    refresh(session, entries, chained)
+    return attach(session, Transaction, tx_id, values)
 
 
-def _checked(session: so.Session, legs: Sequence[Leg], values: dict, asset: str | None,
-             locked: dict[str, LockedAccount], key_taken: bool | None
-             ) -> list[tuple[LockedAccount, LockedAccount, int]] | Transaction:
-    """Apply every rule to the locked accounts: the entries to post, or the key's answer.
+def _refused(session: so.Session, legs: Sequence[Leg], values: dict, asset: str | None,
+             rows: list[tuple]) -> Transaction:
+    """Name the refusal of a transfer that wrote nothing, or answer with the key's transaction.
 
-    Raise the refusal a rule makes, unless the key's earlier transaction answers instead.
+    `rows` are the stripes as the statement locked them: each says whether its leg was
+    covered, the rule itself being the statement's alone.
     """
     key, request_hash = values["idempotency_key"], values["request_hash"]
-    if key_taken is not False:
+    if not rows or rows[0][12] is not None:
         existing = find_by_key(session, Transaction, key, request_hash)
         if existing is not None:
             return existing
+    locked = {row[1]: (LockedAccount(row[:LockedAccount.COLUMNS]), row[15]) for row in rows}
     refuse_unknown([leg.address for leg in legs], locked)
-    entries = [(locked[leg.address], leg.amount) for leg in legs]
+    entries = [(locked[leg.address][0], leg.amount) for leg in legs]
     for account, _ in entries:
         if asset is not None and account.asset_code != asset:
             raise AssetMismatch(account.address, account.asset_code, asset)
     check_balanced(entries)
-    entries = [(account, account, amount) for account, amount in entries]
-    try:
-        check_funds(entries)
-    except InsufficientFunds:
-        # Perhaps a concurrent twin with this key went first and spent the points while we
-        # waited on the lock: then its transaction is the answer, as for a retry.
-        twin = find_by_key(session, Transaction, key, request_hash)
-        if twin is not None:
-            return twin
-        raise
-    return entries
+    for account, amount in entries:
+        if not locked[account.address][1]:
+            # Perhaps a concurrent twin with this key went first and spent the points while
+            # we waited on the lock: then its transaction is the answer, as for a retry.
+            twin = find_by_key(session, Transaction, key, request_hash)
+            if twin is not None:
+                return twin
+            raise InsufficientFunds(account.address, -amount, account.posted - account.pending)
+    return _twin(session, values)
 
 
 def _twin(session: so.Session, values: dict) -> Transaction:
@@ -117,37 +129,6 @@ def _twin(session: so.Session, values: dict) -> Transaction:
         raise AssertionError(f"transfer {values['idempotency_key']!r} was refused by the "
                              "database for no reason the ledger names")
     return twin
-
-
-def _transfer_in_one_statement(session: so.Session, driver: Driver, legs: Sequence[Leg],
-                               values: dict, asset: str | None) -> Transaction:
-    """PostgreSQL: lock, check and write in one statement; name any refusal from its answer."""
-    rows = driver.transfer([(leg.address, leg.amount) for leg in legs], values,
-                           pick=random.getrandbits(30), asset=asset,
-                           day=flows.day_of(values["created_at"]),
-                           slot=random.randrange(flows.SLOTS))
-    tx_id = rows[0][13] if rows else None
-    if tx_id is None:
-        # Nothing was written: a rule refused it (named here from the rows as they were
-        # locked), the key had an earlier answer, or a twin took the key meanwhile.
-        locked = {row[1]: LockedAccount(row[:12]) for row in rows}
-        entries = _checked(session, legs, values, asset, locked,
-                           rows[0][12] is not None if rows else None)
-        return entries if isinstance(entries, Transaction) else _twin(session, values)
-    entries = []
-    amounts = {leg.address: leg.amount for leg in legs}
-    for row in rows:
-        account = LockedAccount(row[:12])
-        entries.append((account, account, amounts[account.address]))
-    chained = chain_entries(tx_id, values["hash"], entries)
-    for (*_, digest), row in zip(chained, rows, strict=True):
-        if digest != row[14]:
-            # The statement chained a posting differently from ledger.chain: raising here
-            # rolls the caller's transaction back rather than commit a chain verify refuses.
-            raise AssertionError(f"the chain hash written for balance {row[5]} is {row[14]}, "
-                                 f"ledger.chain makes it {digest}")
-    refresh(session, entries, chained)
-    return attach(session, Transaction, tx_id, values)
 
 
 def move(session: so.Session, source: str, destination: str, amount: int, *, key: str,
@@ -202,19 +183,21 @@ def reverse(session: so.Session, transaction_id: int, *, key: str, memo: str = "
             )
         }
         # Each amount returns to the very stripe it came from.
-        locked = lock_balances_by_id(session, [p.balance_id for p in postings])
-        entries = [(accounts[p.account_id], locked[p.balance_id], -p.amount) for p in postings]
+        driver = Driver(session)
+        rows = driver.lock_balances([p.balance_id for p in postings])
+        locked = {row[5]: LockedAccount(row[:LockedAccount.COLUMNS]) for row in rows}
+        entries = [(accounts[p.account_id], locked[p.balance_id], -p.amount)
+                   for p in postings]
+        values = transaction_values(key=key, request_hash=request_hash, kind=kind, memo=memo,
+                                    meta=meta, now=now, reverses_id=transaction_id)
         try:
-            check_funds(entries)
+            written = write_new(session, driver, values, rows[0][-1], entries)
         except InsufficientFunds:
             # A concurrent reversal of the same transaction may be what took the points
             # back while we waited on the balance rows: then that is the refusal to name.
             already_reversed()
             raise
-        values = transaction_values(key=key, request_hash=request_hash, kind=kind, memo=memo,
-                                    meta=meta, now=now, reverses_id=transaction_id)
-        return write_new(session, Driver(session), values, None, entries) or _twin(
-            session, values)
+        return written or _twin(session, values)
 
     return once(session, Transaction, key, request_hash, write, already_reversed)
 

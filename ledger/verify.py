@@ -1,6 +1,5 @@
 """Recompute every invariant of the ledger from its postings and report each violation."""
 
-import hashlib
 import json
 import queue
 import threading
@@ -169,15 +168,10 @@ def _check_transaction_seals(session: so.Session, report: Report,
 def _stream(session: so.Session, statement: sa.Select, batch: int) -> Iterator[sa.Row]:
     """Yield the rows of `statement`, fetched `batch` at a time.
 
-    On PostgreSQL a thread fetches the next batch while the caller checks this one, so the
-    server reads rows on one core while Python hashes them on the other.
+    A thread fetches the next batch while the caller checks this one, so the server reads
+    rows on one core while Python hashes them on the other.
     """
     connection = session.connection()
-    if connection.dialect.name != "postgresql":
-        result = connection.execute(statement.execution_options(yield_per=batch))
-        for partition in result.partitions():
-            yield from partition
-        return
     # The driver's own server-side cursor, in this transaction: plain tuples, a third
     # cheaper per row than result rows, and a million rows go by.
     cursor = connection.connection.driver_connection.cursor(f"ledger_verify_{id(statement)}")
@@ -226,7 +220,7 @@ def _check_chains(session: so.Session, report: Report, batch: int,
     ).order_by(p.c.balance_id, p.c.seq), batch)
     current, prev, expected_seq, running, postings = None, "", 0, 0, 0
     seen: set[int] = set()
-    sha256, seal_of = hashlib.sha256, sealed.get
+    posting_hash, seal_of = chain.posting_hash, sealed.get
     for pid, balance_id, seq, tx_id, account_id, asset, amount, after, stored in rows:
         postings += 1
         if balance_id != current:
@@ -244,9 +238,8 @@ def _check_chains(session: so.Session, report: Report, batch: int,
         if after != running:
             report.add("hash_chain", "ledger_postings", pid,
                        f"balance_after is {after}, postings sum to {running}")
-        # chain.posting_hash, inlined: this loop runs once per posting in the ledger.
-        if sha256(f"{prev}|{balance_id}|{seq}|{tx_id}|{seal_of(tx_id)}|{account_id}|{asset}|"
-                  f"{amount}|{after}".encode()).hexdigest() != stored:
+        if posting_hash(prev, balance_id, seq, tx_id, seal_of(tx_id), account_id, asset,
+                        amount, after) != stored:
             report.add("hash_chain", "ledger_postings", pid,
                        "hash does not follow from the previous posting (edited or inserted)")
         prev = stored

@@ -4,9 +4,9 @@ A refusal leaves the caller's other work untouched and writes nothing of its own
 holds and posts make every check before their first write and meet a concurrent twin of
 their key with INSERT ... ON CONFLICT DO NOTHING; a reversal runs in a savepoint of the
 caller's transaction (`once`). Balance rows are locked in ascending id order (SELECT ...
-FOR NO KEY UPDATE), which keeps concurrent writers from deadlocking on each other; on
-SQLite the caller's transaction is an immediate one. The writes themselves go through
-ledger.driver (`write_new`); batches of awards have their own (ledger.batch).
+FOR NO KEY UPDATE), which keeps concurrent writers from deadlocking on each other. The
+writes themselves go through ledger.driver, whose statements check the no-overdraft rule
+before they write (`write_new`); batches of awards have their own (ledger.batch).
 """
 
 import random
@@ -171,6 +171,9 @@ class LockedAccount:
     __slots__ = ("address", "id", "asset_code", "stripes", "scope", "balance_id", "stripe",
                  "allow_negative", "posted", "pending", "seq", "head_hash")
 
+    # The stripe columns of ledger.driver's answers, in order.
+    COLUMNS = 12
+
     def __init__(self, row: sa.Row) -> None:
         (self.id, self.address, self.asset_code, self.stripes, self.scope, self.balance_id,
          self.stripe, self.allow_negative, self.posted, self.pending, self.seq,
@@ -178,20 +181,6 @@ class LockedAccount:
 
 
 _KEY_LOOKUPS: dict[sa.Table, sa.Select] = {}
-
-def lock_accounts(driver: Driver, addresses: list[str], key: str
-                  ) -> tuple[dict[str, LockedAccount], bool | None]:
-    """SQLite: find the accounts at `addresses` and one balance stripe of each, in id order.
-
-    Return those found by address, and whether a transaction already holds `key` (None
-    when no account was found, and with it no answer). PostgreSQL transfers lock, check and
-    write in one statement (ledger.driver).
-    """
-    rows = driver.lock_accounts(addresses, key, random.getrandbits(30))
-    if not rows:
-        return {}, None
-    return {row[1]: LockedAccount(row[:12]) for row in rows}, rows[0][12] is not None
-
 
 def refuse_unknown(addresses: Iterable[str], found: Container[str]) -> None:
     """Raise UnknownAccount for the first of `addresses` that is not in `found`."""
@@ -226,36 +215,32 @@ def transaction_values(*, key: str, request_hash: str, kind: str, memo: str, met
     }
 
 
-def write_new(session: so.Session, driver: Driver, values: dict, tx_id: int | None,
+def write_new(session: so.Session, driver: Driver, values: dict, tx_id: int,
               entries: list[tuple[Account | LockedAccount, Balance | LockedAccount, int]],
               *, posts_hold: tuple[int, int] | None = None) -> Transaction | None:
-    """Insert a transaction and post its checked, locked entries through the driver.
+    """Insert a transaction and post its entries, on stripes locked with `tx_id` drawn.
 
-    Every write but a PostgreSQL transfer (which is one statement of its own) and a batch
-    (ledger.batch) comes here: a hold's post, a reversal, and on SQLite a transfer. On
-    PostgreSQL it is one statement, with `tx_id` drawn beforehand (by `Driver.lock_ends`,
-    or here); on SQLite a few. `posts_hold`, (hold id, amount posted): the locked, open
-    hold this transaction posts, marked posted with it. Return None, having written
-    nothing, when a twin holds the key.
+    A hold's post and a reversal come here (a transfer is one statement of its own, a
+    batch has ledger.batch). One statement: it writes only if every stripe stays covered,
+    and raises InsufficientFunds, having written nothing, for the first that would not.
+    `posts_hold`, (hold id, amount posted): the locked, open hold this transaction posts,
+    marked posted with it. Return None, having written nothing, when a twin holds the key.
     """
     flow_rows = flows.rows(
         (account.scope, account.asset_code, values["kind"], values["created_at"], amount)
         for account, _balance, amount in entries)
     pending = [balance.pending for _account, balance, _amount in entries]
-    if driver.postgres:
-        if tx_id is None:
-            tx_id = driver.next_transaction_id()
-        chained = chain_entries(tx_id, values["hash"], entries)
-        if driver.write_transaction(values, tx_id, chained, pending, flow_rows,
-                                    posts_hold) is None:
-            return None
-    else:
-        tx_id = driver.insert_transaction(values)
-        if tx_id is None:
-            return None
-        chained = chain_entries(tx_id, values["hash"], entries)
-        driver.write_postings(tx_id, chained, pending, flow_rows, posts_hold,
-                              values["created_at"], values["idempotency_key"])
+    chained = chain_entries(tx_id, values["hash"], entries)
+    written, short = driver.write_transaction(values, tx_id, chained, pending, flow_rows,
+                                              posts_hold)
+    if short is not None:
+        for (account, balance, amount), (_a, balance_id, *_rest) in zip(entries, chained,
+                                                                         strict=True):
+            if balance_id == short:
+                raise InsufficientFunds(account.address, -amount,
+                                        balance.posted - balance.pending)
+    if written is None:
+        return None
     refresh(session, entries, chained)
     return attach(session, Transaction, tx_id, values)
 
@@ -298,18 +283,10 @@ def attach(session: so.Session, model: type[T], row_id: int, values: dict) -> T:
     obj = model(id=row_id, **values)
     so.make_transient_to_detached(obj)
     stale = session.identity_map.get(so.util.identity_key(model, row_id))
-    if stale is not None:  # a rolled-back row whose id SQLite has handed out again
+    if stale is not None:  # an object the session kept of a row since rolled back
         session.expunge(stale)
     session.add(obj)
     return obj
-
-
-def check_funds(entries: Iterable[tuple[Account | LockedAccount, Balance | LockedAccount, int]]
-                ) -> None:
-    """Refuse any amount that would take a locked balance without overdraft below zero."""
-    for account, balance, amount in entries:
-        if not balance.allow_negative and balance.posted + amount - balance.pending < 0:
-            raise InsufficientFunds(account.address, -amount, balance.posted - balance.pending)
 
 
 def check_balanced(entries: Iterable[tuple[Account, int]]) -> None:

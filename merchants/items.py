@@ -6,7 +6,7 @@ import sqlalchemy as sa
 import sqlalchemy.orm as so
 
 import ledger
-from ledger.models import MAX_AMOUNT
+from ledger import MAX_AMOUNT
 from merchants.errors import InvalidItem, UnknownItem
 from merchants.models import TIERS, Item, Merchant, merchant_communities, merchant_scope
 from merchants.visibility import serves

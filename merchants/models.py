@@ -5,8 +5,7 @@ from datetime import date, datetime
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
-from ledger.clock import utcnow
-from ledger.models import Base
+from ledger import Base, utcnow
 
 MERCHANT_KINDS = ("partner", "charity")
 ITEM_STATUSES = ("approved", "proposed", "rejected")

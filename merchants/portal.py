@@ -4,7 +4,10 @@ Codes travel in POST bodies, never in URLs, so they do not end up in logs or his
 """
 
 import csv
+import gzip
+import hashlib
 import io
+import unicodedata
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -21,7 +24,6 @@ from flask import (
 )
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from flask_babel import ngettext
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from wtforms import StringField
@@ -78,12 +80,26 @@ def _fulfilled_between(start: datetime, end: datetime) -> list[Redemption]:
 @merchant_required
 def index():
     """Show the code entry, today's confirmations and the points not yet settled."""
+    try:
+        attempts.check(db_session(), "code", str(current_user.id), CODE_LIMIT, CODE_WINDOW)
+    except attempts.AttemptsExceeded as error:
+        return _counter_page(CodeForm(), locked_for=error.retry_after)
+    return _counter_page(CodeForm())
+
+
+def _counter_page(form: CodeForm, status: int = 200, *, locked_for: int | None = None,
+                  tries_left: int | None = None):
+    """Draw the counter: the code field (kept as typed, or shut while locked), the day."""
     today = _local_today()
     todays = _fulfilled_between(_utc(today), _utc(today + timedelta(days=1)))
     unsettled = ledger.balance(db_session(), merchant_address(current_user.merchant_id))
-    return render_template("counter/index.html", form=CodeForm(), merchant=_merchant(),
+    unlock_at = (datetime.now(_zone()) + timedelta(seconds=locked_for)
+                 if locked_for is not None else None)
+    return render_template("counter/index.html", form=form, merchant=_merchant(),
                            todays=todays, today_points=sum(r.points for r in todays),
-                           unsettled=unsettled.posted)
+                           unsettled=unsettled.posted, locked=unlock_at is not None,
+                           unlock_at=unlock_at, tries_left=tries_left,
+                           typed=_shown_code(form.code.data), scanner=_scanner_version()), status
 
 
 def find_counted(session, merchant_id: int, user_id: int, code: str, *,
@@ -91,25 +107,43 @@ def find_counted(session, merchant_id: int, user_id: int, code: str, *,
     """Find the merchant's redemption by code, counting wrong codes against the user.
 
     Shared by the counter page and the API, so both count towards one lock. With `lock`,
-    as `redemptions.find_by_code`.
+    as `redemptions.find_by_code`. A wrong code is counted by `attempts.reserve` before it
+    is answered, so parallel guesses get exactly CODE_LIMIT answers; a right code costs
+    nothing but is refused while the user is locked out.
     """
     key = str(user_id)
-    # The code and the user's recent wrong codes in one round trip; the lock is checked
+    # The code and the user's counted wrong codes in one round trip; the lock is checked
     # (and its end worked out) in a second only when it may apply.
     row = session.execute(redemptions.by_code(code, lock=lock).add_columns(
-        attempts.recent("code", key, CODE_WINDOW))).first()
-    if row is None or row[1] >= CODE_LIMIT:
-        attempts.check(session, "code", key, CODE_LIMIT, CODE_WINDOW)
-    if row is None or row[0].merchant_id != merchant_id:
-        attempts.record_failure(session, "code", key)
-        session.commit()  # the wrong code counts even though the request fails
-        raise UnknownRedemption()
-    return row[0]
+        attempts.counted("code", key, CODE_WINDOW))).first()
+    if row is not None and row[0].merchant_id == merchant_id:
+        if row[1] >= CODE_LIMIT:
+            attempts.check(session, "code", key, CODE_LIMIT, CODE_WINDOW)
+        return row[0]
+    attempts.reserve(session, "code", key, CODE_LIMIT, CODE_WINDOW)
+    session.commit()  # the wrong code counts even though the request fails
+    raise UnknownRedemption()
 
 
 def _find(code: str, *, lock: bool = False) -> Redemption:
-    return find_counted(db_session(), current_user.merchant_id, current_user.id, code,
-                        lock=lock)
+    # A Chinese keyboard types full-width letters (ＷＡＨＢＤ－…): read them as the code
+    # they are before the lookup, so that they never count as a wrong guess.
+    return find_counted(db_session(), current_user.merchant_id, current_user.id,
+                        unicodedata.normalize("NFKC", code), lock=lock)
+
+
+def _shown_code(typed: str | None) -> str:
+    """Return a typed code as the clerk should see it again: half-width, grouped if whole."""
+    typed = unicodedata.normalize("NFKC", typed or "").strip()
+    code = redemptions.normalise_code(typed)
+    return redemptions.format_code(code) if len(code) == redemptions.CODE_LENGTH else typed
+
+
+def _tries_left() -> int:
+    """Return how many more wrong codes this user may type before entry locks."""
+    used = db_session().scalar(sa.select(attempts.recent("code", str(current_user.id),
+                                                         CODE_WINDOW)))
+    return max(0, CODE_LIMIT - (used or 0))
 
 
 @bp.post("/lookup")
@@ -221,25 +255,64 @@ def _parse_month(raw: str | None) -> date | None:
 
 @bp.errorhandler(attempts.AttemptsExceeded)
 def locked(error: attempts.AttemptsExceeded):
+    """Shut the code field and say until when, keeping what was typed in sight."""
     db_session().rollback()
-    flash(ngettext("Too many wrong codes. Code entry is locked for %(num)d minute.",
-                   "Too many wrong codes. Code entry is locked for %(num)d minutes.",
-                   error.minutes), "error")
-    return render_template("counter/index.html", form=CodeForm(), merchant=_merchant(),
-                           todays=[], today_points=0, unsettled=None, locked=True), 429, {
-                               "Retry-After": str(error.retry_after)}
+    response, status = _counter_page(CodeForm(), 429, locked_for=error.retry_after)
+    return response, status, {"Retry-After": str(error.retry_after)}
 
 
 @bp.errorhandler(MarketError)
 def refused(error: MarketError):
     """Answer a refusal at the counter with a message on the counter page."""
-    from flask import current_app as app
-
     db_session().rollback()
-    describe = app.extensions.get("describe_market_error", lambda e: e.message)
+    if isinstance(error, UnknownRedemption):
+        # The same words for a code that does not exist and another shop's code: the
+        # counter never learns which codes other shops hold.
+        flash(_("No such redemption code here. Check the code, and that it was redeemed "
+                "at this shop."), "error")
+        left = _tries_left()
+        if left == 0:  # that was the last try: the field shuts now, not on the next one
+            try:
+                attempts.check(db_session(), "code", str(current_user.id), CODE_LIMIT,
+                               CODE_WINDOW)
+            except attempts.AttemptsExceeded as lock:
+                return _counter_page(CodeForm(), error.status, locked_for=lock.retry_after)
+        return _counter_page(CodeForm(), error.status, tries_left=left)
+    describe = current_app.extensions.get("describe_market_error", lambda e: e.message)
     flash(describe(error), "error")
-    today = _local_today()
-    todays = _fulfilled_between(_utc(today), _utc(today + timedelta(days=1)))
-    return render_template("counter/index.html", form=CodeForm(), merchant=_merchant(),
-                           todays=todays, today_points=sum(r.points for r in todays),
-                           unsettled=None), error.status
+    return _counter_page(CodeForm(), error.status)
+
+
+@bp.get("/scanner.js")
+@merchant_required
+def scanner_js():
+    """Send the QR reader (jsQR), compressed when the browser takes gzip, cached for good.
+
+    The counter page loads it only once the camera is on; its URL carries the file's
+    hash, so a new version is a new URL and the old one may be kept for a year.
+    """
+    raw, packed, _version = _scanner()
+    gzipped = request.accept_encodings.quality("gzip") > 0
+    response = Response(packed if gzipped else raw, mimetype="text/javascript")
+    if gzipped:
+        response.headers["Content-Encoding"] = "gzip"
+    response.headers["Vary"] = "Accept-Encoding"
+    response.headers["Cache-Control"] = "public, max-age=31536000, immutable"
+    return response
+
+
+_SCANNER: dict[str, tuple[bytes, bytes, str]] = {}
+
+
+def _scanner() -> tuple[bytes, bytes, str]:
+    """Return jsQR as read, gzipped, and its version (read once per process)."""
+    if "jsqr" not in _SCANNER:
+        with current_app.open_resource("static/vendor/jsqr/jsQR.js") as file:
+            raw = file.read()
+        _SCANNER["jsqr"] = (raw, gzip.compress(raw, 9, mtime=0),
+                            hashlib.sha256(raw).hexdigest()[:12])
+    return _SCANNER["jsqr"]
+
+
+def _scanner_version() -> str:
+    return _scanner()[2]

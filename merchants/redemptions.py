@@ -15,13 +15,11 @@ from functools import cache
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm.attributes import set_committed_value
 
 import ledger
-from ledger.chain import request_hash
-from ledger.clock import utcnow
-from ledger.writes import attach, check_key, lock_balances_by_id
+from ledger import attach, check_key, request_hash, utcnow
 from merchants.errors import (
     InvalidKey,
     InvalidQuantity,
@@ -45,12 +43,10 @@ CODE_LENGTH = 10
 MAX_QUANTITY = 99
 LIVE = ("reserved", "fulfilled")
 
-_INSERT_UNLESS_TAKEN = {
-    dialect: insert(Redemption.__table__)
+_INSERT_UNLESS_TAKEN = (
+    postgresql.insert(Redemption.__table__)
     .on_conflict_do_nothing(index_elements=[Redemption.__table__.c.idempotency_key])
-    .returning(Redemption.__table__.c.id)
-    for dialect, insert in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert))
-}
+    .returning(Redemption.__table__.c.id))
 
 
 @dataclass(frozen=True)
@@ -195,8 +191,7 @@ def _hold_and_write(session, redeemer, item, quantity, points, full_key, fingerp
     # Written before the stock is taken: if a twin with our key committed while we waited
     # on the balance row (and ledger.hold answered with its hold), the key is taken and
     # nothing of ours has been written yet.
-    insert = _INSERT_UNLESS_TAKEN[session.connection().dialect.name]
-    redemption_id = session.execute(insert, values).scalar_one_or_none()
+    redemption_id = session.execute(_INSERT_UNLESS_TAKEN, values).scalar_one_or_none()
     if redemption_id is None:
         return None
     if item.monthly_limit is not None:
@@ -311,7 +306,7 @@ def cancel(session: so.Session, volunteer_id: int, redemption_id: int, *,
     if redemption.status != "reserved":
         raise RedemptionNotReserved(redemption.id, redemption.status)
     with session.begin_nested():
-        _release(session, redemption, "cancelled", now or utcnow())
+        _release(session, [redemption], "cancelled", now or utcnow())
     return redemption
 
 
@@ -326,45 +321,31 @@ def expire_due(session: so.Session, *, now: datetime | None = None,
             .order_by(Redemption.id).limit(limit)
             .with_for_update(skip_locked=True, of=Redemption)
             .execution_options(populate_existing=True)))
-        due = _lock_for_release(session, due)
-        for redemption in due:
-            _release(session, redemption, "expired", now)
+        _release(session, due, "expired", now)
     return [r.id for r in due]
 
 
-def _lock_for_release(session: so.Session, due: list[Redemption]) -> list[Redemption]:
-    """Take every lock a batch of releases needs up front, each kind in id order.
+def _release(session: so.Session, redemptions: list[Redemption], status: str,
+             now: datetime) -> None:
+    """Void the holds of locked, reserved redemptions, return their stock, close them.
 
-    Released one by one, redemption after redemption, the locks would interleave (hold,
-    balance, item, hold, balance, ...) and cross a volunteer's reservation (balance, item):
-    a deadlock. Waiting for a hold is safe here: all this transaction holds by then are
-    redemption rows, which the ledger's sweeper never touches.
+    Locks go in one order, each kind in id order: the ledger locks the holds and then the
+    balance rows (ledger.void_holds), then the items here. Released one by one, redemption
+    after redemption, the locks would interleave (hold, balance, item, hold, balance, ...)
+    and cross a volunteer's reservation (balance, item): a deadlock. A hold the ledger's own
+    sweeper (`flask ledger expire-holds`) has released already is left as it is.
     """
-    if not due:
-        return due
-    holds = {h.id: h for h in session.scalars(
-        sa.select(ledger.Hold).where(ledger.Hold.id.in_([r.hold_id for r in due]))
-        .order_by(ledger.Hold.id).with_for_update()
-        .execution_options(populate_existing=True))}
-    lock_balances_by_id(session, [holds[r.hold_id].balance_id for r in due
-                                  if holds[r.hold_id].status == "open"])
-    items = sorted({r.item_id for r in due if r.stock_kept})
+    if not redemptions:
+        return
+    ledger.void_holds(session, [(r.hold_id, f"redemption:{r.id}:{status}")
+                                for r in redemptions], now=now)
+    items = sorted({r.item_id for r in redemptions if r.stock_kept})
     if items:
         session.execute(sa.select(Item.id).where(Item.id.in_(items)).order_by(Item.id)
                         .with_for_update())
-    return due
-
-
-def _release(session: so.Session, redemption: Redemption, status: str, now: datetime) -> None:
-    # Locked and read afresh: the ledger's own sweeper (`flask ledger expire-holds`) may
-    # have released an expired hold already, or be releasing it right now.
-    held = session.scalar(
-        sa.select(ledger.Hold).where(ledger.Hold.id == redemption.hold_id).with_for_update()
-        .execution_options(populate_existing=True))
-    if held.status == "open":
-        ledger.void_hold(session, held.id, key=f"redemption:{redemption.id}:{status}", now=now)
-    _return_stock(session, redemption)
-    redemption.status, redemption.closed_at = status, now
+    for redemption in redemptions:
+        _return_stock(session, redemption)
+        redemption.status, redemption.closed_at = status, now
     session.flush()
 
 

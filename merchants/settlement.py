@@ -7,7 +7,7 @@ import sqlalchemy as sa
 import sqlalchemy.orm as so
 
 import ledger
-from ledger.clock import utcnow
+from ledger import utcnow
 from merchants.errors import InvalidPeriod, PeriodAlreadyClosed
 from merchants.models import Merchant, Redemption, Statement, StatementLine
 

@@ -85,6 +85,11 @@ def run_migrations_online():
                 logger.info('No changes in schema detected.')
 
     conf_args = current_app.extensions['migrate'].configure_args
+    # The job queue's tables are procrastinate's (applied by 0009), not the models'.
+    conf_args.setdefault(
+        "include_name",
+        lambda name, type_, parents: not (type_ == "table"
+                                          and (name or "").startswith("procrastinate_")))
     if conf_args.get("process_revision_directives") is None:
         conf_args["process_revision_directives"] = process_revision_directives
 

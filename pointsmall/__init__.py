@@ -9,7 +9,6 @@ from sqlalchemy.exc import DBAPIError
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 import ledger
-from ledger import flows as ledger_flows
 from pointsmall import config as config_module
 from pointsmall.extensions import api, babel, csrf, db, login_manager, migrate
 
@@ -58,11 +57,9 @@ def create_app(config: dict | None = None) -> Flask:
     from pointsmall import shell
 
     db.init_app(app)
-    migrate.init_app(app, db, directory=str(ROOT / "migrations"), render_as_batch=True)
-    with app.app_context():
-        ledger.configure_engine(db.engine)
+    migrate.init_app(app, db, directory=str(ROOT / "migrations"))
     # The ledger sums each day's flows by the deployment's local day.
-    ledger_flows.set_zone(app.config["BABEL_DEFAULT_TIMEZONE"])
+    ledger.set_flow_zone(app.config["BABEL_DEFAULT_TIMEZONE"])
     csrf.init_app(app)
     babel.init_app(app, locale_selector=shell.select_locale,
                    default_translation_directories=str(ROOT / "pointsmall" / "translations"))
@@ -90,6 +87,7 @@ def create_app(config: dict | None = None) -> Flask:
     from pointsmall.earning import views as earning_views
     from pointsmall.exports import views as export_views
     from pointsmall.exports.cells import safe_cell
+    from pointsmall.jobs import views as job_views
     from pointsmall.reports import monthly as monthly_report
     from pointsmall.reports import views as report_views
     from pointsmall.volunteers import views as volunteer_views
@@ -113,6 +111,7 @@ def create_app(config: dict | None = None) -> Flask:
     app.register_blueprint(export_views.bp)
     app.register_blueprint(report_views.bp)
     app.register_blueprint(monthly_report.bp)
+    app.register_blueprint(job_views.bp)
     register_api(app)
     errors.register(app)
     cli.register(app)

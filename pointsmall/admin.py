@@ -11,6 +11,7 @@ from flask_wtf import FlaskForm
 from wtforms import PasswordField, SelectField, StringField
 
 from pointsmall import audit, audit_text, clock, communities
+from pointsmall.auth import names
 from pointsmall.auth.models import User
 from pointsmall.auth.service import check_new_password
 from pointsmall.errors import ValidationFailed
@@ -78,13 +79,15 @@ def submitted(form: FlaskForm) -> bool:
 
 
 def create_staff(form: StaffForm) -> User:
-    """Create a community staff account from the admin's form."""
+    """Create a community staff account from the admin's form.
+
+    Its username must be a free sign-in name across the deployment, and no phone number.
+    """
     errors = {}
     username = (form.username.data or "").strip()
-    if not username or len(username) > 64:
-        errors["username"] = [_("A username is required.")]
-    elif db.session.scalar(sa.select(User.id).where(User.username == username)):
-        errors["username"] = [_("This username is taken.")]
+    problem = names.username_problem(db.session, username)
+    if problem:
+        errors["username"] = [problem]
     if not (form.name.data or "").strip():
         errors["name"] = [_("A name is required.")]
     if db.session.get(communities.Community, form.community_id.data or 0) is None:
@@ -99,7 +102,12 @@ def create_staff(form: StaffForm) -> User:
                 community_id=form.community_id.data)
     user.set_password(form.password.data)
     db.session.add(user)
-    db.session.flush()
+    try:
+        db.session.flush()
+    except sa.exc.IntegrityError as error:
+        if not names.is_name_clash(error):
+            raise
+        raise ValidationFailed({"username": [_("This username is taken.")]}) from None
     audit.record(db.session, "staff.create", f"user:{user.id}", community_id=user.community_id)
     return user
 

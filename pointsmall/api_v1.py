@@ -59,7 +59,10 @@ class Tokens(MethodView):
     @auth_bp.arguments(TokenRequestSchema)
     @auth_bp.response(201, TokenSchema)
     @auth_bp.alt_response(401, schema=ErrorSchema, description="Wrong credentials.")
-    @auth_bp.alt_response(429, schema=ErrorSchema, description="Too many failed attempts.")
+    @auth_bp.alt_response(429, schema=ErrorSchema, description=(
+        "Too many failed attempts from this address (too_many_attempts), or so many on the "
+        "account that it signs in only on the sign-in page, with a picture to read "
+        "(picture_required)."))
     def post(self, body):
         """Exchange a username (or phone) and password for a bearer token."""
         from flask import request

@@ -8,7 +8,7 @@ import sqlalchemy.orm as so
 from flask import has_request_context, request
 from flask_login import current_user
 
-from ledger.clock import utcnow
+from ledger import utcnow
 from pointsmall.extensions import db
 
 

@@ -1,4 +1,4 @@
-"""Command-line tools: `flask --app pointsmall ledger ...`, `demo`, `start-demo`."""
+"""Command-line tools: `flask --app pointsmall ledger ...`, `jobs ...`, `demo`, `start-demo`."""
 
 import sys
 
@@ -9,8 +9,9 @@ from flask_migrate import upgrade
 from werkzeug.serving import run_simple
 
 import ledger
-from ledger import flows as ledger_flows
 from pointsmall.extensions import db
+from pointsmall.jobs.cli import jobs_cli
+from pointsmall.jobs.queue import WorkerThread
 from pointsmall.reports.models import record_check
 
 ledger_cli = AppGroup("ledger", help="Check and maintain the points ledger.")
@@ -50,9 +51,9 @@ def expire_holds_command(batch: int) -> None:
 @ledger_cli.command("rebuild-flows")
 def rebuild_flows_command() -> None:
     """Recompute the daily flows from the postings (after changing POINTSMALL_TIMEZONE)."""
-    counted = ledger_flows.rebuild(db.session)
+    counted = ledger.rebuild_flows(db.session)
     db.session.commit()
-    click.echo(f"rebuilt the daily flows from {counted} posting(s) in {ledger_flows.zone()}")
+    click.echo(f"rebuilt the daily flows from {counted} posting(s) in {ledger.flow_zone()}")
 
 
 def drain(work, batch: int) -> int:
@@ -119,13 +120,22 @@ def start_demo_command(host: str, port: int) -> None:
     if demo.seed(db.session):
         click.echo("demo data seeded")
     db.session.commit()
-    # Hand the connection back: on SQLite an open transaction would hold the write lock.
+    # Hand the connection back to the pool before serving.
     db.session.remove()
     click.echo(f"Points Mall demo: http://{host}:{port}/")
     click.echo(f"Sign in with admin, staff1, staff2, vol1 ... vol50, merchant1 or market1; "
                f"the password is {demo.PASSWORD}.")
-    # The Flask CLI refuses app.run(); serve with werkzeug directly (demo only).
-    run_simple(host, port, current_app._get_current_object(), threaded=True)
+    app = current_app._get_current_object()
+    # Large exports, imports and PDFs run as jobs: a worker runs beside the server.
+    worker = WorkerThread(app)
+    worker.start()
+    click.echo("A job worker runs beside the server (large exports, imports, PDFs).")
+    try:
+        # The Flask CLI refuses app.run(); serve with werkzeug directly (demo only).
+        run_simple(host, port, app, threaded=True)
+    finally:
+        if worker is not None:
+            worker.stop()
 
 
 def _refuse_in_production() -> None:
@@ -140,3 +150,4 @@ def register(app: Flask) -> None:
     app.cli.add_command(points_cli)
     app.cli.add_command(demo_command)
     app.cli.add_command(start_demo_command)
+    app.cli.add_command(jobs_cli)

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 from flask import current_app
 
-from ledger.clock import utcnow
+from ledger import utcnow
 
 
 def zone() -> ZoneInfo:

@@ -7,7 +7,7 @@ import sqlalchemy.orm as so
 from flask_babel import gettext as _
 
 import ledger
-from ledger.clock import utcnow
+from ledger import utcnow
 from pointsmall.errors import NotFound, ValidationFailed
 from pointsmall.extensions import db
 

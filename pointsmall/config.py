@@ -4,15 +4,25 @@ import os
 import secrets
 from pathlib import Path
 
+import click
 
-class ConfigError(RuntimeError):
-    """The deployment is configured in a way the app refuses to start with."""
+
+class ConfigError(click.ClickException, RuntimeError):
+    """The deployment is configured in a way the app refuses to start with (a click error:
+    `flask` prints its one sentence, no traceback)."""
 
 
 def database_url(raw: str | None, instance_path: str) -> str:
-    """Return a SQLAlchemy URL for `raw`, accepting the plain forms hosts hand out."""
+    """Return a SQLAlchemy URL for `raw`, accepting the plain forms hosts hand out; without
+    one, the embedded PostgreSQL server's (started or joined, see embedded_db)."""
     if not raw:
-        return f"sqlite:///{Path(instance_path) / 'pointsmall.db'}"
+        from pointsmall import embedded_db
+
+        return embedded_db.database_url(instance_path)
+    if raw.startswith("sqlite:"):
+        raise ConfigError(
+            "SQLite is no longer supported: set DATABASE_URL to a PostgreSQL server "
+            "(postgresql://...), or unset it to use the embedded PostgreSQL server")
     for prefix in ("postgres://", "postgresql://"):
         if raw.startswith(prefix):
             return "postgresql+psycopg://" + raw[len(prefix):]
@@ -43,7 +53,9 @@ def from_environment(instance_path: str, overrides: dict | None = None) -> dict:
         "ENV_NAME": "production" if production else "development",
         "PRODUCTION": production,
         "SECRET_KEY": secret_key(env.get("SECRET_KEY"), instance_path, production),
-        "SQLALCHEMY_DATABASE_URI": database_url(env.get("DATABASE_URL"), instance_path),
+        # Tests name their database: no embedded server is started for them.
+        "SQLALCHEMY_DATABASE_URI": (overrides or {}).get("SQLALCHEMY_DATABASE_URI")
+        or database_url(env.get("DATABASE_URL"), instance_path),
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",

@@ -11,7 +11,7 @@ import sqlalchemy.orm as so
 from werkzeug.security import generate_password_hash
 
 import ledger
-from ledger.clock import utcnow
+from ledger import utcnow
 from merchants import items, redemptions
 from merchants.models import Item
 from pointsmall import communities

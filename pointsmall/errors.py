@@ -235,11 +235,6 @@ def register(app: Flask) -> None:
         # or a conflict outlived the request's retries: a retry with the same
         # Idempotency-Key is safe, so say "try again" (503) rather than "our bug" (500).
         said = str(error.orig or error)
-        if _sqlite_bug(error):
-            # SQLite reports its own syntax errors and missing tables as "operational"
-            # too: those are our bugs, not a database that is away.
-            app.logger.error("database error", exc_info=error)
-            return _answer(500, "internal_error", _("Something went wrong on our side."))
         app.logger.warning("database unavailable: %s", said[:300])
         return _answer(503, "unavailable",
                        _("The service is briefly unavailable. Please try again in a moment."),
@@ -248,14 +243,3 @@ def register(app: Flask) -> None:
     @app.errorhandler(500)
     def server_error(error):
         return _answer(500, "internal_error", _("Something went wrong on our side."))
-
-
-SQLITE_AWAY = ("database is locked", "unable to open database", "disk i/o error")
-
-
-def _sqlite_bug(error: OperationalError) -> bool:
-    """Tell an SQLite error in our SQL from a database that is busy or gone."""
-    if type(error.orig).__module__ != "sqlite3":
-        return False
-    said = str(error.orig).lower()
-    return not any(away in said for away in SQLITE_AWAY)

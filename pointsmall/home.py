@@ -1,7 +1,7 @@
 """The landing page of each role."""
 
 import sqlalchemy as sa
-from flask import Blueprint, redirect, render_template, url_for
+from flask import Blueprint, current_app, redirect, render_template, send_from_directory, url_for
 from flask_login import current_user
 
 from pointsmall.communities import Community
@@ -31,3 +31,10 @@ def index():
             .where(Volunteer.community_id == current_user.community_id)
             .group_by(Volunteer.status)).all())
     return render_template("home/staff.html", community=community, counts=counts)
+
+
+@bp.get("/favicon.ico")
+def favicon():
+    """Send the tab icon browsers ask for at the site's root."""
+    return send_from_directory(current_app.static_folder, "favicon.ico",
+                               mimetype="image/vnd.microsoft.icon", max_age=7 * 24 * 3600)

@@ -7,7 +7,7 @@ import uuid
 import qrcode
 import qrcode.image.svg
 import sqlalchemy as sa
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, flash, jsonify, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
 
@@ -15,11 +15,11 @@ import ledger
 from merchants import items as item_service
 from merchants import redemptions
 from merchants.items import CATEGORIES
-from merchants.models import Merchant
+from merchants.models import TIERS, Item, Merchant, Redemption
 from pointsmall import clock, tiers
 from pointsmall.auth.views import EmptyForm
 from pointsmall.extensions import db
-from pointsmall.shell import roles_required
+from pointsmall.shell import TIER_LABELS, roles_required
 from pointsmall.volunteers.models import Volunteer
 
 bp = Blueprint("mall", __name__, url_prefix="/mall")
@@ -74,13 +74,63 @@ def index():
 @bp.get("/items/<int:item_id>")
 @roles_required("volunteer")
 def item(item_id: int):
-    """Show one item with the form that redeems it."""
+    """Show one item with the form that redeems it, or why it cannot be redeemed now."""
     volunteer = current_volunteer()
     found = item_service.get_mall_item(db.session, item_id, volunteer.community_id)
     balance = ledger.balance(db.session, volunteer.account("POINTS"))
+    refusal, most = why_not(found, volunteer, balance.available)
+    # After a refusal the form comes back with the quantity that was asked for.
+    kept = session.pop(KEPT_QUANTITY, None)
+    quantity = kept[1] if isinstance(kept, list) and kept[:1] == [item_id] else 1
     # A fresh key per rendered form: pressing the button twice redeems once.
     return render_template("mall/item.html", item=found, balance=balance, form=EmptyForm(),
-                           key=uuid.uuid4().hex)
+                           key=uuid.uuid4().hex, refusal=refusal, most=most,
+                           quantity=quantity)
+
+
+KEPT_QUANTITY = "mall_quantity"
+
+
+def why_not(item: Item, volunteer: Volunteer, available: int) -> tuple[str | None, int]:
+    """Say why `volunteer` cannot redeem even one `item` now (None if they can), and the
+    most they could take.
+
+    A courtesy before the tap: `redemptions.reserve` still decides, and refuses whatever
+    changed meanwhile.
+    """
+    most = min(redemptions.MAX_QUANTITY, available // item.price if item.price else 0)
+    if item.stock is not None:
+        most = min(most, item.stock)
+    today = clock.local_today()
+    if not item.active or not item.merchant.active or (
+            item.valid_from and today < item.valid_from) or (
+            item.valid_to and today > item.valid_to):
+        return _("This item cannot be redeemed now."), 0
+    if item.min_tier:
+        tier = tiers.standing(db.session, volunteer, today=today).tier
+        if tier is None or TIERS.index(tier) < TIERS.index(item.min_tier):
+            needed = TIER_LABELS[item.min_tier]
+            if tier is None:
+                return _("This item is for %(needed)s volunteers and above; you are not "
+                         "ranked yet.", needed=needed), 0
+            return _("This item is for %(needed)s volunteers and above; you are %(tier)s.",
+                     needed=needed, tier=TIER_LABELS[tier]), 0
+    if item.stock is not None and item.stock < 1:
+        return _("None left for now."), 0
+    if item.monthly_limit:
+        start, _end = clock.local_month_bounds(today)
+        taken = db.session.scalar(
+            sa.select(sa.func.coalesce(sa.func.sum(Redemption.quantity), 0))
+            .where(Redemption.volunteer_id == volunteer.id, Redemption.item_id == item.id,
+                   Redemption.status.in_(redemptions.LIVE), Redemption.created_at >= start))
+        most = min(most, item.monthly_limit - int(taken))
+        if most < 1 and taken >= item.monthly_limit:
+            return _("You have redeemed this month's %(n)d already.",
+                     n=item.monthly_limit), 0
+    if available < item.price:
+        return _("Not enough points: %(available)s available, %(needed)s needed.",
+                 available=available, needed=item.price), 0
+    return None, max(most, 1)
 
 
 @bp.post("/items/<int:item_id>/redeem")
@@ -91,6 +141,7 @@ def redeem(item_id: int):
         return redirect(url_for("mall.item", item_id=item_id))
     volunteer = current_volunteer()
     quantity = request.form.get("quantity", type=int) or 0
+    session[KEPT_QUANTITY] = [item_id, quantity if 1 <= quantity <= 99 else 1]
     key = (request.form.get("key") or "")[:64] or uuid.uuid4().hex
     start, _end = clock.local_month_bounds(clock.local_today())
     redemption = redemptions.reserve(
@@ -98,6 +149,7 @@ def redeem(item_id: int):
         hold_days=current_app_config("REDEMPTION_HOLD_DAYS"), today=clock.local_today(),
         month_start=start)
     db.session.commit()
+    session.pop(KEPT_QUANTITY, None)
     return redirect(url_for("mall.redemption", redemption_id=redemption.id))
 
 
@@ -120,6 +172,15 @@ def redemption(redemption_id: int):
     return render_template("mall/redemption.html", redemption=found, balance=balance,
                            code=redemptions.format_code(found.code), qr=qr_data_uri(found.code),
                            form=EmptyForm())
+
+
+@bp.get("/redemptions/<int:redemption_id>/status")
+@roles_required("volunteer")
+def redemption_status(redemption_id: int):
+    """Answer the code page's question "has the counter confirmed it yet?" in JSON."""
+    volunteer = current_volunteer()
+    found = redemptions.get_for_volunteer(db.session, volunteer.id, redemption_id)
+    return jsonify(status=found.status)
 
 
 @bp.post("/redemptions/<int:redemption_id>/cancel")

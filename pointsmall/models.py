@@ -1,9 +1,9 @@
 """Import every model, so that the metadata (and so each migration) sees all tables."""
 
-from ledger.models import Account, Asset, Balance, Flow, Hold, Posting, Transaction  # noqa: F401
+from ledger import Account, Asset, Balance, Flow, Hold, Posting, Transaction  # noqa: F401
 from merchants.models import Item, Merchant, Redemption, Statement, StatementLine  # noqa: F401
 from pointsmall.audit import AuditEntry  # noqa: F401
-from pointsmall.auth.models import ApiToken, ThrottleEvent, User  # noqa: F401
+from pointsmall.auth.models import ApiToken, AttemptCounter, SignInName, User  # noqa: F401
 from pointsmall.communities import Community, Grid  # noqa: F401
 from pointsmall.earning.models import (  # noqa: F401
     Activity,
@@ -16,5 +16,6 @@ from pointsmall.earning.models import (  # noqa: F401
     EvaluationEntry,
     PlatformTask,
 )
+from pointsmall.jobs.models import BackgroundJob  # noqa: F401
 from pointsmall.reports.models import LedgerCheck  # noqa: F401
 from pointsmall.volunteers.models import Volunteer  # noqa: F401

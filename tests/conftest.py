@@ -1,14 +1,18 @@
 """Fixtures: a database built by the migrations, and a rolled-back transaction per test.
 
-Without TEST_DATABASE_URL the suite runs on a SQLite file; with it, on a fresh PostgreSQL
-database created on that server for this run and dropped afterwards, so parallel runs
-never see each other's rows.
+The suite runs on a fresh PostgreSQL database created for this run and dropped afterwards,
+so parallel runs never see each other's rows: on TEST_DATABASE_URL's server when it names
+one, otherwise on an embedded server started for this run in a temporary folder (stopped
+and deleted at the end).
 """
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -17,7 +21,7 @@ from flask import g, request_started
 from flask_migrate import upgrade
 
 import ledger
-from pointsmall import create_app
+from pointsmall import create_app, embedded_db
 from pointsmall.config import database_url as normalise_url
 from pointsmall.extensions import db
 
@@ -26,21 +30,21 @@ PG_URL = os.environ.get("TEST_DATABASE_URL")
 # Builder fixtures (make_community, make_staff, make_volunteer, ...) for every module.
 pytest_plugins = ["builders"]
 
-requires_postgres = pytest.mark.skipif(
-    not PG_URL, reason="needs PostgreSQL: set TEST_DATABASE_URL=postgresql://user@host/db")
+
+@pytest.fixture(scope="session")
+def server_url() -> Iterator[str]:
+    """The URL of the PostgreSQL server the suite runs on (its maintenance database)."""
+    if PG_URL:
+        yield normalise_url(PG_URL, "")
+        return
+    with embedded_db.temporary() as server:
+        yield server.url()
 
 
 @contextmanager
-def empty_database(folder, prefix: str) -> Iterator[str]:
-    """Yield the URL of a new, empty database of the kind the suite runs on; drop it after.
-
-    SQLite: a file in `folder`. PostgreSQL: a database of its own on TEST_DATABASE_URL's
-    server, so that parallel runs never see each other's rows.
-    """
-    if not PG_URL:
-        yield f"sqlite:///{folder / f'{prefix}.db'}"
-        return
-    server = sa.make_url(normalise_url(PG_URL, ""))
+def empty_database(server_url: str, prefix: str) -> Iterator[str]:
+    """Yield the URL of a new, empty database of its own on `server_url`; drop it after."""
+    server = sa.make_url(server_url)
     name = f"pointsmall_{prefix}_{uuid.uuid4().hex[:12]}"
     admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
@@ -54,9 +58,21 @@ def empty_database(folder, prefix: str) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def database_url(tmp_path_factory) -> Iterator[str]:
-    with empty_database(tmp_path_factory.mktemp("db"), "test") as url:
+def database_url(server_url) -> Iterator[str]:
+    with empty_database(server_url, "test") as url:
         yield url
+
+
+@pytest.fixture
+def pgdata() -> Iterator[Path]:
+    """A data folder for an embedded server of the test's own (see embedded_db.temporary
+    for why not in tmp_path); whatever server this process started there is stopped after."""
+    folder = Path(tempfile.mkdtemp(prefix="pointsmall-test-"))
+    try:
+        yield folder / "postgres"
+    finally:
+        embedded_db.release(folder / "postgres")
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from builders import PASSWORD, bearer, csrf_token, sign_in
 
 import ledger
+from pointsmall.auth import limits
 from pointsmall.auth.models import ApiToken
 from pointsmall.extensions import db
 
@@ -80,11 +81,33 @@ def test_the_sixth_wrong_attempt_on_one_account_is_refused_with_retry_after(clie
     assert "Too many failed sign-ins" in body["message"] and "minutes" in body["message"]
 
 
-def test_a_locked_account_refuses_even_the_right_password(client, staff):
+def test_a_refused_address_is_refused_even_the_right_password(client, staff):
     for _ in range(5):
         ask_token(client, "zhangwei", "wrong-password")
 
     assert_error_shape(ask_token(client, "zhangwei", PASSWORD), 429)
+
+
+def test_the_owner_gets_a_token_from_another_address_while_the_guesser_is_refused(
+        client, staff):
+    for _ in range(5):
+        ask_token(client, "zhangwei", "wrong-password", address="203.0.113.66")
+    assert_error_shape(ask_token(client, "zhangwei", PASSWORD, address="203.0.113.66"), 429)
+
+    assert ask_token(client, "zhangwei", PASSWORD, address="198.51.100.7").status_code == 201
+
+
+def test_past_the_account_ceiling_the_api_asks_for_the_page_and_old_tokens_go_on(
+        client, staff):
+    headers = bearer(staff)
+    for n in range(limits.ACCOUNT_CEILING):
+        answer = ask_token(client, "zhangwei", f"guess-{n}", address=f"192.0.2.{n // 5 + 1}")
+        assert answer.status_code == 401
+
+    refused = ask_token(client, "zhangwei", PASSWORD, address="198.51.100.7")
+
+    assert assert_error_shape(refused, 429)["code"] == "picture_required"
+    assert client.get("/api/v1/me", headers=headers).status_code == 200
 
 
 def test_failures_by_username_and_by_phone_count_against_one_account(

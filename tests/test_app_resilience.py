@@ -9,7 +9,9 @@ from builders import (  # noqa: F401
     make_staff,
     make_volunteer,
 )
-from sqlalchemy.exc import OperationalError
+from psycopg.errors import DeadlockDetected
+from psycopg.errors import SyntaxError as PostgresSyntaxError
+from sqlalchemy.exc import OperationalError, ProgrammingError
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 import ledger
@@ -27,7 +29,7 @@ def test_a_request_that_meets_a_deadlock_is_run_again_and_succeeds(
     def deadlock_once(*args, **kwargs):
         calls.append(1)
         if len(calls) == 1:
-            raise OperationalError("SELECT ...", {}, Exception("database is locked"))
+            raise OperationalError("SELECT ...", {}, DeadlockDetected("deadlock detected"))
         return real(*args, **kwargs)
 
     monkeypatch.setattr(ledger, "balances", deadlock_once)
@@ -45,7 +47,7 @@ def test_a_persistent_database_error_is_not_retried_forever(
 
     def always_locked(*args, **kwargs):
         calls.append(1)
-        raise OperationalError("SELECT ...", {}, Exception("database is locked"))
+        raise OperationalError("SELECT ...", {}, DeadlockDetected("deadlock detected"))
 
     monkeypatch.setattr(ledger, "balances", always_locked)
     answer = client.get("/api/v1/me", headers=headers)
@@ -158,15 +160,15 @@ def test_a_token_older_than_ninety_days_no_longer_works(client, make_community, 
     assert client.get("/api/v1/me", headers=headers).status_code == 401
 
 
-def test_an_sqlite_syntax_error_is_our_bug_not_a_database_that_is_away(
-        client, make_community, make_volunteer, monkeypatch):
-    import sqlite3
-
+def test_a_syntax_error_is_our_bug_not_a_database_that_is_away(
+        app, client, make_community, make_volunteer, monkeypatch):
+    # As in production, where an unexpected error is answered rather than raised.
+    monkeypatch.setitem(app.config, "PROPAGATE_EXCEPTIONS", False)
     volunteer = make_volunteer(make_community())
 
     def broken(*args, **kwargs):
-        raise OperationalError("UPDATE ...", {}, sqlite3.OperationalError(
-            'near "(": syntax error'))
+        raise ProgrammingError("UPDATE ...", {}, PostgresSyntaxError(
+            'syntax error at or near "("'))
 
     monkeypatch.setattr(ledger, "balances", broken)
     answer = client.get("/api/v1/me", headers=bearer(volunteer.user))

@@ -23,6 +23,7 @@ from test_scoping import (
 built, world_app = test_scoping.built, test_scoping.world_app
 
 SIGNED_IN = ("volunteer", "merchant", "staff", "admin")
+JOB_ROLES = ("staff", "admin", "merchant")
 
 PAGES: dict[tuple[str, str], Case] = {
     # signed-in users of every role
@@ -51,8 +52,16 @@ PAGES: dict[tuple[str, str], Case] = {
                                        shows_a=True),
     ("GET", "/mall/redemptions/<int:redemption_id>"): Case(VOLUNTEER, 200, owner="volunteer",
                                                            shows_a=True),
+    # What the code page asks while it waits for the counter.
+    ("GET", "/mall/redemptions/<int:redemption_id>/status"): Case(VOLUNTEER, 200,
+                                                                  owner="volunteer"),
     ("POST", "/mall/redemptions/<int:redemption_id>/cancel"): Case(
         VOLUNTEER, 302, owner="volunteer", args={"redemption_id": "reserved"}),
+    # background jobs (large exports, imports, PDFs): staff A's job, seen by staff A only
+    ("GET", "/jobs"): Case(JOB_ROLES, 200, owner="staff", other=200, shows_a=True),
+    ("GET", "/jobs/<int:job_id>"): Case(JOB_ROLES, 200, owner="staff", shows_a=True),
+    ("GET", "/jobs/<int:job_id>.json"): Case(JOB_ROLES, 200, owner="staff"),
+    ("GET", "/jobs/<int:job_id>/file"): Case(JOB_ROLES, 200, owner="staff", shows_a=True),
     # the merchant's counter
     ("GET", "/counter/"): Case(MERCHANT, 200, owner="merchant", other=200, shows_a=True),
     ("POST", "/counter/lookup"): Case(MERCHANT, 200, owner="merchant", shows_a=True,
@@ -61,6 +70,7 @@ PAGES: dict[tuple[str, str], Case] = {
                                        body=lambda w: {"code": w.codes["reserved_code"]}),
     ("POST", "/counter/redemptions/<int:redemption_id>/refund"): Case(
         MERCHANT, 302, owner="merchant", body=lambda w: {"reason": "退回测试"}),
+    ("GET", "/counter/scanner.js"): Case(MERCHANT, 200, owner="merchant", other=200),
     ("GET", "/counter/month"): Case(MERCHANT, 200, owner="merchant", other=200, shows_a=True),
     ("GET", "/counter/statement"): Case(MERCHANT, 200, owner="merchant", other=200,
                                         shows_a=True),
@@ -86,6 +96,7 @@ PUBLIC = {
     ("GET", "/api/openapi.json"): 200,
     ("GET", "/static/<path:filename>"): 200,
     ("GET", "/media/items/<name>"): 404,  # item photos, by unguessable names
+    ("GET", "/favicon.ico"): 200,
 }
 PUBLIC_URLS = {"/lang/<code>": "/lang/en", "/static/<path:filename>": "/static/css/app.css",
                "/media/items/<name>": "/media/items/" + "0" * 32 + ".jpg"}

@@ -1,9 +1,10 @@
 """Guessing: passwords and redemption codes are throttled wherever they can be typed, and a
 guessed code never confirms another merchant's redemption.
 
-The limits themselves (five sign-ins an account, twenty an address, ten codes a user) are
-tested in test_web_auth.py, test_api_auth.py, test_market_pages.py and test_market_api.py;
-these tests close the ways around them.
+The limits themselves (five sign-ins an account from one address, twenty an address, a
+picture past fifty an account, ten codes a user) are tested in test_web_auth.py,
+test_api_auth.py, test_market_pages.py and test_market_api.py, and under parallel attempts in
+test_attempt_races.py; these tests close the ways around them.
 """
 
 import math

@@ -1,7 +1,10 @@
 """Command-line tools, configuration from the environment, and the health check."""
 
+import os
 import re
 import stat
+import subprocess
+import sys
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -11,8 +14,9 @@ import sqlalchemy as sa
 
 import ledger
 from ledger.clock import utcnow
-from pointsmall import ROOT, cli, create_app
+from pointsmall import ROOT, cli, create_app, embedded_db
 from pointsmall.config import ConfigError, database_url, from_environment, secret_key
+from pointsmall.extensions import db
 
 
 def key():
@@ -78,17 +82,61 @@ def test_the_plain_postgresql_urls_hosts_hand_out_use_psycopg(given, tmp_path):
         "postgresql+psycopg://points:secret@db.example:5432/mall")
 
 
-@pytest.mark.parametrize("given", [
-    "postgresql+psycopg://points@db/mall", "sqlite:////var/lib/mall.db",
-])
-def test_a_url_naming_its_driver_is_kept_as_given(given, tmp_path):
+def test_a_url_naming_its_driver_is_kept_as_given(tmp_path):
+    given = "postgresql+psycopg://points@db/mall"
     assert database_url(given, str(tmp_path)) == given
 
 
-@pytest.mark.parametrize("given", [None, ""])
-def test_without_a_database_url_the_app_uses_a_sqlite_file_in_its_instance_folder(
-        given, tmp_path):
-    assert database_url(given, str(tmp_path)) == f"sqlite:///{tmp_path / 'pointsmall.db'}"
+@pytest.mark.parametrize("given", ["sqlite:////var/lib/mall.db", "sqlite://"])
+def test_a_sqlite_url_is_refused_with_one_sentence_that_says_what_to_do(
+        given, monkeypatch, tmp_path, pgdata):
+    monkeypatch.setenv("DATABASE_URL", given)
+    monkeypatch.setenv("POINTSMALL_PGDATA", str(pgdata))
+
+    with pytest.raises(ConfigError) as refused:
+        from_environment(str(tmp_path))
+
+    said = refused.value.format_message()
+    assert "SQLite is no longer supported" in said
+    assert "DATABASE_URL" in said and "\n" not in said
+    assert not pgdata.exists()
+
+
+def test_flask_says_a_sqlite_url_is_refused_in_one_line_without_a_traceback(tmp_path):
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'old.db'}",
+           "SECRET_KEY": "s"}
+    env.pop("POINTSMALL_ENV", None)
+
+    done = subprocess.run([sys.executable, "-m", "flask", "--app", "pointsmall", "ledger",
+                           "verify"], env=env, capture_output=True, text=True, timeout=120)
+
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        "Error: SQLite is no longer supported: set DATABASE_URL to a PostgreSQL server "
+        "(postgresql://...), or unset it to use the embedded PostgreSQL server"]
+    assert not (tmp_path / "old.db").exists()
+
+
+def test_without_a_database_url_the_app_runs_on_an_embedded_postgresql_server(
+        monkeypatch, pgdata):
+    instance = pgdata.parent
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.delenv("POINTSMALL_PGDATA", raising=False)
+    monkeypatch.setenv("SECRET_KEY", "s")
+
+    url = from_environment(str(instance))["SQLALCHEMY_DATABASE_URI"]
+    engine = sa.create_engine(url)
+    with engine.connect() as connection:
+        name, version = connection.execute(sa.text(
+            "SELECT current_database(), current_setting('server_version_num')::int")).one()
+    engine.dispose()
+    embedded_db.release(pgdata)
+
+    assert name == "pointsmall"
+    assert version >= 180000
+    assert (pgdata / "PG_VERSION").read_text().strip() == "18"  # in instance/postgres
+    assert not (pgdata / "postmaster.pid").exists()  # stopped: this process was its only user
+    assert not list(instance.glob("*.db"))
 
 
 def test_the_environment_chooses_the_database(monkeypatch, tmp_path):
@@ -96,19 +144,29 @@ def test_the_environment_chooses_the_database(monkeypatch, tmp_path):
     monkeypatch.setenv("DATABASE_URL", "postgres://u@h/d")
     assert from_environment(str(tmp_path))["SQLALCHEMY_DATABASE_URI"] == (
         "postgresql+psycopg://u@h/d")
-    monkeypatch.delenv("DATABASE_URL")
-    assert from_environment(str(tmp_path))["SQLALCHEMY_DATABASE_URI"] == (
-        f"sqlite:///{tmp_path / 'pointsmall.db'}")
+    assert not (tmp_path / "postgres").exists()
 
 
-def test_the_app_without_a_database_url_keeps_its_sqlite_file_in_instance(monkeypatch):
+def test_the_embedded_server_keeps_its_data_in_instance_postgres_unless_told(
+        monkeypatch, tmp_path):
+    monkeypatch.delenv("POINTSMALL_PGDATA", raising=False)
+    assert embedded_db.data_folder(str(ROOT / "instance")) == ROOT / "instance" / "postgres"
+    monkeypatch.setenv("POINTSMALL_PGDATA", str(tmp_path / "elsewhere"))
+    assert embedded_db.data_folder(str(ROOT / "instance")) == tmp_path / "elsewhere"
+
+
+def test_the_app_without_a_database_url_uses_the_embedded_server(monkeypatch, pgdata):
     monkeypatch.delenv("DATABASE_URL", raising=False)
     monkeypatch.delenv("POINTSMALL_ENV", raising=False)
+    monkeypatch.setenv("POINTSMALL_PGDATA", str(pgdata))
 
     app = create_app({"SECRET_KEY": "s"})
+    with app.app_context():
+        assert db.session.scalar(sa.text("SELECT current_database()")) == "pointsmall"
+        db.session.remove()
+        db.engine.dispose()
 
-    assert app.config["SQLALCHEMY_DATABASE_URI"] == (
-        f"sqlite:///{Path(app.instance_path) / 'pointsmall.db'}")
+    assert sa.make_url(app.config["SQLALCHEMY_DATABASE_URI"]).query["host"] == str(pgdata)
     assert Path(app.instance_path) == ROOT / "instance"
 
 
@@ -119,11 +177,12 @@ def test_production_without_a_secret_key_refuses_to_start(monkeypatch, tmp_path)
     with pytest.raises(ConfigError):
         from_environment(str(tmp_path))
     with pytest.raises(ConfigError):
-        create_app({"SQLALCHEMY_DATABASE_URI": "sqlite://"})
+        create_app({"SQLALCHEMY_DATABASE_URI": "postgresql://u@h/d"})
     assert not (tmp_path / "secret_key").exists()
 
 
 def test_production_with_a_secret_key_starts_with_secure_cookies(monkeypatch, tmp_path):
+    monkeypatch.setenv("DATABASE_URL", "postgresql://u@h/d")
     monkeypatch.setenv("POINTSMALL_ENV", "production")
     monkeypatch.setenv("SECRET_KEY", "from-the-environment")
 
@@ -135,6 +194,7 @@ def test_production_with_a_secret_key_starts_with_secure_cookies(monkeypatch, tm
 
 
 def test_development_generates_a_secret_key_once_and_keeps_it(monkeypatch, tmp_path):
+    monkeypatch.setenv("DATABASE_URL", "postgresql://u@h/d")
     monkeypatch.delenv("POINTSMALL_ENV", raising=False)
     monkeypatch.delenv("SECRET_KEY", raising=False)
 

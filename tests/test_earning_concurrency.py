@@ -11,7 +11,6 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 import sqlalchemy.orm as so
-from conftest import requires_postgres
 
 import ledger
 from ledger.clock import utcnow
@@ -21,7 +20,7 @@ from pointsmall.earning.models import Award
 from pointsmall.earning.rules import activity_type
 from pointsmall.volunteers import service as volunteers
 
-pytestmark = [requires_postgres, pytest.mark.postgres]
+pytestmark = [pytest.mark.postgres]
 _phones = itertools.count(random.randrange(10**7))
 
 

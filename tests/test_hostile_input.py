@@ -241,13 +241,15 @@ def test_a_sign_in_sheet_that_is_broken_or_huge_is_refused(app, hostile, no_csrf
         Attendance.activity_id == h["activity"].id)).all(), "nobody was marked present"
 
 
-def test_a_sign_in_sheet_stops_reading_at_its_row_limit(app, hostile, monkeypatch):
+def test_a_sign_in_sheet_over_its_row_limit_is_refused_by_its_size(app, hostile, monkeypatch):
     from pointsmall.earning import sheets
+    from pointsmall.errors import ValidationFailed
 
     monkeypatch.setattr(sheets, "MAX_ROWS", 10)
-    read = sheets._xlsx_rows(xlsx_of_many_rows(5_000))
+    with pytest.raises(ValidationFailed) as refusal:
+        sheets._sheet_rows("sheet.xlsx", xlsx_of_many_rows(5_000))
 
-    assert len(read) == 12  # the header, the limit and one more to tell it is over
+    assert refusal.value.errors == {"file": ["每张表最多 10 行。"]}  # Chinese, the default
 
 
 def test_a_volunteer_import_that_is_a_zip_bomb_is_refused(app, hostile, no_csrf):

@@ -63,6 +63,23 @@ def test_one_overdraft_refuses_the_whole_batch(session, accounts):
     assert ledger.verify(session).ok
 
 
+def test_a_batch_that_overdraws_on_the_way_is_refused_even_if_it_ends_in_credit(
+        session, accounts):
+    # Each transfer of a batch is checked as it comes, as one by one: a later award does
+    # not pay for an earlier overdraft.
+    issuance, people = accounts
+    requests = [TransferRequest([Leg(people[1], -11), Leg(people[2], 11)], key(), "gift"),
+                TransferRequest([Leg(issuance, -5), Leg(people[1], 5)], key(), "award")]
+    before = counts(session)
+    with pytest.raises(ledger.InsufficientFunds) as refused:
+        ledger.transfer_many(session, requests)
+    assert (refused.value.address, refused.value.needed, refused.value.available) == (
+        people[1], 11, 10)
+    assert counts(session) == before
+    assert [ledger.balance(session, who).posted for who in people[:3]] == [10, 10, 10]
+    assert ledger.verify(session).ok
+
+
 def test_an_unknown_account_refuses_the_whole_batch(session, accounts):
     issuance, people = accounts
     requests = [TransferRequest([Leg(issuance, -5), Leg(people[0], 5)], key(), "award"),

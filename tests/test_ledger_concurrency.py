@@ -17,13 +17,10 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 import sqlalchemy.orm as so
-from conftest import requires_postgres
 from sqlalchemy.exc import DBAPIError
 
 import ledger
 from ledger.models import Balance, Hold, Posting, Transaction
-
-pytestmark = requires_postgres
 
 JOIN_TIMEOUT = 60
 
@@ -468,7 +465,6 @@ def race_twins(committed, write: Callable[[so.Session, str], int]) -> tuple[dict
     return answers, tag
 
 
-@requires_postgres
 def test_a_twin_of_a_transfer_that_spent_everything_gets_its_result_not_insufficient_funds(
         committed):
     """T1 spends the whole balance with key K; T2, the same request with K, waits on the
@@ -480,7 +476,6 @@ def test_a_twin_of_a_transfer_that_spent_everything_gets_its_result_not_insuffic
         assert ledger.balance(s, f"twin:{tag}:b").posted == 50
 
 
-@requires_postgres
 def test_a_twin_of_a_transfer_that_left_points_meets_it_on_the_key_and_writes_nothing(
         committed):
     """T1 moves 20 of 50 with key K; T2, the same request with K, waits on the balance lock,
@@ -497,7 +492,6 @@ def test_a_twin_of_a_transfer_that_left_points_meets_it_on_the_key_and_writes_no
         assert ledger.verify(s).ok
 
 
-@requires_postgres
 def test_a_transfer_that_waited_on_a_balance_lock_writes_from_the_committed_figures(
         committed):
     """T1 moves 30 of 50 and holds the lock; T2 (another key) moves 15 and waits: it must
@@ -517,7 +511,6 @@ def test_a_transfer_that_waited_on_a_balance_lock_writes_from_the_committed_figu
         assert ledger.verify(s).ok
 
 
-@requires_postgres
 def test_two_reversals_of_one_transaction_at_once_write_one_and_name_it_to_the_other(
         committed):
     """R1 reverses the funding of `a` (50) and holds the lock; R2, under another key, waits:
@@ -537,7 +530,6 @@ def test_two_reversals_of_one_transaction_at_once_write_one_and_name_it_to_the_o
         assert ledger.verify(s).ok
 
 
-@requires_postgres
 def test_a_twin_of_a_hold_that_reserved_everything_gets_its_hold_not_insufficient_funds(
         committed):
     """H1 holds the whole balance with key K; H2, the same request with K, waits on the
@@ -561,7 +553,6 @@ def race_two_holds(committed, first: int, second: int) -> tuple[dict, str]:
     return race_twins(committed, hold)
 
 
-@requires_postgres
 def test_a_hold_that_waited_on_a_balance_lock_adds_to_the_committed_pending(committed):
     """H1 holds 30 of 50 and keeps the lock; H2 (another key) holds 15 and waits. PostgreSQL
     does H2 in one statement (lock, check, insert, add pending): the pending it adds to and
@@ -572,7 +563,6 @@ def test_a_hold_that_waited_on_a_balance_lock_adds_to_the_committed_pending(comm
     assert_verified(committed)
 
 
-@requires_postgres
 def test_a_hold_that_waited_and_then_lacks_the_points_is_refused_and_writes_nothing(
         committed):
     """H1 holds 30 of 50; H2 (another key) asks for 25 while waiting on the lock: it sees the
@@ -586,7 +576,6 @@ def test_a_hold_that_waited_and_then_lacks_the_points_is_refused_and_writes_noth
             Hold.idempotency_key.like(f"%-{tag}"))).all() == [f"first-{tag}"]
 
 
-@requires_postgres
 def test_a_post_that_waited_on_a_balance_lock_writes_from_the_committed_figures(committed):
     """A hold of 20 of 50 is open; a transfer of 30 from the same account holds its balance
     lock while the hold is posted. The post (hold, then both ends, in one statement) waits

@@ -339,6 +339,38 @@ def test_posting_with_the_key_of_a_void_is_a_conflict_and_writes_nothing(session
     ledger.post_hold(session, second.id, key=key())  # the session is still usable
 
 
+def test_voiding_holds_releases_the_open_ones_and_leaves_the_others_as_they_are(
+        session, pair):
+    volunteer, _merchant = pair
+    to_post, to_expire = (hold(session, pair, amount=10, now=NOW,
+                               expires_at=NOW + timedelta(days=1)) for _ in range(2))
+    ledger.post_hold(session, to_post.id, key=key(), now=NOW)
+    ledger.expire_holds(session, now=NOW + timedelta(days=2))
+
+    fresh = hold(session, pair, amount=20, now=NOW)
+    keys = [(fresh.id, key()), (to_post.id, key()), (to_expire.id, key())]
+    found = ledger.void_holds(session, keys, now=NOW)
+
+    assert {i: h.status for i, h in found.items()} == {
+        fresh.id: "voided", to_post.id: "posted", to_expire.id: "expired"}
+    assert found[fresh.id].resolution_key == keys[0][1]
+    assert amounts(session, volunteer) == (90, 0, 90)
+    before = ledger_state(session)
+    ledger.void_holds(session, keys, now=NOW)  # again: nothing more happens
+    assert ledger_state(session) == before
+    assert ledger.verify(session).ok
+
+
+def test_voiding_holds_with_a_bad_id_or_key_is_refused_and_writes_nothing(session, pair):
+    held = hold(session, pair, amount=10)
+    before = ledger_state(session)
+    with pytest.raises(ledger.UnknownHold):
+        ledger.void_holds(session, [(held.id, key()), (True, key())])
+    with pytest.raises(ledger.InvalidTransaction):
+        ledger.void_holds(session, [(held.id, "")])
+    assert ledger_state(session) == before
+
+
 def test_retrying_a_hold_with_its_key_returns_the_first_hold_and_reserves_nothing_more(
         session, pair):
     volunteer, _ = pair

@@ -4,7 +4,7 @@ Transfers (some between accounts that may go negative, one of them striped), hol
 partial posts, voids, expiries on a fake clock, reversals, replayed idempotency keys and
 requests that must be refused, each checked against a plain in-memory model after every
 step; `verify` must be clean at the end of every run. Every run happens inside one
-rolled-back transaction, on SQLite and on PostgreSQL alike.
+rolled-back transaction.
 """
 
 import os

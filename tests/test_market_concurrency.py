@@ -23,7 +23,6 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 import sqlalchemy.orm as so
-from conftest import requires_postgres
 
 import ledger
 from ledger.clock import utcnow
@@ -34,7 +33,7 @@ from merchants.redemptions import Redeemer
 from pointsmall import communities
 from pointsmall.volunteers import service as volunteers
 
-pytestmark = [requires_postgres, pytest.mark.postgres]
+pytestmark = [pytest.mark.postgres]
 
 ROOT = Path(__file__).resolve().parent.parent
 _phones = itertools.count(random.randrange(10**7))

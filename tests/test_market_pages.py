@@ -190,10 +190,11 @@ def test_ten_wrong_codes_lock_code_entry_even_for_a_right_code(
                                                     "code": redemption.code})
 
     assert [r.status_code for r in wrong] == [404] * 10
-    assert "No such redemption code." in text(wrong[0])
+    assert "No such redemption code here. Check the code, and that it was redeemed at this " \
+        "shop." in text(wrong[0])
     assert right.status_code == 429 and confirm.status_code == 429
     assert 0 < int(right.headers["Retry-After"]) <= 600
-    assert "Code entry is locked for 10 minutes." in text(right)
+    assert "Too many wrong codes: code entry is locked until" in text(right)
     assert db.session.get(Redemption, redemption.id).status == "reserved"
     colleague = make_shop(place)  # another user is not locked out
     colleague.user.merchant_id = shop.id

@@ -40,6 +40,7 @@ from pointsmall.earning import activities, awards
 from pointsmall.earning.models import Award
 from pointsmall.earning.rules import activity_types
 from pointsmall.extensions import db
+from pointsmall.jobs.models import BackgroundJob
 from pointsmall.volunteers.models import Volunteer, volunteer_address
 
 STAFF, ADMIN, VOLUNTEER, MERCHANT = ("staff",), ("admin",), ("volunteer",), ("merchant",)
@@ -373,6 +374,12 @@ def build_world() -> World:
     evaluation = tiers.evaluate(db.session, a.id, "甲年度评定", clock.local_today()
                                 - timedelta(days=30), clock.local_today(), by=staff.id)
     token, _ = create_token(db.session, staff, "staff's app")
+    job = BackgroundJob(owner_id=staff.id, kind="export", params={}, twin_key="scoping",
+                        title=f"{a.community.name} 流水", status="done", attempts=1, done=1,
+                        filename="journal.csv", content_type="text/csv",
+                        content=f"姓名\r\n{volunteer.name}\r\n".encode(), size=20,
+                        finished_at=now, expires_at=now + timedelta(days=1))
+    db.session.add(job)
     db.session.commit()
     callers = {"staff": staff, "other_staff": build_staff(b, name="乙社区工作人员"),
                "volunteer": volunteer.user,
@@ -390,7 +397,7 @@ def build_world() -> World:
              "open_activity": open_now.id, "award_id": award.id, "batch_id": batch.id,
              "pending_batch": pending.id, "evaluation_id": evaluation.id,
              "pending_adjustment": waiting.id,
-             "community_id": a.id},
+             "community_id": a.id, "job_id": job.id},
         codes={"reserved_code": reserved.code, "fulfilled_code": fulfilled.code},
         a_id=a.id, grid_a=a.grid.id, micro_a=a.micro.id, micro_a_name=a.micro.name,
         volunteer_phone=volunteer.phone, activity_type_id=kind.id,

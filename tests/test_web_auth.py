@@ -6,9 +6,12 @@ import pytest
 import sqlalchemy as sa
 from builders import PASSWORD, csrf_token, sign_in
 
-from merchants.attempts import ThrottleEvent
+from merchants.attempts import AttemptCounter
 from pointsmall.audit import AuditEntry
-from pointsmall.auth.models import ApiToken, User
+from pointsmall.auth import limits, picture
+from pointsmall.auth import models as auth_models
+from pointsmall.auth import service as auth_service
+from pointsmall.auth.models import UNUSABLE, ApiToken, User
 from pointsmall.communities import Community, Grid
 from pointsmall.extensions import db
 from pointsmall.volunteers.models import Volunteer
@@ -80,7 +83,7 @@ def test_a_wrong_password_shows_the_message(english, staff):
     assert signed_in_as(english) is None
 
 
-def test_five_failures_lock_the_account_even_for_the_right_password(english, staff):
+def test_five_failures_from_one_address_refuse_even_the_right_password_there(english, staff):
     for _ in range(5):
         assert sign_in(english, "wangfang", "not-the-password").status_code == 401
 
@@ -90,6 +93,95 @@ def test_five_failures_lock_the_account_even_for_the_right_password(english, sta
     assert re.search(r"Too many failed sign-ins\. Please try again in \d+ minutes\.",
                      text(answer))
     assert signed_in_as(english) is None
+
+
+def test_the_owner_signs_in_from_another_address_while_the_guesser_is_refused(
+        app, english, staff):
+    guesser = {"REMOTE_ADDR": "203.0.113.66"}
+    for _ in range(5):
+        assert sign_in(english, "wangfang", "not-the-password", **guesser).status_code == 401
+    assert sign_in(english, "wangfang", PASSWORD, **guesser).status_code == 429
+
+    owner = app.test_client()
+    answer = sign_in(owner, "wangfang", PASSWORD, REMOTE_ADDR="198.51.100.7")
+
+    assert answer.status_code == 302
+    assert signed_in_as(owner) == staff.name
+
+
+def guess_from_many_addresses(app, login: str, failures: int) -> None:
+    """Fail `failures` sign-ins on `login`, five from each of as many addresses as needed."""
+    for n in range(failures):
+        answer = app.test_client().post(
+            "/api/v1/auth/tokens", json={"username": login, "password": f"guess-{n}"},
+            environ_base={"REMOTE_ADDR": f"192.0.2.{n // 5 + 1}"})
+        assert answer.status_code == 401
+
+
+def sign_in_with_picture(client, page_html: str, login: str, answer: str, **environ):
+    return client.post("/login", data={
+        "login": login, "password": PASSWORD, "csrf_token": csrf_token(page_html),
+        "picture_token": re.search(r'name="picture_token"[^>]*value="([^"]+)"', page_html)
+        .group(1), "picture_answer": answer}, environ_base=environ)
+
+
+def test_guessing_from_many_addresses_asks_for_a_picture_rather_than_locking_the_owner(
+        app, english, staff, monkeypatch):
+    guess_from_many_addresses(app, "wangfang", limits.ACCOUNT_CEILING)
+    monkeypatch.setattr(picture, "new_text", lambda: "KM4XR")
+    owner = {"REMOTE_ADDR": "198.51.100.7"}
+
+    asked = sign_in(english, "wangfang", PASSWORD, **owner)
+    misread = sign_in_with_picture(english, text(asked), "wangfang", "KM4XP", **owner)
+    read = sign_in_with_picture(english, text(misread), "wangfang", "km4xr", **owner)
+
+    assert asked.status_code == 401
+    assert "type the characters in the picture" in text(asked)
+    assert 'data-testid="sign-in-picture"' in text(asked)
+    assert misread.status_code == 401 and "did not match the picture" in text(misread)
+    assert read.status_code == 302
+    assert signed_in_as(english) == staff.name
+
+
+def test_a_read_picture_lets_one_sign_in_through(app, staff, monkeypatch):
+    guess_from_many_addresses(app, "wangfang", limits.ACCOUNT_CEILING)
+    monkeypatch.setattr(picture, "new_text", lambda: "KM4XR")
+    first = app.test_client()
+    asked = text(sign_in(first, "wangfang", PASSWORD))
+    assert sign_in_with_picture(first, asked, "wangfang", "KM4XR").status_code == 302
+
+    again = app.test_client()
+    page = text(again.get("/login"))
+    replayed = again.post("/login", data={
+        "login": "wangfang", "password": PASSWORD, "csrf_token": csrf_token(page),
+        "picture_token": re.search(r'name="picture_token"[^>]*value="([^"]+)"', asked)
+        .group(1), "picture_answer": "KM4XR"})
+
+    assert replayed.status_code == 401
+    assert signed_in_as(again) is None
+
+
+@pytest.mark.parametrize("who", ["unknown name", "known name", "suspended", "imported"])
+def test_a_wrong_sign_in_checks_one_password_hash_whoever_is_named(
+        client, place, staff, make_volunteer, monkeypatch, who):
+    if who == "suspended":
+        make_volunteer(place, username="zhaomin", status="suspended")
+    if who == "imported":
+        volunteer = make_volunteer(place, username="zhaomin")
+        volunteer.user.password_hash = UNUSABLE + "0123abcd"
+        db.session.commit()
+    login = {"unknown name": "nobody-here", "known name": "wangfang"}.get(who, "zhaomin")
+    checks = []
+    real = auth_models.check_password_hash
+    monkeypatch.setattr(auth_models, "check_password_hash",
+                        lambda stored, password: checks.append(stored) or real(stored, password))
+
+    answer = sign_in(client, login, "not-the-password")
+
+    assert answer.status_code == 401
+    assert len(checks) == 1
+    # Who cannot enter is checked against a hash of the real kind and cost.
+    assert (checks[0] == auth_service.unknown_user_hash()) == (who != "known name")
 
 
 def test_the_lock_is_shown_in_chinese_by_default(client, staff):
@@ -176,7 +268,7 @@ def test_a_suspended_volunteer_cannot_sign_in(english, place, make_volunteer):
 def counts() -> dict[str, int]:
     """Rows a refused form must not have written."""
     return {model.__name__: db.session.scalar(sa.select(sa.func.count()).select_from(model))
-            for model in (ThrottleEvent, AuditEntry, User, Volunteer, Grid, Community,
+            for model in (AttemptCounter, AuditEntry, User, Volunteer, Grid, Community,
                           ApiToken)}
 
 

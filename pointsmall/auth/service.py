@@ -2,24 +2,22 @@
 
 import hashlib
 import secrets
-from collections.abc import Callable
+import threading
 from datetime import timedelta
 from functools import cache
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 from flask_babel import gettext as _
-from flask_babel import ngettext
+from werkzeug.security import generate_password_hash
 
-from ledger.clock import utcnow
-from merchants import attempts
+from ledger import utcnow
 from pointsmall import audit
-from pointsmall.auth.models import ApiToken, User
-from pointsmall.errors import NotFound, TooManyAttempts, ValidationFailed
+from pointsmall.auth import limits
+from pointsmall.auth.limits import PictureRequired, too_many_sign_ins  # noqa: F401  (re-exported)
+from pointsmall.auth.models import UNUSABLE, ApiToken, SignInName, User, password_matches
+from pointsmall.errors import NotFound, ValidationFailed
 
-WINDOW = timedelta(minutes=15)
-PER_ACCOUNT = 5
-PER_ADDRESS = 20
 PASSWORD_MIN = 8
 # A token lasts this long; the app asks for a new one by signing in again.
 TOKEN_LIFETIME = timedelta(days=90)
@@ -33,68 +31,70 @@ class SignInFailed(ValidationFailed):
         super().__init__({}, _("Wrong username, phone number or password."))
 
 
-def too_many_sign_ins(minutes: int) -> str:
-    """Word the refusal of a sign-in after too many failures."""
-    return ngettext("Too many failed sign-ins. Please try again in %(num)d minute.",
-                    "Too many failed sign-ins. Please try again in %(num)d minutes.", minutes)
-
-
-def check_throttle(session: so.Session, scope: str, key: str, limit: int,
-                   window: timedelta, message: Callable[[int], str]) -> None:
-    """Refuse, worded by `message(minutes)`, after `limit` recent failures."""
-    try:
-        attempts.check(session, scope, key, limit, window)
-    except attempts.AttemptsExceeded as exceeded:
-        raise TooManyAttempts(message(exceeded.minutes), exceeded.retry_after) from None
-
-
-def record_failure(session: so.Session, scope: str, key: str) -> None:
-    """Count one failed attempt against `key`."""
-    attempts.record_failure(session, scope, key)
-
-
 def find_user(session: so.Session, login: str) -> User | None:
-    """Return the user whose username or phone number is `login`."""
+    """Return the user whose username or phone number is `login` (one at most)."""
     login = (login or "").strip()
     if not login:
         return None
-    return session.scalar(
-        sa.select(User).where(sa.or_(User.username == login, User.phone == login))
-    )
+    return session.scalar(sa.select(User).join(SignInName, SignInName.user_id == User.id)
+                          .where(SignInName.name == login))
 
 
-def authenticate(session: so.Session, login: str, password: str, address: str) -> User:
-    """Return the user for these credentials, or raise; failures are counted and limited.
+_unknown_user_hash: list[str] = []
+_unknown_user_hash_made = threading.Lock()
 
-    The caller commits in both cases, so that failures are remembered.
+
+def unknown_user_hash() -> str:
+    """A hash of the app's own kind and cost, that no password matches, for unknown names.
+
+    Checking it costs what checking a real user's password costs, so the time of the
+    answer does not tell whether a name exists. Made once per process (under a lock, so a
+    burst of first requests does not make it once each).
+    """
+    with _unknown_user_hash_made:
+        if not _unknown_user_hash:
+            _unknown_user_hash.append(generate_password_hash(secrets.token_urlsafe(24)))
+    return _unknown_user_hash[0]
+
+
+def authenticate(session: so.Session, login: str, password: str, address: str, *,
+                 picture_token: str | None = None, picture_answer: str | None = None) -> User:
+    """Return the user for these credentials, or raise; attempts are counted and limited.
+
+    The attempt is counted and committed before the password is checked, so parallel
+    guesses meet the limit exactly and do not wait on each other's hashing; a right password
+    gives its count back. The caller commits in every case.
     """
     login = (login or "").strip()[:64]
     user = find_user(session, login)
     # One count per account, whether it is named by its username or its phone number.
-    account_key = f"user:{user.id}" if user is not None else login.lower()
-    check_throttle(session, "login-account", account_key, PER_ACCOUNT, WINDOW,
-                   too_many_sign_ins)
-    check_throttle(session, "login-address", address, PER_ADDRESS, WINDOW,
-                   too_many_sign_ins)
-    if user is None or not user.check_password(password or "") or not user.active:
-        record_failure(session, "login-account", account_key)
-        record_failure(session, "login-address", address)
+    account = f"user:{user.id}" if user is not None else f"name:{login.lower()}"
+    may_enter = user is not None and user.active and not user.password_hash.startswith(UNUSABLE)
+    # Whoever cannot enter (unknown, suspended, imported without a password yet) costs the
+    # same check as whoever can.
+    stored = user.password_hash if may_enter else unknown_user_hash()
+    reserved = limits.reserve_sign_in(session, account, address, picture_token=picture_token,
+                                      picture_answer=picture_answer)
+    session.commit()
+    if not password_matches(stored, password or "") or not may_enter:
         raise SignInFailed()
+    reserved.give_back(session)
     return user
 
 
-def change_password(session: so.Session, user: User, current: str, new: str) -> None:
+def change_password(session: so.Session, user: User, current: str, new: str,
+                    address: str = "") -> None:
     """Change `user`'s password after checking the current one.
 
-    Wrong current passwords count against the account's sign-in limit, so a borrowed
-    session cannot guess the password here either. The caller commits in both cases.
+    Wrong current passwords count against the account's sign-in limit from this address, so
+    a borrowed session cannot guess the password here either. The caller commits in both
+    cases.
     """
-    account_key = f"user:{user.id}"
-    check_throttle(session, "login-account", account_key, PER_ACCOUNT, WINDOW,
-                   too_many_sign_ins)
+    reserved = limits.reserve_sign_in(session, f"user:{user.id}", address, ceiling=False)
+    session.commit()
     if not user.check_password(current or ""):
-        record_failure(session, "login-account", account_key)
         raise ValidationFailed({"current": [_("The current password is wrong.")]})
+    reserved.give_back(session)
     check_new_password(new)
     user.set_password(new)
     revoke_all_tokens(session, user)

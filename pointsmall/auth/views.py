@@ -5,10 +5,10 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user, login_required, login_user, logout_user
 from flask_wtf import FlaskForm
-from wtforms import PasswordField, StringField
+from wtforms import HiddenField, PasswordField, StringField
 from wtforms.validators import DataRequired, Length
 
-from pointsmall.auth import service
+from pointsmall.auth import picture, service
 from pointsmall.errors import TooManyAttempts, ValidationFailed
 from pointsmall.extensions import db
 from pointsmall.shell import is_local_path
@@ -20,6 +20,9 @@ class SignInForm(FlaskForm):
     login = StringField(_l("Username or phone number"), validators=[DataRequired(),
                                                                     Length(max=64)])
     password = PasswordField(_l("Password"), validators=[DataRequired(), Length(max=128)])
+    # Shown only while the account is being guessed from many places (auth.limits).
+    picture_token = HiddenField()
+    picture_answer = StringField(_l("Characters in the picture"), validators=[Length(max=16)])
 
 
 class PasswordForm(FlaskForm):
@@ -40,16 +43,32 @@ def login():
     if form.validate_on_submit():
         try:
             user = service.authenticate(db.session, form.login.data, form.password.data,
-                                        request.remote_addr or "")
+                                        request.remote_addr or "",
+                                        picture_token=form.picture_token.data,
+                                        picture_answer=form.picture_answer.data)
+        except service.PictureRequired:
+            db.session.commit()
+            asked_before = bool(form.picture_token.data)
+            flash(_("The characters did not match the picture. Please try this one.")
+                  if asked_before else
+                  _("Many failed sign-ins for this account. To sign in, also type the "
+                    "characters in the picture."), "error")
+            return _login_page(form, picture.new_challenge()), 401
         except (service.SignInFailed, TooManyAttempts) as error:
-            db.session.commit()  # remember the failure: it counts towards the limit
+            db.session.commit()  # nothing is lost: the attempt was counted before the check
             flash(error.message, "error")
             status = 429 if isinstance(error, TooManyAttempts) else 401
-            return render_template("auth/login.html", form=form), status
+            return _login_page(form), status
         login_user(user)
         db.session.commit()
         return redirect(_safe_next(request.args.get("next")))
-    return render_template("auth/login.html", form=form)
+    return _login_page(form)
+
+
+def _login_page(form: SignInForm, challenge: picture.Challenge | None = None):
+    form.picture_token.data = challenge.token if challenge else ""
+    form.picture_answer.data = ""
+    return render_template("auth/login.html", form=form, picture=challenge)
 
 
 @bp.post("/logout")
@@ -68,7 +87,8 @@ def account():
     form = PasswordForm()
     if form.validate_on_submit():
         try:
-            service.change_password(db.session, current_user, form.current.data, form.new.data)
+            service.change_password(db.session, current_user, form.current.data, form.new.data,
+                                    request.remote_addr or "")
         except ValidationFailed as error:
             db.session.commit()  # remember a wrong current password: it counts as a failure
             for field, messages in error.errors.items():

@@ -9,7 +9,7 @@ from flask_babel import gettext as _
 from itsdangerous import BadSignature, URLSafeSerializer
 from sqlalchemy.exc import IntegrityError
 
-from ledger.clock import utcnow
+from ledger import utcnow
 from pointsmall import audit
 from pointsmall.earning.errors import CheckInRefused, invalid
 from pointsmall.earning.models import Activity, ActivityType, Attendance
@@ -152,23 +152,35 @@ def activity_for_token(session: so.Session, token: str) -> Activity:
     return activity
 
 
+def check_in_refusal(activity: Activity, volunteer: Volunteer, now: datetime,
+                     attendance: Attendance | None = None) -> str | None:
+    """Say why `volunteer` may not check in at `activity` at `now`; None if they may."""
+    if activity.community_id != volunteer.community_id:
+        return _("This activity belongs to another community.")
+    if activity.cancelled:
+        return _("This activity was cancelled.")
+    if now < activity.starts_at - CHECK_IN_MARGIN:
+        return _("Check-in opens 30 minutes before the start.")
+    if now > activity.ends_at + CHECK_IN_MARGIN:
+        return _("Check-in closed 30 minutes after the end.")
+    if attendance is not None and attendance.checked_in_at is not None:
+        return _("You have already checked in.")
+    return None
+
+
 def check_in(session: so.Session, activity: Activity, volunteer: Volunteer, *,
              now: datetime | None = None) -> Attendance:
     """Mark a volunteer present by the venue QR: own community, in the window, once."""
     now = now or utcnow()
-    if activity.community_id != volunteer.community_id:
-        raise CheckInRefused(_("This activity belongs to another community."))
-    if activity.cancelled:
-        raise CheckInRefused(_("This activity was cancelled."))
-    if now < activity.starts_at - CHECK_IN_MARGIN:
-        raise CheckInRefused(_("Check-in opens 30 minutes before the start."))
-    if now > activity.ends_at + CHECK_IN_MARGIN:
-        raise CheckInRefused(_("Check-in closed 30 minutes after the end."))
+    refusal = check_in_refusal(activity, volunteer, now)
+    if refusal:
+        raise CheckInRefused(refusal)
     row = _attendance(session, activity.id, volunteer.id, lock=True)
     if row is None:
         row = _insert_attendance(session, activity.id, volunteer.id)
-    if row.checked_in_at is not None:
-        raise CheckInRefused(_("You have already checked in."))
+    refusal = check_in_refusal(activity, volunteer, now, row)
+    if refusal:
+        raise CheckInRefused(refusal)
     row.present, row.checked_in_at, row.source = True, now, "qr"
     session.flush()
     return row

@@ -13,7 +13,7 @@ from flask_babel import gettext as _
 from flask_babel import ngettext
 
 import ledger
-from ledger.clock import utcnow
+from ledger import utcnow
 from pointsmall import audit, clock
 from pointsmall.communities import issuance_address
 from pointsmall.earning.errors import (
@@ -175,28 +175,22 @@ def post_batch(session: so.Session, batch: AwardBatch, *,
     return batch
 
 
+_RECORD_OUTCOMES = sa.text(
+    "UPDATE awards SET points = given.points, capped_by = given.capped_by,"
+    " transaction_id = given.transaction_id, awarded_at = :now"
+    " FROM unnest(CAST(:ids AS integer[]), CAST(:points AS bigint[]),"
+    " CAST(:capped AS varchar[]), CAST(:txs AS bigint[]))"
+    " AS given (id, points, capped_by, transaction_id)"
+    " WHERE awards.id = given.id")
+
+
 def _record_outcomes(session: so.Session, rows: list[tuple[int, int, str | None, int | None]],
                      now: datetime) -> None:
-    """Write each award's points, cap and transaction: one statement on PostgreSQL, an
-    executemany on SQLite."""
-    connection = session.connection()
-    if connection.dialect.name != "postgresql":
-        connection.execute(
-            _AWARDS.update().where(_AWARDS.c.id == sa.bindparam("a_id")).values(
-                points=sa.bindparam("a_points"), capped_by=sa.bindparam("a_capped"),
-                transaction_id=sa.bindparam("a_tx"), awarded_at=now),
-            [{"a_id": i, "a_points": p, "a_capped": c, "a_tx": t} for i, p, c, t in rows])
-    else:
-        # One statement from arrays, whatever the count (NULLs travel inside them).
-        connection.execute(sa.text(
-            "UPDATE awards SET points = given.points, capped_by = given.capped_by,"
-            " transaction_id = given.transaction_id, awarded_at = :now"
-            " FROM unnest(CAST(:ids AS integer[]), CAST(:points AS bigint[]),"
-            " CAST(:capped AS varchar[]), CAST(:txs AS bigint[]))"
-            " AS given (id, points, capped_by, transaction_id)"
-            " WHERE awards.id = given.id"), {
-                "ids": [r[0] for r in rows], "points": [r[1] for r in rows],
-                "capped": [r[2] for r in rows], "txs": [r[3] for r in rows], "now": now})
+    """Write each award's points, cap and transaction: one statement from arrays, whatever
+    the count (NULLs travel inside them)."""
+    session.connection().execute(_RECORD_OUTCOMES, {
+        "ids": [r[0] for r in rows], "points": [r[1] for r in rows],
+        "capped": [r[2] for r in rows], "txs": [r[3] for r in rows], "now": now})
     # Award objects the session holds are stale now.
     for obj in list(session.identity_map.values()):
         if isinstance(obj, Award):

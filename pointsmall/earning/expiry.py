@@ -12,7 +12,7 @@ import sqlalchemy as sa
 import sqlalchemy.orm as so
 
 import ledger
-from ledger.models import Account, Posting, Transaction
+from ledger import Account, Posting, Transaction
 from pointsmall import clock
 from pointsmall.communities import expired_address
 from pointsmall.earning.models import EarningRules

@@ -5,7 +5,7 @@ from datetime import datetime
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
-from ledger.clock import utcnow
+from ledger import utcnow
 from pointsmall.extensions import db
 
 DEFAULT_TYPES = (

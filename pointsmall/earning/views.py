@@ -3,13 +3,16 @@
 import sqlalchemy as sa
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 
 import ledger
+from merchants.models import Redemption
 from pointsmall import tiers
 from pointsmall.auth.views import EmptyForm
 from pointsmall.earning import activities, expiry
-from pointsmall.earning.models import Attendance
+from pointsmall.earning.errors import CheckInRefused
+from pointsmall.earning.models import DEFAULT_TYPES, Attendance
 from pointsmall.extensions import db
 from pointsmall.shell import roles_required
 from pointsmall.volunteers.models import Volunteer
@@ -17,6 +20,25 @@ from pointsmall.volunteers.models import Volunteer
 bp = Blueprint("earning", __name__)
 
 KIND_LABELS = {}
+
+# The default activity types (models.DEFAULT_TYPES) by code, in words Babel translates:
+# a community's own types, or renamed ones, show the name staff gave them.
+TYPE_LABELS = {
+    "task": _l("Platform task"), "training": _l("Training"), "meeting": _l("Meeting"),
+    "party": _l("Party and community event"), "service": _l("Volunteer service"),
+    "wish": _l("Micro-wish"),
+}
+DEFAULT_TYPE_NAMES = {code: name for code, name, _points, _merit in DEFAULT_TYPES}
+
+
+@bp.context_processor
+def type_labels():
+    def type_label(activity_type) -> str:
+        if DEFAULT_TYPE_NAMES.get(activity_type.code) == activity_type.name:
+            return str(TYPE_LABELS[activity_type.code])
+        return activity_type.name
+
+    return {"type_label": type_label}
 
 
 def me() -> Volunteer:
@@ -42,11 +64,18 @@ def volunteer_home():
 @bp.get("/history")
 @roles_required("volunteer")
 def history():
-    """List every change to my points, newest first, with its reason."""
+    """List every change to my points, newest first, after the points held for codes."""
     volunteer = me()
     page = ledger.history(db.session, volunteer.account("POINTS"), limit=30,
                           before=request.args.get("before", type=int))
-    return render_template("earning/history.html", page=page)
+    # The balance after each posting counts held points as still mine; the holds are
+    # listed with it, so that 余额 minus the holds is the 可用积分 of the start page.
+    points = ledger.balance(db.session, volunteer.account("POINTS"))
+    holds = db.session.scalars(
+        sa.select(Redemption).where(Redemption.volunteer_id == volunteer.id,
+                                    Redemption.status == "reserved")
+        .order_by(Redemption.id.desc())).all()
+    return render_template("earning/history.html", page=page, points=points, holds=holds)
 
 
 @bp.get("/activities")
@@ -85,10 +114,6 @@ def check_in(token: str):
     """Check me in at the venue: the page the activity's QR code opens."""
     activity = activities.activity_for_token(db.session, token)
     volunteer = me()
-    if activity.community_id != volunteer.community_id:
-        from pointsmall.earning.errors import CheckInRefused
-
-        raise CheckInRefused(_("This activity belongs to another community."))
     form = EmptyForm()
     if form.validate_on_submit():
         activities.check_in(db.session, activity, volunteer)
@@ -96,4 +121,19 @@ def check_in(token: str):
         flash(_("Checked in at %(title)s. Points follow once staff confirm.",
                 title=activity.title), "success")
         return redirect(url_for("home.index"))
-    return render_template("earning/check_in.html", activity=activity, form=form)
+    # The button is offered only when a tap would work; otherwise the page says why.
+    mine = db.session.scalar(sa.select(Attendance).where(
+        Attendance.activity_id == activity.id, Attendance.volunteer_id == volunteer.id))
+    refusal = activities.check_in_refusal(activity, volunteer, ledger.utcnow(), mine)
+    if activity.community_id != volunteer.community_id:
+        raise CheckInRefused(refusal)
+    return render_template("earning/check_in.html", activity=activity, form=form,
+                           refusal=refusal)
+
+
+@bp.errorhandler(CheckInRefused)
+def check_in_refused(error: CheckInRefused):
+    """Answer a refused check-in on the check-in page, headed in words, not a number."""
+    db.session.rollback()
+    return render_template("earning/check_in.html", activity=None, form=EmptyForm(),
+                           refusal=error.message), error.status

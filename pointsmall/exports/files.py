@@ -11,6 +11,8 @@ from collections.abc import Iterable, Iterator
 from typing import IO
 
 import openpyxl
+from openpyxl.cell import WriteOnlyCell
+from openpyxl.cell.cell import ERROR_CODES
 from openpyxl.utils import get_column_letter
 
 from pointsmall.exports.cells import BOM, CsvLines, xlsx_value
@@ -31,6 +33,23 @@ def csv_stream(headers: list[str], rows: Iterable[Iterable]) -> Iterator[str]:
     yield lines.take()
 
 
+def xlsx_cell(sheet, value):
+    """Return a safe cell for `sheet`: text is always a string cell, numbers and dates are
+    themselves.
+
+    openpyxl types text as a string unless it starts with "=" (a formula; `safe_cell`
+    never leaves one) or is an error code ("#N/A"): those are given as cells typed "s" by
+    hand. Every other text goes in as it is, typed "s" by openpyxl's reused cell: a cell
+    object of our own for each would make a large export half as slow again.
+    """
+    value = xlsx_value(value)
+    if not isinstance(value, str) or not (value in ERROR_CODES or value.startswith("=")):
+        return value
+    cell = WriteOnlyCell(sheet, value)
+    cell.data_type = "s"
+    return cell
+
+
 def xlsx_file(title: str, headers: list[str], rows: Iterable[Iterable]) -> IO[bytes]:
     """Write the rows to a temporary XLSX file and return it, open at its start."""
     workbook = openpyxl.Workbook(write_only=True)
@@ -38,9 +57,9 @@ def xlsx_file(title: str, headers: list[str], rows: Iterable[Iterable]) -> IO[by
     for number, header in enumerate(headers, 1):
         sheet.column_dimensions[get_column_letter(number)].width = max(10, 2 * len(header) + 4)
     sheet.freeze_panes = "A2"
-    sheet.append([xlsx_value(h) for h in headers])
+    sheet.append([xlsx_cell(sheet, h) for h in headers])
     for row in rows:
-        sheet.append([xlsx_value(cell) for cell in row])
+        sheet.append([xlsx_cell(sheet, cell) for cell in row])
     # Handed to the response, which closes (and so deletes) it once it is sent.
     out = tempfile.TemporaryFile(suffix=".xlsx")  # noqa: SIM115
     try:

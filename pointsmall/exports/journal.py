@@ -5,7 +5,7 @@ from collections.abc import Iterator
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
-from ledger.models import Account, Posting, Transaction
+from ledger import Account, Posting, Transaction
 from merchants.models import Merchant
 from pointsmall.exports.query import LocalTime, Period, Scope, keyset
 from pointsmall.shell import KIND_LABELS
@@ -29,17 +29,27 @@ def community_accounts(community_id: int) -> sa.Select:
         Account.address.in_(owned)))
 
 
+def _postings(scope: Scope, period: Period, *columns) -> sa.Select:
+    return (sa.select(*columns)
+            .join(Transaction, Transaction.id == Posting.transaction_id)
+            .where(Posting.account_id.in_(community_accounts(scope.community_id)),
+                   period.holds(Transaction.created_at)))
+
+
+def count(session: so.Session, scope: Scope, period: Period) -> int:
+    """Return how many rows `journal` yields (a background export's progress counts to it)."""
+    return session.scalar(_postings(scope, period, sa.func.count()).select_from(Posting))
+
+
 def journal(session: so.Session, scope: Scope, period: Period) -> Iterator[list]:
     """Yield one row per posting on the community's accounts by transactions of the period."""
     accounts = {id_: (address, stripes) for id_, address, stripes in session.execute(
         sa.select(Account.id, Account.address, Account.stripes).where(
             Account.id.in_(community_accounts(scope.community_id))))}
-    query = (sa.select(Posting.id, Posting.transaction_id, Transaction.created_at,
-                       Transaction.kind, Transaction.memo, Posting.account_id,
-                       Posting.asset_code, Posting.amount, Posting.balance_after)
-             .join(Transaction, Transaction.id == Posting.transaction_id)
-             .where(Posting.account_id.in_(community_accounts(scope.community_id)),
-                    period.holds(Transaction.created_at)))
+    query = _postings(scope, period, Posting.id, Posting.transaction_id,
+                      Transaction.created_at, Transaction.kind, Transaction.memo,
+                      Posting.account_id, Posting.asset_code, Posting.amount,
+                      Posting.balance_after)
     local = LocalTime()
     kinds = {kind: str(label) for kind, label in KIND_LABELS.items()}
     last_moment, last_local = None, None

@@ -26,6 +26,9 @@ class Table:
     rows: Rows
     # Whether the period applies (the volunteers list filters by its own fields instead).
     periodic: bool = True
+    # How many rows `rows` yields, when that is cheap to ask (a background export's
+    # progress bar then counts to it).
+    count: Callable[[so.Session, Scope, Period], int] | None = None
 
     def header_texts(self) -> list[str]:
         """Return the headers in the user's language."""
@@ -76,9 +79,10 @@ STATEMENTS = Table("statements", _l("Statements"), (
     _l("Fen per point"), _l("Amount (yuan)"), _l("Closed at")), rows.statements)
 JOURNAL = Table("journal", _l("Ledger journal"), (
     _l("Transaction no."), _l("Time"), _l("Kind"), _l("Memo"), _l("Ledger account"),
-    _l("Asset"), _l("Amount"), _l("Balance after")), journal.journal)
+    _l("Asset"), _l("Amount"), _l("Balance after")), journal.journal, count=journal.count)
 
 COMMUNITY_TABLES = {t.name: t for t in (VOLUNTEERS, ACTIVITIES, ATTENDANCE, AWARDS,
                                         REDEMPTIONS, STATEMENTS, JOURNAL)}
 MERCHANT_TABLES = {t.name: t for t in (REDEMPTIONS, STATEMENTS)}
+ALL_TABLES = {**COMMUNITY_TABLES, **MERCHANT_TABLES}
 

@@ -2,9 +2,12 @@
 
 `?start=YYYY-MM-DD&end=YYYY-MM-DD` picks the period in local days, the end day included.
 CSV streams; XLSX is built in a temporary file first (see pointsmall.exports.files).
+Past EXPORT_JOB_ROWS rows either becomes a background job (pointsmall.jobs): the user is
+sent to the job's page, which shows its progress and then the download.
 """
 
 from datetime import date, timedelta
+from itertools import chain, islice
 
 from flask import (
     Blueprint,
@@ -23,8 +26,11 @@ from pointsmall.communities import get_community
 from pointsmall.errors import ValidationFailed
 from pointsmall.exports.files import csv_stream, xlsx_file
 from pointsmall.exports.query import Period, Scope
-from pointsmall.exports.tables import COMMUNITY_TABLES, MERCHANT_TABLES, Table
+from pointsmall.exports.tables import ALL_TABLES, COMMUNITY_TABLES, MERCHANT_TABLES, Table
 from pointsmall.extensions import db
+from pointsmall.jobs import service as jobs
+from pointsmall.jobs import views as job_views
+from pointsmall.jobs import work
 from pointsmall.shell import roles_required
 
 bp = Blueprint("exports", __name__)
@@ -56,12 +62,23 @@ def _period(start: date | None, end: date | None) -> Period:
                   clock.utc_start_of(end + timedelta(days=1)) if end else None)
 
 
+def _file_name(table: Table, start: date | None, end: date | None, fmt: str) -> str:
+    days = "-".join(f"{d:%Y%m%d}" for d in (start, end) if d) or f"{clock.local_today():%Y%m%d}"
+    return f"{table.name}-{days}.{fmt}"
+
+
 def _send(table: Table, scope: Scope, fmt: str) -> Response:
     start, end = period_days() if table.periodic else (None, None)
     headers = table.header_texts()
     rows = table.rows(db.session, scope, _period(start, end))
-    days = "-".join(f"{d:%Y%m%d}" for d in (start, end) if d) or f"{clock.local_today():%Y%m%d}"
-    name = f"{table.name}-{days}.{fmt}"
+    name = _file_name(table, start, end, fmt)
+    most = jobs.limit("EXPORT_JOB_ROWS")
+    if most is not None:
+        # Past the size, the file is made by a worker and the page shows its progress.
+        first = list(islice(rows, most + 1))
+        if jobs.runs_as_job(db.session, "EXPORT_JOB_ROWS", len(first)):
+            return _export_job(table, scope, fmt, start, end, name)
+        rows = chain(first, rows)
     if fmt == "csv":
         return Response(stream_with_context(csv_stream(headers, rows)),
                         mimetype="text/csv", headers={
@@ -71,6 +88,43 @@ def _send(table: Table, scope: Scope, fmt: str) -> Response:
                        as_attachment=True, download_name=name, max_age=0)
     answer.headers["Cache-Control"] = "no-store"
     return answer
+
+
+def _export_job(table: Table, scope: Scope, fmt: str, start: date | None, end: date | None,
+                name: str) -> Response:
+    params = jobs.request_params(
+        table=table.name, fmt=fmt, community_id=scope.community_id,
+        merchant_id=scope.merchant_id, start=start.isoformat() if start else None,
+        end=end.isoformat() if end else None, args=request.args.to_dict(), name=name)
+    days = " – ".join(d.isoformat() for d in (start, end) if d)
+    title = " · ".join(part for part in (str(table.title), fmt.upper(), days) if part)
+    job = jobs.start_job(db.session, current_user.id, "export", params, title)
+    db.session.commit()
+    return job_views.started(job)
+
+
+def run_export_job(job, progress) -> None:
+    """Write the file a background export asked for into the job (in a worker)."""
+    asked = job.params
+    table = ALL_TABLES[asked["table"]]
+    start, end = (date.fromisoformat(d) if d else None for d in (asked["start"], asked["end"]))
+    scope = Scope(community_id=asked["community_id"], merchant_id=asked["merchant_id"])
+    period = _period(start, end)
+    if table.count is not None:
+        progress.set_total(table.count(db.session, scope, period))
+    headers = table.header_texts()
+    rows = progress.counting(table.rows(db.session, scope, period))
+    if asked["fmt"] == "csv":
+        out = work.spooled()
+        for text in csv_stream(headers, rows):
+            out.write(text.encode())
+        mimetype = "text/csv"
+    else:
+        out = xlsx_file(str(table.title), headers, rows)
+        mimetype = XLSX_TYPE
+    with out:
+        out.seek(0)
+        work.keep_file(job, asked["name"], mimetype, out.read())
 
 
 def _page(tables: dict[str, Table], endpoint: str, **url_args):

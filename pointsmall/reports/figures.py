@@ -20,7 +20,6 @@ import sqlalchemy as sa
 import sqlalchemy.orm as so
 
 import ledger
-from ledger import flows
 from merchants.models import Item, Merchant, Redemption, merchant_address, merchant_scope
 from pointsmall import clock
 from pointsmall.communities import Community, community_scope
@@ -83,7 +82,7 @@ def points_by_month(session: so.Session, community_ids: list[int], months: list[
     """Return each community's points per month of `months` (consecutive month starts)."""
     bounds = [*months, clock.next_month(months[-1])]
     scopes = {community_scope(c): c for c in community_ids}
-    sums = flows.periods(session, list(scopes), bounds, asset="POINTS")
+    sums = ledger.period_flows(session, list(scopes), bounds, asset="POINTS")
     result = {c: [MonthPoints(m) for m in months] for c in community_ids}
     opening = dict.fromkeys(community_ids, 0)
     for (scope, _asset, kind, period), (credits, debits) in sums.items():
@@ -175,7 +174,7 @@ def people_of(session: so.Session, community_ids: list[int], months: list[date],
             .group_by(Award.community_id)):
         found[community].active_30, found[community].active_90 = active_30, active_90
     bounds = [*months, clock.next_month(months[-1])]
-    period = flows.period_index(Volunteer.joined_on, bounds)
+    period = ledger.period_index(Volunteer.joined_on, bounds)
     for community, index, count in session.execute(
             sa.select(Volunteer.community_id, period, sa.func.count())
             .where(Volunteer.community_id.in_(community_ids),
@@ -203,7 +202,7 @@ def activities_of(session: so.Session, community_ids: list[int], months: list[da
     """`activities_by_month` for several communities at once: two grouped queries."""
     bounds = _utc_bounds(months)
     found = {c: [MonthActivities(m) for m in months] for c in community_ids}
-    period = flows.period_index(Activity.starts_at, bounds)
+    period = ledger.period_index(Activity.starts_at, bounds)
     in_range = (Activity.community_id.in_(community_ids), Activity.starts_at >= bounds[0],
                 Activity.starts_at < bounds[-1])
     for community, index, held in session.execute(
@@ -357,7 +356,7 @@ def merchant_figures(session: so.Session, merchant_id: int, *, days: int = 30,
     by_day = {first + timedelta(days=i): MerchantDay(first + timedelta(days=i))
               for i in range(days)}
     scope = merchant_scope(merchant_id)
-    for flow in flows.daily(session, [scope], start=first, end=today + timedelta(days=1),
+    for flow in ledger.daily_flows(session, [scope], start=first, end=today + timedelta(days=1),
                             asset="POINTS"):
         row = by_day[flow.day]
         if flow.kind == "redemption":

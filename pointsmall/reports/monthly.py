@@ -20,8 +20,12 @@ from pointsmall.communities import Community, get_community
 from pointsmall.earning.models import Award
 from pointsmall.errors import ValidationFailed
 from pointsmall.extensions import db
+from pointsmall.jobs import service as jobs
+from pointsmall.jobs import views as job_views
+from pointsmall.jobs import work
 from pointsmall.reports import charts, figures
 from pointsmall.shell import roles_required
+from pointsmall.volunteers.models import Volunteer
 
 bp = Blueprint("monthly_report", __name__)
 HISTORY = 12
@@ -151,10 +155,38 @@ def _page(community: Community, pdf_endpoint: str, page_endpoint: str, **url_arg
 def _pdf(community: Community) -> Response:
     from pointsmall.reports.monthly_pdf import render_pdf  # fpdf2 loads only for PDFs
 
-    report = monthly_report(db.session, community, month_asked())
-    name = f"monthly-report-{community.id}-{report.month:%Y-%m}.pdf"
+    month = month_asked()
+    if jobs.runs_as_job(db.session, "REPORT_JOB_VOLUNTEERS", _volunteers(community)):
+        # A big community's report is drawn by a worker; its page shows the download.
+        job = jobs.start_job(
+            db.session, current_user.id, "monthly_pdf",
+            jobs.request_params(community_id=community.id, month=month.isoformat()),
+            f"{_('Monthly report')} · {community.name} · {month:%Y-%m} · PDF")
+        db.session.commit()
+        return job_views.started(job)
+    report = monthly_report(db.session, community, month)
     return Response(render_pdf(report), mimetype="application/pdf", headers={
-        "Content-Disposition": f'inline; filename="{name}"', "Cache-Control": "no-store"})
+        "Content-Disposition": f'inline; filename="{_pdf_name(report)}"',
+        "Cache-Control": "no-store"})
+
+
+def _pdf_name(report: MonthlyReport) -> str:
+    return f"monthly-report-{report.community.id}-{report.month:%Y-%m}.pdf"
+
+
+def _volunteers(community: Community) -> int:
+    return db.session.scalar(sa.select(sa.func.count()).select_from(Volunteer).where(
+        Volunteer.community_id == community.id))
+
+
+def run_pdf_job(job, progress) -> None:
+    """Draw the monthly report PDF a background job asked for (in a worker)."""
+    from pointsmall.reports.monthly_pdf import render_pdf
+
+    asked = job.params
+    community = get_community(db.session, asked["community_id"])
+    report = monthly_report(db.session, community, date.fromisoformat(asked["month"]))
+    work.keep_file(job, _pdf_name(report), "application/pdf", render_pdf(report))
 
 
 @bp.get("/staff/reports/monthly")

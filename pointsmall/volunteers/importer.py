@@ -1,15 +1,11 @@
 """Bulk import of volunteers from CSV or XLSX: check every row, then create all or none."""
 
-import csv
-import io
 import re
 import secrets
-import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
 
-import openpyxl
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 from flask_babel import gettext as _
@@ -17,15 +13,19 @@ from flask_babel import ngettext
 
 import ledger
 from pointsmall import audit, communities
-from pointsmall.auth.models import User
+from pointsmall.auth import names
+from pointsmall.auth.models import UNUSABLE, SignInName, User
 from pointsmall.communities import Grid, community_scope
 from pointsmall.errors import AppError
+from pointsmall.exports import uploads
 from pointsmall.volunteers import service
 from pointsmall.volunteers.models import Volunteer, volunteer_address
 
 # One request holds the whole file in one transaction; larger batches should be split
 # into several files of at most this many rows.
 MAX_ROWS = 10_000
+# The last line a sheet may use: the rows, the header and room for blank lines or a title.
+MAX_LINES = MAX_ROWS + 1_000
 
 # (field, Chinese header, English header, required); the Chinese headers are the default.
 COLUMNS = (
@@ -79,8 +79,7 @@ def import_volunteers(session: so.Session, community_id: int, filename: str,
             rows.append((line, {field: _text(cells[i]) if i < len(cells) else ""
                                 for field, (i, _header) in columns.items()}))
             if len(rows) > MAX_ROWS:
-                raise ImportRefused(_("The file has more than %(n)d rows. Please split it "
-                                      "into files of at most %(n)d rows.", n=MAX_ROWS))
+                raise ImportRefused(_refusal_message("too_many_rows", xlsx=False))
     if not rows:
         raise ImportRefused(_("The file has a header but no volunteers."))
     cleaned = check_rows(session, community_id, rows, columns)
@@ -107,45 +106,46 @@ def unknown_columns(filename: str, data: bytes) -> list[str]:
     return []
 
 
-def read_lines(filename: str, data: bytes) -> Iterator[tuple[int, list]]:
-    """Yield (line as the spreadsheet shows it, cells) for every row of a CSV or XLSX."""
-    if data.startswith(b"PK\x03\x04") or filename.lower().endswith(".xlsx"):
-        return _xlsx_lines(data)
+def check_upload(filename: str, data: bytes) -> None:
+    """Refuse, in the request, a file whose size or shape is beyond bounds, before a large
+    one is queued as a job: a bomb is refused at once, not by a worker later."""
     if data.startswith(b"\xd0\xcf\x11\xe0"):
         raise ImportRefused(_("Old Excel files (.xls) are not supported. Please save the "
                               "file as XLSX or CSV."))
-    reader = csv.reader(io.StringIO(decode_csv(data), newline=""))
-    return enumerate(reader, start=1)
-
-
-def decode_csv(data: bytes) -> str:
-    """Return the text of a CSV saved as UTF-8 (with or without BOM) or GBK."""
-    for encoding in ("utf-8-sig", "gb18030"):
-        try:
-            text = data.decode(encoding)
-        except UnicodeDecodeError:
-            continue
-        if "\x00" not in text:  # UTF-16 and binary files decode to text full of NULs
-            return text
-    raise ImportRefused(_("The file is neither UTF-8 nor GBK text. Please save it as "
-                          "\"CSV UTF-8\" or as XLSX and upload it again."))
-
-
-def _xlsx_lines(data: bytes) -> Iterator[tuple[int, list]]:
-    # Read-only sheets are parsed while iterated: a broken file fails on any row.
-    broken = (zipfile.BadZipFile, KeyError, IndexError, ValueError, OSError, SyntaxError)
+    xlsx = uploads.is_xlsx(filename, data)
+    bounds = uploads.Bounds(lines=MAX_LINES)
     try:
-        workbook = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
-    except broken as error:
-        raise ImportRefused(_("This is not a readable XLSX file.")) from error
+        if xlsx:
+            uploads.check_xlsx(data, bounds, uploads.Deadline(bounds.seconds))
+        else:
+            for _line in uploads.sheet_lines(filename, data, bounds):
+                pass
+    except uploads.SheetRefused as refusal:
+        raise ImportRefused(_refusal_message(refusal.reason, xlsx)) from refusal
+
+
+def read_lines(filename: str, data: bytes) -> Iterator[tuple[int, list]]:
+    """Yield (line as the spreadsheet shows it, cells) for every row of a CSV or XLSX."""
+    if data.startswith(b"\xd0\xcf\x11\xe0"):
+        raise ImportRefused(_("Old Excel files (.xls) are not supported. Please save the "
+                              "file as XLSX or CSV."))
+    xlsx = uploads.is_xlsx(filename, data)
     try:
-        # They yield every row, empty ones included, so the count is the spreadsheet's line.
-        for line, cells in enumerate(workbook.worksheets[0].iter_rows(values_only=True), 1):
-            yield line, list(cells)
-    except broken as error:
-        raise ImportRefused(_("This is not a readable XLSX file.")) from error
-    finally:
-        workbook.close()
+        yield from uploads.sheet_lines(filename, data, uploads.Bounds(lines=MAX_LINES))
+    except uploads.SheetRefused as refusal:
+        raise ImportRefused(_refusal_message(refusal.reason, xlsx)) from refusal
+
+
+def _refusal_message(reason: str, xlsx: bool) -> str:
+    if reason == "too_many_rows":
+        return _("The file has more than %(n)d rows. Please split it into files of at most "
+                 "%(n)d rows.", n=MAX_ROWS)
+    if reason == "not_text":
+        return _("The file is neither UTF-8 nor GBK text. Please save it as \"CSV UTF-8\" "
+                 "or as XLSX and upload it again.")
+    if reason == "unreadable" and xlsx:
+        return _("This is not a readable XLSX file.")
+    return uploads.refusal_message(reason)
 
 
 def _find_header(lines: Iterator[tuple[int, list]]) -> dict[str, tuple[int, str]]:
@@ -177,9 +177,8 @@ def check_rows(session: so.Session, community_id: int, rows: list[tuple[int, dic
     # a row's grid costs no query.
     loaded = communities.community_grids(session, community_id)
     grids = grid_lookup(loaded)
-    phones = [service.normalise_phone(raw["phone"]) for _line, raw in rows]
-    owners = dict(_rows_where_in(session, User.phone, User.id, phones))
-    usernames = {name for name, _id in _rows_where_in(session, User.username, User.id, phones)}
+    phones = [names.normalise_phone(raw["phone"]) for _line, raw in rows]
+    owners = names.owners(session, phones)
     errors: list[RowError] = []
     cleaned: list[service.VolunteerFields] = []
     first_line: dict[str, int] = {}
@@ -199,8 +198,6 @@ def check_rows(session: so.Session, community_id: int, rows: list[tuple[int, dic
             if phone in first_line:
                 problems["phone"] = [_("The same phone number is on line %(line)d.",
                                        line=first_line[phone])]
-            elif phone in usernames:
-                problems["phone"] = [_("This phone number is already a username.")]
             first_line.setdefault(phone, line)
         show = _yes_no(raw.get("show_on_leaderboard", ""))
         if show is None:
@@ -232,9 +229,12 @@ def create_volunteers(session: so.Session, community_id: int,
     # inserts with RETURNING, take seconds for thousands of rows.
     session.execute(sa.insert(User), [
         {"username": f.phone, "phone": f.phone, "name": f.name, "role": "volunteer",
-         "community_id": community_id, "password_hash": "!" + secrets.token_hex(16)}
+         "community_id": community_id, "password_hash": UNUSABLE + secrets.token_hex(16)}
         for f in rows])
     user_ids = dict(_rows_where_in(session, User.phone, User.id, [f.phone for f in rows]))
+    # The ORM claims a user's sign-in names; these bulk rows claim theirs here.
+    session.execute(sa.insert(SignInName), [
+        {"name": f.phone, "kind": "phone", "user_id": user_ids[f.phone]} for f in rows])
     session.execute(sa.insert(Volunteer), [
         {"user_id": user_ids[f.phone], "community_id": community_id, "grid_id": f.grid_id,
          "joined_on": f.joined_on, "show_on_leaderboard": f.show_on_leaderboard,

@@ -5,7 +5,7 @@ from datetime import date, datetime
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
-from ledger.clock import utcnow
+from ledger import utcnow
 from pointsmall.auth.models import User
 from pointsmall.communities import Grid
 from pointsmall.extensions import db

@@ -1,6 +1,5 @@
 """Create, change, suspend and find volunteers, always inside one community."""
 
-import re
 import secrets
 from dataclasses import dataclass
 from datetime import date
@@ -12,14 +11,15 @@ from werkzeug.security import generate_password_hash
 
 import ledger
 from pointsmall import audit
+from pointsmall.auth import names
 from pointsmall.auth.models import User
+from pointsmall.auth.names import PHONE, normalise_phone
 from pointsmall.auth.service import revoke_all_tokens
 from pointsmall.clock import local_today
 from pointsmall.communities import Grid, community_scope
 from pointsmall.errors import NotFound, ValidationFailed
 from pointsmall.volunteers.models import STATUSES, Volunteer
 
-PHONE = re.compile(r"^1[3-9]\d{9}$")
 NAME_MAX = 40
 
 
@@ -34,11 +34,12 @@ class VolunteerFields:
 
 def clean_fields(session: so.Session, community_id: int, raw: dict,
                  volunteer_id: int | None = None, *,
-                 phone_owners: dict[str, int] | None = None
+                 phone_owners: dict[str, tuple[int, str]] | None = None
                  ) -> tuple[VolunteerFields | None, dict]:
     """Check a volunteer's fields; return the cleaned values or the errors by field.
 
-    `phone_owners` (phone -> user id, looked up beforehand) saves a bulk import a query a row.
+    A phone number may not be anyone else's sign-in name, in any community. `phone_owners`
+    (names.owners of the phones, looked up beforehand) saves a bulk import a query a row.
     """
     errors: dict[str, list[str]] = {}
     name = str(raw.get("name") or "").strip()
@@ -50,13 +51,14 @@ def clean_fields(session: so.Session, community_id: int, raw: dict,
     if not PHONE.match(phone):
         errors["phone"] = [_("Not a mainland mobile number (11 digits starting with 1).")]
     else:
-        owner = (phone_owners.get(phone) if phone_owners is not None else
-                 session.scalar(sa.select(User.id).where(User.phone == phone)))
+        owner = (phone_owners if phone_owners is not None else
+                 names.owners(session, [phone])).get(phone)
         own_user = (session.scalar(sa.select(Volunteer.user_id)
                                    .where(Volunteer.id == volunteer_id))
                     if volunteer_id else None)
-        if owner is not None and owner != own_user:
-            errors["phone"] = [_("This phone number is already registered.")]
+        problem = names.phone_problem(owner, own_user)
+        if problem:
+            errors["phone"] = [problem]
     grid_id = _as_int(raw.get("grid_id"))
     grid = session.get(Grid, grid_id) if grid_id else None
     if grid is None or grid.community_id != community_id:
@@ -84,14 +86,18 @@ def create_volunteer(session: so.Session, community_id: int, raw: dict, *,
     """Create a volunteer, their sign-in and their POINTS and MERIT accounts.
 
     Return the volunteer and the initial password to hand to them. With `password_hash`
-    (bulk imports, the demo) no password is made: hashing is slow on purpose.
+    (bulk imports, the demo) no password is made: hashing is slow on purpose. Their
+    username (the phone number unless given) and phone number must be free sign-in names
+    across the deployment.
     """
     fields, errors = clean_fields(session, community_id, raw)
     if errors:
         raise ValidationFailed(errors)
-    username = username or fields.phone
-    if session.scalar(sa.select(User.id).where(User.username == username)):
-        raise ValidationFailed({"username": [_("This username is taken.")]})
+    username = (username or "").strip() or fields.phone
+    if username != fields.phone:
+        problem = names.username_problem(session, username, own_phone=fields.phone)
+        if problem:
+            raise ValidationFailed({"username": [problem]})
     user = User(username=username, phone=fields.phone, name=fields.name, role="volunteer",
                 community_id=community_id)
     if password_hash:
@@ -103,7 +109,14 @@ def create_volunteer(session: so.Session, community_id: int, raw: dict, *,
                           joined_on=fields.joined_on,
                           show_on_leaderboard=fields.show_on_leaderboard)
     session.add(volunteer)
-    session.flush()
+    try:
+        session.flush()
+    except sa.exc.IntegrityError as error:
+        if not names.is_name_clash(error):
+            raise
+        # Another request took the name since it was checked; the caller rolls back.
+        raise ValidationFailed({"phone": [_("This phone number is already the sign-in name "
+                                            "of another account.")]}) from None
     for asset in ("POINTS", "MERIT"):
         ledger.open_account(session, volunteer.account(asset), asset,
                             scope=community_scope(community_id))
@@ -120,6 +133,8 @@ def update_volunteer(session: so.Session, volunteer: Volunteer, raw: dict) -> Vo
         raise ValidationFailed(errors)
     before = {"name": volunteer.user.name, "phone": volunteer.user.phone,
               "grid_id": volunteer.grid_id, "joined_on": volunteer.joined_on.isoformat()}
+    if volunteer.user.username == volunteer.user.phone:
+        volunteer.user.username = fields.phone  # who signs in by phone keeps doing so
     volunteer.user.name, volunteer.user.phone = fields.name, fields.phone
     volunteer.grid_id, volunteer.joined_on = fields.grid_id, fields.joined_on
     volunteer.show_on_leaderboard = fields.show_on_leaderboard
@@ -222,12 +237,6 @@ def volunteer_balances(session: so.Session, volunteers: list[Volunteer]
         return found.get(address) or ledger.AccountBalance(address, asset, 0, 0)
 
     return {v.id: (of(v, "POINTS"), of(v, "MERIT")) for v in volunteers}
-
-
-def normalise_phone(raw) -> str:
-    """Return a phone number without spaces, dashes or the +86 prefix."""
-    phone = re.sub(r"[\s-]", "", str(raw or ""))
-    return phone[3:] if phone.startswith("+86") else phone
 
 
 def new_password() -> str:

@@ -26,6 +26,8 @@ from pointsmall.auth.views import EmptyForm
 from pointsmall.clock import local_today
 from pointsmall.errors import ValidationFailed
 from pointsmall.extensions import db
+from pointsmall.jobs import service as jobs
+from pointsmall.jobs import views as job_views
 from pointsmall.shell import roles_required
 from pointsmall.volunteers import export, importer, overview, service, table
 from pointsmall.volunteers.models import STATUSES
@@ -167,6 +169,20 @@ def import_volunteers():
         upload = form.file.data
         data = upload.read()
         try:
+            importer.check_upload(upload.filename or "", data)
+        except importer.ImportRefused as refusal:
+            return render_template("volunteers/import.html", form=form, refusal=refusal,
+                                   max_rows=importer.MAX_ROWS), 422
+        if jobs.runs_as_job(db.session, "IMPORT_JOB_BYTES", len(data)):
+            # A large file is checked and imported by a worker; its page shows the result.
+            job = jobs.start_job(
+                db.session, current_user.id, "import",
+                jobs.request_params(community_id=_community_id(),
+                                    filename=upload.filename or ""),
+                _("Import volunteers") + f" · {upload.filename or ''}", upload=data)
+            db.session.commit()
+            return job_views.started(job)
+        try:
             created = importer.import_volunteers(db.session, _community_id(),
                                                  upload.filename or "", data)
         except importer.ImportRefused as refusal:
@@ -187,6 +203,22 @@ def import_volunteers():
         return redirect(url_for("volunteers.index"))
     return render_template("volunteers/import.html", form=form, refusal=None,
                            max_rows=importer.MAX_ROWS), 422 if form.errors else 200
+
+
+def run_import_job(job, progress) -> str | None:
+    """Import a large roster file in a worker: every row, or none and the problems."""
+    asked = job.params
+    try:
+        with db.session.begin_nested():
+            created = importer.import_volunteers(db.session, asked["community_id"],
+                                                 asked["filename"], job.upload)
+    except importer.ImportRefused as refusal:
+        job.result = {"refused": str(refusal.message), "rows": [
+            {"line": r.line, "column": str(r.column), "message": str(r.message)}
+            for r in refusal.rows]}
+        return "failed"
+    job.result = {"imported": len(created)}
+    return None
 
 
 @bp.get("/volunteers/import/template.csv")

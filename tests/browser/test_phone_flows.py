@@ -1,8 +1,8 @@
 """What volunteers and staff do on a phone, in a real Chromium at 390 x 844.
 
 The real app is served on 127.0.0.1 and a free port, on a database of its own (a fresh
-SQLite file, or a fresh PostgreSQL database when TEST_DATABASE_URL is set) built by the
-migrations and seeded with the demo, so the browser signs in with the demo accounts.
+PostgreSQL database on the suite's server) built by the migrations and seeded with the
+demo, so the browser signs in with the demo accounts.
 Each step leaves a screenshot in test-artifacts/screenshots/ and must fit the phone's width.
 """
 
@@ -52,9 +52,9 @@ def chromium() -> Iterator["sync_api.Browser"]:
 
 
 @pytest.fixture(scope="module")
-def live_database(tmp_path_factory) -> Iterator[str]:
+def live_database(server_url) -> Iterator[str]:
     """A database for the served app alone, dropped afterwards."""
-    with empty_database(tmp_path_factory.mktemp("browser"), "browser") as url:
+    with empty_database(server_url, "browser") as url:
         yield url
 
 

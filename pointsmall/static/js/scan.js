@@ -1,14 +1,12 @@
-// Read a redemption QR code with the phone camera (jsQR), fill the code field and submit.
-// Without a camera (or permission) the button stays hidden and the code is typed.
+// Read a redemption QR code with the camera, fill the code field and submit.
+// The QR reader (jsQR, 250 KB) is fetched only once the camera is on. Without a camera,
+// or without permission, the button says so and the code is typed.
 (function () {
   "use strict";
   var button = document.getElementById("scan");
   var video = document.getElementById("scan-video");
   var status = document.getElementById("scan-status");
-  if (!button || !video || !window.jsQR || !navigator.mediaDevices ||
-      !navigator.mediaDevices.getUserMedia) {
-    return;
-  }
+  if (!button || !video || !status) { return; }
   var input = document.getElementById(button.getAttribute("data-scan-target"));
   var form = input && input.form;
   var canvas = document.createElement("canvas");
@@ -16,10 +14,26 @@
   var stream = null;
   button.hidden = false;
 
+  function say(which) {
+    status.textContent = button.getAttribute(which) || "";
+    if (input && !input.disabled) { input.focus(); }
+  }
+
   function stop() {
     if (stream) { stream.getTracks().forEach(function (t) { t.stop(); }); }
     stream = null;
     video.hidden = true;
+  }
+
+  function loadReader() {
+    if (window.jsQR) { return Promise.resolve(); }
+    return new Promise(function (resolve, reject) {
+      var script = document.createElement("script");
+      script.src = button.getAttribute("data-scanner");
+      script.onload = function () { return window.jsQR ? resolve() : reject(new Error("jsQR")); };
+      script.onerror = function () { reject(new Error("jsQR")); };
+      document.head.appendChild(script);
+    });
   }
 
   function tick() {
@@ -42,15 +56,33 @@
   }
 
   button.addEventListener("click", function () {
+    status.textContent = "";
+    if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
+      say("data-no-camera");
+      return;
+    }
     navigator.mediaDevices.getUserMedia({ video: { facingMode: "environment" } })
       .then(function (s) {
         stream = s;
-        video.srcObject = s;
+        return loadReader();
+      })
+      .then(function () {
+        video.srcObject = stream;
         video.hidden = false;
-        status.textContent = "";
         return video.play();
       })
       .then(function () { window.requestAnimationFrame(tick); })
-      .catch(function () { stop(); status.textContent = button.getAttribute("data-denied") || ""; });
+      .catch(function (error) {
+        stop();
+        var name = error && error.name;
+        if (name === "NotAllowedError" || name === "SecurityError") {
+          say("data-denied");
+        } else if (name === "NotFoundError" || name === "OverconstrainedError" ||
+                   name === "NotReadableError") {
+          say("data-no-camera");
+        } else {
+          say("data-failed");
+        }
+      });
   });
 })();

@@ -1,8 +1,8 @@
 """adjustments: staff grants and deductions, a credit over the approval limit waiting for a
 second staff member
 
-Revision ID: 0009_adjustments
-Revises: 0008_activity_keys
+Revision ID: 0011_adjustments
+Revises: 0010_sign_in_names
 Create Date: 2026-12-07 04:50:00
 
 """
@@ -11,8 +11,8 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision = '0009_adjustments'
-down_revision = '0008_activity_keys'
+revision = '0011_adjustments'
+down_revision = '0010_sign_in_names'
 branch_labels = None
 depends_on = None
 
