@@ -141,7 +141,7 @@ def _shown_code(typed: str | None) -> str:
 
 def _tries_left() -> int:
     """Return how many more wrong codes this user may type before entry locks."""
-    used = db_session().scalar(sa.select(attempts.recent("code", str(current_user.id),
+    used = db_session().scalar(sa.select(attempts.counted("code", str(current_user.id),
                                                          CODE_WINDOW)))
     return max(0, CODE_LIMIT - (used or 0))
 

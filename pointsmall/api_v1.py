@@ -7,10 +7,11 @@ takes no cookies' word for anything, so it needs no CSRF token.
 from flask import Flask
 from flask.views import MethodView
 from flask_login import current_user
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
 import ledger
+from pointsmall import api_conventions
+from pointsmall.api_conventions import ApiBlueprint
 from pointsmall.auth import service as auth_service
 from pointsmall.errors import AppError
 from pointsmall.extensions import ErrorSchema, api, csrf, db
@@ -18,9 +19,9 @@ from pointsmall.shell import roles_required
 
 ALL_ROLES = ("volunteer", "merchant", "staff", "admin")
 
-auth_bp = Blueprint("api_auth", __name__, url_prefix="/api/v1/auth",
-                    description="Sign in as a machine or app: tokens.")
-me_bp = Blueprint("api_me", __name__, url_prefix="/api/v1", description="Who am I.")
+auth_bp = ApiBlueprint("api_auth", __name__, url_prefix="/api/v1/auth",
+                       description="Sign in as a machine or app: tokens.")
+me_bp = ApiBlueprint("api_me", __name__, url_prefix="/api/v1", description="Who am I.")
 
 
 class TokenRequestSchema(Schema):
@@ -56,6 +57,7 @@ class MeSchema(Schema):
 
 @auth_bp.route("/tokens")
 class Tokens(MethodView):
+    @auth_bp.doc(security=[])
     @auth_bp.arguments(TokenRequestSchema)
     @auth_bp.response(201, TokenSchema)
     @auth_bp.alt_response(401, schema=ErrorSchema, description="Wrong credentials.")
@@ -78,7 +80,7 @@ class Tokens(MethodView):
         return {"id": token.id, "token": raw, "prefix": token.prefix, "name": token.name}
 
 
-@auth_bp.route("/tokens/<int:token_id>")
+@auth_bp.route("/tokens/<id:token_id>")
 class TokenItem(MethodView):
     @roles_required(*ALL_ROLES)
     @auth_bp.response(204)
@@ -117,6 +119,7 @@ class Me(MethodView):
 
 def register_api(app: Flask) -> None:
     """Register the API blueprints with the OpenAPI document; exempt them from CSRF."""
+    api_conventions.install(app, api)
     from pointsmall.earning.api import bp as earning_bp
     from pointsmall.earning.platform_api import bp as platform_bp
     from pointsmall.market_api import bp as market_bp

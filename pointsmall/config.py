@@ -66,6 +66,9 @@ def from_environment(instance_path: str, overrides: dict | None = None) -> dict:
         "TRUSTED_PROXIES": int(env.get("TRUSTED_PROXIES", "0")),
         "UPLOAD_FOLDER": str(Path(instance_path) / "uploads"),
         "MAX_CONTENT_LENGTH": 5 * 1024 * 1024,
+        # Longer addresses (path and query) answer 414; gunicorn's --limit-request-line
+        # must stay above it (see the README) so that the app, not gunicorn, answers.
+        "MAX_URL_LENGTH": int(env.get("MAX_URL_LENGTH", "4096")),
         "WTF_CSRF_TIME_LIMIT": None,
         "BABEL_DEFAULT_LOCALE": "zh_CN",
         "BABEL_DEFAULT_TIMEZONE": env.get("POINTSMALL_TIMEZONE", "Asia/Shanghai"),

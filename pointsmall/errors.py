@@ -199,6 +199,7 @@ def register(app: Flask) -> None:
             405: _("This method is not allowed here."),
             413: _("The file is too large: at most %(mb)d MB can be uploaded at once.",
                    mb=(app.config.get("MAX_CONTENT_LENGTH") or 0) // (1024 * 1024)),
+            414: _("The address is too long."),
             429: _("Too many attempts; please wait and try again."),
         }
         errors = {}
@@ -215,7 +216,10 @@ def register(app: Flask) -> None:
         code = (error.name or "error").lower().replace(" ", "_")
         if error.code == 422:  # the same code as the service's own ValidationFailed
             message, code = _("Please correct the marked fields."), ValidationFailed.code
-        return _answer(error.code or 500, code, message, errors)
+        # Keep what the exception says besides its page: Allow on a 405 (RFC 9110).
+        headers = {name: value for name, value in error.get_headers()
+                   if name.lower() != "content-type"}
+        return _answer(error.code or 500, code, message, errors, headers)
 
     @app.errorhandler(RecursionError)
     def nested_too_deep(error: RecursionError):

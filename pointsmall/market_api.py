@@ -10,7 +10,6 @@ from datetime import timedelta
 from flask import current_app, url_for
 from flask.views import MethodView
 from flask_login import current_user
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
 import ledger
@@ -20,13 +19,14 @@ from merchants.items import CATEGORIES
 from merchants.models import REDEMPTION_STATUSES, TIERS
 from merchants.portal import find_counted
 from pointsmall import clock
+from pointsmall.api_conventions import MAX_ROW_ID, NOT_BLANK, ROW_ID, ApiBlueprint
 from pointsmall.errors import MARKET_MESSAGES, Forbidden
 from pointsmall.extensions import ErrorSchema, UtcDateTime, commit_keeping, db
 from pointsmall.mall import current_volunteer, redeemer_for
 from pointsmall.shell import roles_required
 
-bp = Blueprint("api_market", __name__, url_prefix="/api/v1",
-               description="The points mall: items, redemptions, the merchant counter.")
+bp = ApiBlueprint("api_market", __name__, url_prefix="/api/v1",
+                  description="The points mall: items, redemptions, the merchant counter.")
 
 BAD_QUANTITY = MARKET_MESSAGES["invalid_quantity"]
 UNKNOWN_ITEM = MARKET_MESSAGES["unknown_item"]
@@ -76,17 +76,19 @@ class ItemPageSchema(Schema):
 
 
 class ItemQuerySchema(Schema):
-    merchant = fields.Integer(load_default=None, metadata={"description": "A merchant id"})
+    merchant = fields.Integer(load_default=None, validate=ROW_ID,
+                              metadata={"description": "A merchant id"})
     category = fields.String(load_default=None, validate=validate.OneOf(CATEGORIES))
     affordable = fields.Boolean(load_default=False,
                                 metadata={"description": "Only items priced within the "
                                                          "caller's available POINTS"})
-    page = fields.Integer(load_default=1, validate=validate.Range(min=1))
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=MAX_ROW_ID))
     per_page = fields.Integer(load_default=20, validate=validate.Range(min=1, max=100))
 
 
 class RedeemSchema(Schema):
     item_id = fields.Integer(required=True, strict=True,
+                             validate=validate.Range(1, MAX_ROW_ID, error=UNKNOWN_ITEM),
                              error_messages={"required": UNKNOWN_ITEM, "invalid": UNKNOWN_ITEM})
     quantity = fields.Integer(
         load_default=1, strict=True, validate=validate.Range(1, redemptions.MAX_QUANTITY,
@@ -97,7 +99,8 @@ class RedeemSchema(Schema):
 class IdempotencyHeaderSchema(Schema):
     key = fields.String(required=True, data_key="Idempotency-Key",
                         validate=validate.Length(min=1, max=100),
-                        metadata={"description": "The same key answers the same redemption"})
+                        metadata={"description": "The same key answers the same redemption",
+                                  "pattern": NOT_BLANK})
 
 
 class RedemptionSchema(Schema):
@@ -118,7 +121,7 @@ class RedemptionSchema(Schema):
 
 class RedemptionListQuerySchema(Schema):
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=100))
-    before = fields.Integer(load_default=None,
+    before = fields.Integer(load_default=None, validate=ROW_ID,
                             metadata={"description": "Only redemptions with a smaller id"})
 
 
@@ -139,6 +142,7 @@ class CounterRedemptionSchema(Schema):
 
 class RefundSchema(Schema):
     reason = fields.String(required=True, validate=validate.Length(min=1, max=200),
+                           metadata={"pattern": NOT_BLANK},
                            error_messages={"required": MARKET_MESSAGES["reason_required"]})
 
 
@@ -205,7 +209,7 @@ class Items(MethodView):
                 "per_page": page.per_page, "pages": page.pages}
 
 
-@bp.route("/items/<int:item_id>")
+@bp.route("/items/<id:item_id>")
 class ItemDetail(MethodView):
     @as_role("volunteer")
     @bp.response(200, ItemSchema)
@@ -229,6 +233,7 @@ class Redemptions(MethodView):
     @bp.arguments(IdempotencyHeaderSchema, location="headers")
     @bp.arguments(RedeemSchema)
     @bp.response(201, RedemptionSchema)
+    @bp.alt_response(404, schema=ErrorSchema, description="No such item for the caller.")
     @bp.alt_response(409, schema=ErrorSchema,
                      description="The Idempotency-Key was used for another request.")
     @bp.alt_response(422, schema=ErrorSchema,
@@ -247,7 +252,7 @@ class Redemptions(MethodView):
         return redemption
 
 
-@bp.route("/redemptions/<int:redemption_id>/cancel")
+@bp.route("/redemptions/<id:redemption_id>/cancel")
 class RedemptionCancel(MethodView):
     @as_role("volunteer")
     @bp.response(200, RedemptionSchema)

@@ -15,14 +15,13 @@ import pytest
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 from builders import PASSWORD_HASH
-from conftest import requires_postgres
 
 from merchants import portal
 from pointsmall.auth import models as auth_models
 from pointsmall.auth import service as auth_service
 from pointsmall.auth.models import SignInName, User
 
-pytestmark = [requires_postgres, pytest.mark.postgres]
+pytestmark = pytest.mark.postgres
 
 RACERS = 50
 

@@ -140,7 +140,7 @@ def test_the_route_list_here_covers_every_earning_endpoint(app):
     served = set()
     for rule in app.url_map.iter_rules():
         if rule.endpoint.startswith("api_earning."):
-            path = re.sub(r"<int:\w+>", "1", rule.rule)
+            path = re.sub(r"<(?:int|id):\w+>", "1", rule.rule)
             served |= {(m.lower(), path) for m in rule.methods - {"HEAD", "OPTIONS"}}
     assert served == {(method, path) for method, path, _ in ROUTES}
 

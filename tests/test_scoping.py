@@ -201,40 +201,40 @@ ROUTES: dict[tuple[str, str], Case] = {
                                         shows_a=True),
     ("POST", "/api/v1/volunteers"): Case(STAFF, 201, other=422, body=lambda w: {
         "name": "新来的", "phone": new_phone(), "grid_id": w.micro_a}),
-    ("GET", "/api/v1/volunteers/<int:volunteer_id>"): Case(STAFF, 200, shows_a=True),
-    ("PATCH", "/api/v1/volunteers/<int:volunteer_id>"): Case(STAFF, 200, body=lambda w: {
+    ("GET", "/api/v1/volunteers/<id:volunteer_id>"): Case(STAFF, 200, shows_a=True),
+    ("PATCH", "/api/v1/volunteers/<id:volunteer_id>"): Case(STAFF, 200, body=lambda w: {
         "name": "改过的名字"}),
-    ("POST", "/api/v1/volunteers/<int:volunteer_id>/status"): Case(STAFF, 200, body=lambda w: {
+    ("POST", "/api/v1/volunteers/<id:volunteer_id>/status"): Case(STAFF, 200, body=lambda w: {
         "status": "suspended"}),
-    ("POST", "/api/v1/volunteers/<int:volunteer_id>/reset-password"): Case(STAFF, 200),
+    ("POST", "/api/v1/volunteers/<id:volunteer_id>/reset-password"): Case(STAFF, 200),
     ("GET", "/api/v1/grids"): Case(STAFF, 200, other=200, shows_a=True),
     # everyone's API
     ("GET", "/api/v1/me"): Case(ANYONE, 200, owner=None),
-    ("DELETE", "/api/v1/auth/tokens/<int:token_id>"): Case(ANYONE, 204),
+    ("DELETE", "/api/v1/auth/tokens/<id:token_id>"): Case(ANYONE, 204),
     # the earning API for staff
     ("GET", "/api/v1/staff/activities"): Case(STAFF, 200, other=200, shows_a=True),
     ("POST", "/api/v1/staff/activities"): Case(STAFF, 201, other=422, body=lambda w: {
         "type_id": w.activity_type_id, "title": "新活动", "starts_at": "2030-01-01T01:00:00",
         "ends_at": "2030-01-01T03:00:00"}),
-    ("GET", "/api/v1/staff/activities/<int:activity_id>/attendance"): Case(STAFF, 200),
-    ("POST", "/api/v1/staff/activities/<int:activity_id>/attendance"): Case(
+    ("GET", "/api/v1/staff/activities/<id:activity_id>/attendance"): Case(STAFF, 200),
+    ("POST", "/api/v1/staff/activities/<id:activity_id>/attendance"): Case(
         STAFF, 200, body=lambda w: {"volunteer_ids": [w.ids["volunteer_id"]], "present": False}),
-    ("POST", "/api/v1/staff/activities/<int:activity_id>/award"): Case(
+    ("POST", "/api/v1/staff/activities/<id:activity_id>/award"): Case(
         STAFF, 201, args={"activity_id": "fresh_activity"}, body=lambda w: {},
         headers=lambda w: {"Idempotency-Key": "scoping-award"}),
     ("GET", "/api/v1/staff/award-batches"): Case(STAFF, 200, other=200, shows_a=True),
-    ("POST", "/api/v1/staff/award-batches/<int:batch_id>/approve"): Case(
+    ("POST", "/api/v1/staff/award-batches/<id:batch_id>/approve"): Case(
         STAFF, 200, args={"batch_id": "pending_batch"}),
-    ("POST", "/api/v1/staff/award-batches/<int:batch_id>/reject"): Case(
+    ("POST", "/api/v1/staff/award-batches/<id:batch_id>/reject"): Case(
         STAFF, 200, args={"batch_id": "pending_batch"}),
-    ("POST", "/api/v1/staff/awards/<int:award_id>/reverse"): Case(STAFF, 200, body=lambda w: {
+    ("POST", "/api/v1/staff/awards/<id:award_id>/reverse"): Case(STAFF, 200, body=lambda w: {
         "reason": "记错了"}),
     ("POST", "/api/v1/staff/adjustments"): Case(STAFF, 201, body=lambda w: {
         "volunteer_id": w.ids["volunteer_id"], "points": 5, "reason": "测试调整"},
         headers=lambda w: {"Idempotency-Key": "scoping-adjust"}),
-    ("POST", "/api/v1/staff/adjustments/<int:adjustment_id>/approve"): Case(
+    ("POST", "/api/v1/staff/adjustments/<id:adjustment_id>/approve"): Case(
         STAFF, 200, args={"adjustment_id": "pending_adjustment"}),
-    ("POST", "/api/v1/staff/adjustments/<int:adjustment_id>/reject"): Case(
+    ("POST", "/api/v1/staff/adjustments/<id:adjustment_id>/reject"): Case(
         STAFF, 200, args={"adjustment_id": "pending_adjustment"}),
     ("POST", "/api/v1/staff/tiers/preview"): Case(STAFF, 200, other=200, body=lambda w: {
         "bronze": 10, "silver": 20, "gold": 30}),
@@ -245,26 +245,26 @@ ROUTES: dict[tuple[str, str], Case] = {
                                                shows_a=True),
     ("POST", "/api/v1/staff/evaluations"): Case(STAFF, 201, other=201, body=lambda w: {
         "name": "新评定", "start": "2024-01-01", "end": "2024-12-31"}),
-    ("GET", "/api/v1/staff/evaluations/<int:evaluation_id>"): Case(STAFF, 200, shows_a=True),
+    ("GET", "/api/v1/staff/evaluations/<id:evaluation_id>"): Case(STAFF, 200, shows_a=True),
     # the volunteers' API
     ("GET", "/api/v1/me/history"): Case(VOLUNTEER, 200, owner="volunteer", other=200,
                                         shows_a=True),
     ("GET", "/api/v1/me/tier"): Case(VOLUNTEER, 200, owner="volunteer", other=200),
     ("GET", "/api/v1/activities"): Case(VOLUNTEER, 200, owner="volunteer", other=200,
                                         shows_a=True),
-    ("POST", "/api/v1/activities/<int:activity_id>/sign-up"): Case(
+    ("POST", "/api/v1/activities/<id:activity_id>/sign-up"): Case(
         VOLUNTEER, 200, owner="volunteer", args={"activity_id": "open_activity"}),
     ("POST", "/api/v1/check-ins"): Case(VOLUNTEER, 201, owner="volunteer", other=422,
                                         body=lambda w: {"token": w.check_in_token}),
     ("GET", "/api/v1/items"): Case(VOLUNTEER, 200, owner="volunteer", other=200, shows_a=True),
-    ("GET", "/api/v1/items/<int:item_id>"): Case(VOLUNTEER, 200, owner="volunteer",
+    ("GET", "/api/v1/items/<id:item_id>"): Case(VOLUNTEER, 200, owner="volunteer",
                                                  shows_a=True),
     ("GET", "/api/v1/redemptions"): Case(VOLUNTEER, 200, owner="volunteer", other=200,
                                          shows_a=True),
     ("POST", "/api/v1/redemptions"): Case(
         VOLUNTEER, 201, owner="volunteer", body=lambda w: {"item_id": w.ids["item_id"]},
         headers=lambda w: {"Idempotency-Key": "scoping-redeem"}),
-    ("POST", "/api/v1/redemptions/<int:redemption_id>/cancel"): Case(
+    ("POST", "/api/v1/redemptions/<id:redemption_id>/cancel"): Case(
         VOLUNTEER, 200, owner="volunteer", args={"redemption_id": "reserved"}),
     # the merchants' API
     ("GET", "/api/v1/merchant/redemptions/<code>"): Case(MERCHANT, 200, owner="merchant",

@@ -8,11 +8,17 @@ from flask import request
 from flask.views import MethodView
 from flask_babel import gettext as _
 from flask_login import current_user
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
 import ledger
 from pointsmall import clock, tiers
+from pointsmall.api_conventions import (
+    MAX_ROW_ID,
+    NOT_BLANK,
+    ROW_ID,
+    ApiBlueprint,
+    JsonBoolean,
+)
 from pointsmall.earning import activities, awards
 from pointsmall.earning.errors import invalid
 from pointsmall.earning.models import Activity, Attendance, Award, AwardBatch, EvaluationEntry
@@ -21,8 +27,8 @@ from pointsmall.errors import NotFound
 from pointsmall.extensions import ErrorSchema, UtcDateTime, db
 from pointsmall.shell import roles_required
 
-bp = Blueprint("api_earning", __name__, url_prefix="/api/v1",
-               description="Earning: activities, check-in, awards, tiers.")
+bp = ApiBlueprint("api_earning", __name__, url_prefix="/api/v1",
+                  description="Earning: activities, check-in, awards, tiers.")
 
 
 def _documented(view):
@@ -39,7 +45,8 @@ def staff_only(view):
 
 
 IDEMPOTENCY_HEADER = {
-    "in": "header", "name": "Idempotency-Key", "required": True, "schema": {"type": "string"},
+    "in": "header", "name": "Idempotency-Key", "required": True,
+    "schema": {"type": "string", "minLength": 1, "maxLength": 64, "pattern": NOT_BLANK},
     "description": "1-64 characters; the same key with the same body answers the first result"}
 
 
@@ -69,6 +76,20 @@ def _key() -> str:
 
 # ---- schemas -------------------------------------------------------------------------------
 
+# What the services check, said in the document (they answer 422 otherwise).
+MAX_LEDGER_ID = 2**63 - 1
+AMOUNT = {"minimum": 0, "maximum": activities.MAX_POINTS}
+THRESHOLD = {"minimum": 0, "maximum": 10_000_000}  # tiers.check_thresholds
+
+
+def volunteer_id() -> fields.Integer:
+    return fields.Integer(strict=True, metadata={"minimum": 1, "maximum": MAX_ROW_ID})
+
+
+def text(most: int) -> dict:
+    """Document a text the service strips and then wants 1 to `most` characters of."""
+    return {"minLength": 1, "maxLength": most, "pattern": NOT_BLANK}
+
 class HistoryEntrySchema(Schema):
     id = fields.Integer(attribute="posting_id")
     kind = fields.String()
@@ -84,7 +105,7 @@ class HistoryPageSchema(Schema):
 
 
 class HistoryQuerySchema(Schema):
-    before = fields.Integer(load_default=None)
+    before = fields.Integer(load_default=None, validate=validate.Range(min=1, max=MAX_LEDGER_ID))
     limit = fields.Integer(load_default=30, validate=validate.Range(min=1, max=200))
 
 
@@ -111,14 +132,16 @@ class ActivitySchema(Schema):
 
 
 class ActivityCreateSchema(Schema):
-    type_id = fields.Integer(strict=True, required=True)
-    title = fields.String(required=True)
-    place = fields.String(load_default="")
+    type_id = fields.Integer(strict=True, required=True,
+                             metadata={"minimum": 1, "maximum": MAX_ROW_ID})
+    title = fields.String(required=True, metadata=text(100))
+    place = fields.String(load_default="", metadata={"description": "Kept to 120 characters"})
     starts_at = fields.DateTime(required=True, metadata={"description": "UTC"})
-    ends_at = fields.DateTime(required=True, metadata={"description": "UTC"})
-    capacity = fields.Integer(strict=True, load_default=None, allow_none=True)
-    points = fields.Integer(strict=True, load_default=None, allow_none=True)
-    merit = fields.Integer(strict=True, load_default=None, allow_none=True)
+    ends_at = fields.DateTime(required=True, metadata={"description": "UTC; after starts_at"})
+    capacity = fields.Integer(strict=True, load_default=None, allow_none=True,
+                              metadata={"minimum": 1, "maximum": 100_000})
+    points = fields.Integer(strict=True, load_default=None, allow_none=True, metadata=AMOUNT)
+    merit = fields.Integer(strict=True, load_default=None, allow_none=True, metadata=AMOUNT)
 
 
 class CheckInSchema(Schema):
@@ -134,14 +157,16 @@ class AttendanceSchema(Schema):
 
 
 class MarkSchema(Schema):
-    volunteer_ids = fields.List(fields.Integer(strict=True), required=True,
+    volunteer_ids = fields.List(volunteer_id(), required=True,
                                 validate=validate.Length(min=1, max=5000))
-    present = fields.Boolean(load_default=True)
+    present = JsonBoolean(load_default=True)
 
 
 class AwardRequestSchema(Schema):
-    volunteer_ids = fields.List(fields.Integer(strict=True), load_default=None, allow_none=True,
-                                metadata={"description": "Default: everyone present"})
+    volunteer_ids = fields.List(volunteer_id(), load_default=None, allow_none=True,
+                                metadata={"description": "Default: everyone present",
+                                          "minItems": 1, "maxItems": awards.MAX_BATCH,
+                                          "uniqueItems": True})
 
 
 class AwardSchema(Schema):
@@ -175,15 +200,20 @@ class BatchSchema(Schema):
 
 
 class ReverseSchema(Schema):
-    reason = fields.String(required=True, validate=validate.Length(min=1, max=200))
-    only_what_is_left = fields.Boolean(load_default=False)
+    reason = fields.String(required=True, validate=validate.Length(min=1, max=200),
+                           metadata={"pattern": NOT_BLANK})
+    only_what_is_left = JsonBoolean(load_default=False)
 
 
 class AdjustSchema(Schema):
-    volunteer_id = fields.Integer(strict=True, required=True)
+    volunteer_id = fields.Integer(strict=True, required=True,
+                                  metadata={"minimum": 1, "maximum": MAX_ROW_ID})
     points = fields.Integer(strict=True, required=True,
-                            metadata={"description": "Negative to deduct"})
-    reason = fields.String(required=True, validate=validate.Length(min=1, max=200))
+                            metadata={"description": "Negative to deduct; not 0",
+                                      "minimum": -awards.MAX_AWARD, "maximum": awards.MAX_AWARD,
+                                      "not": {"enum": [0]}})
+    reason = fields.String(required=True, validate=validate.Length(min=1, max=200),
+                           metadata={"pattern": NOT_BLANK})
 
 
 class AdjustmentSchema(Schema):
@@ -200,9 +230,11 @@ class AdjustmentSchema(Schema):
 
 
 class ThresholdsSchema(Schema):
-    bronze = fields.Integer(strict=True, required=True)
-    silver = fields.Integer(strict=True, required=True)
-    gold = fields.Integer(strict=True, required=True)
+    """Merit needed for each tier: bronze <= silver <= gold (422 otherwise)."""
+
+    bronze = fields.Integer(strict=True, required=True, metadata=THRESHOLD)
+    silver = fields.Integer(strict=True, required=True, metadata=THRESHOLD)
+    gold = fields.Integer(strict=True, required=True, metadata=THRESHOLD)
 
 
 class MoveSchema(Schema):
@@ -215,7 +247,7 @@ class MoveSchema(Schema):
 class PeriodQuerySchema(Schema):
     start = fields.Date(required=True)
     end = fields.Date(required=True)
-    grid_id = fields.Integer(load_default=None)
+    grid_id = fields.Integer(load_default=None, validate=ROW_ID)
 
 
 class BoardRowSchema(Schema):
@@ -227,9 +259,9 @@ class BoardRowSchema(Schema):
 
 
 class EvaluationRequestSchema(Schema):
-    name = fields.String(required=True)
+    name = fields.String(required=True, metadata=text(40))
     start = fields.Date(required=True)
-    end = fields.Date(required=True)
+    end = fields.Date(required=True, metadata={"description": "Not before start"})
 
 
 class EvaluationEntrySchema(Schema):
@@ -288,10 +320,11 @@ class Activities(MethodView):
         return activities.upcoming(db.session, me().community_id)
 
 
-@bp.route("/activities/<int:activity_id>/sign-up")
+@bp.route("/activities/<id:activity_id>/sign-up")
 class SignUp(MethodView):
     @volunteer_only
     @bp.response(200, AttendanceSchema)
+    @bp.alt_response(422, schema=ErrorSchema, description="The activity is over or full.")
     def post(self, activity_id):
         """Sign me up for an activity (capacity enforced; twice is once)."""
         volunteer = me()
@@ -345,7 +378,7 @@ class StaffActivities(MethodView):
         return activity
 
 
-@bp.route("/staff/activities/<int:activity_id>/attendance")
+@bp.route("/staff/activities/<id:activity_id>/attendance")
 class StaffAttendance(MethodView):
     @staff_only
     @bp.response(200, AttendanceSchema(many=True))
@@ -367,11 +400,11 @@ class StaffAttendance(MethodView):
             Attendance.activity_id == activity.id).order_by(Attendance.id)).all()
 
 
-@bp.route("/staff/activities/<int:activity_id>/award")
+@bp.route("/staff/activities/<id:activity_id>/award")
 class StaffAward(MethodView):
     @staff_only
     @_keyed
-    @bp.arguments(AwardRequestSchema)
+    @bp.arguments(AwardRequestSchema, required=False)
     @bp.response(201, BatchSchema)
     def post(self, body, activity_id):
         """Award everyone present (or the listed ones): all or nothing, once each.
@@ -398,7 +431,7 @@ class StaffBatches(MethodView):
                       AwardBatch.id.desc()).limit(200)).all()
 
 
-@bp.route("/staff/award-batches/<int:batch_id>/approve")
+@bp.route("/staff/award-batches/<id:batch_id>/approve")
 class StaffApprove(MethodView):
     @staff_only
     @_decides
@@ -411,7 +444,7 @@ class StaffApprove(MethodView):
         return batch
 
 
-@bp.route("/staff/award-batches/<int:batch_id>/reject")
+@bp.route("/staff/award-batches/<id:batch_id>/reject")
 class StaffReject(MethodView):
     @staff_only
     @_decides
@@ -424,11 +457,12 @@ class StaffReject(MethodView):
         return batch
 
 
-@bp.route("/staff/awards/<int:award_id>/reverse")
+@bp.route("/staff/awards/<id:award_id>/reverse")
 class StaffReverse(MethodView):
     @staff_only
     @bp.arguments(ReverseSchema)
     @bp.response(200, AwardSchema)
+    @bp.alt_response(409, schema=ErrorSchema, description="Already reversed.")
     def post(self, body, award_id):
         """Take an award back with a reason (only what is left, if asked)."""
         award = awards.reverse_award(db.session, award_id, current_user.community_id,
@@ -446,6 +480,8 @@ class StaffAdjust(MethodView):
     @bp.response(201, AdjustmentSchema)
     @bp.alt_response(202, schema=AdjustmentSchema,
                      description="Over the approval limit: waits for another staff member.")
+    @bp.alt_response(404, schema=ErrorSchema,
+                     description="No such volunteer in the caller's community.")
     def post(self, body):
         """Grant or deduct POINTS with a reason (needs an Idempotency-Key header).
 
@@ -459,7 +495,7 @@ class StaffAdjust(MethodView):
         return found, 202 if found.status == "pending" else 201
 
 
-@bp.route("/staff/adjustments/<int:adjustment_id>/approve")
+@bp.route("/staff/adjustments/<id:adjustment_id>/approve")
 class StaffApproveAdjustment(MethodView):
     @staff_only
     @_decides
@@ -472,7 +508,7 @@ class StaffApproveAdjustment(MethodView):
         return found
 
 
-@bp.route("/staff/adjustments/<int:adjustment_id>/reject")
+@bp.route("/staff/adjustments/<id:adjustment_id>/reject")
 class StaffRejectAdjustment(MethodView):
     @staff_only
     @_decides
@@ -535,7 +571,7 @@ class StaffEvaluations(MethodView):
         return evaluation
 
 
-@bp.route("/staff/evaluations/<int:evaluation_id>")
+@bp.route("/staff/evaluations/<id:evaluation_id>")
 class StaffEvaluation(MethodView):
     @staff_only
     @bp.response(200, EvaluationSchema)

@@ -2,23 +2,31 @@
 
 from flask import request
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 
+from pointsmall.api_conventions import MAX_ROW_ID, NOT_BLANK, ApiBlueprint
 from pointsmall.earning import platform
 from pointsmall.extensions import ErrorSchema, db
 
-bp = Blueprint("api_platform", __name__, url_prefix="/api/v1/platform",
-               description="For the grid platform: signed with HMAC-SHA256, no token.")
+bp = ApiBlueprint("api_platform", __name__, url_prefix="/api/v1/platform",
+                  description="For the grid platform: signed with HMAC-SHA256, no token.")
+
+
+ID = {"minimum": 1, "maximum": MAX_ROW_ID}
+AMOUNT = {"minimum": 0, "maximum": platform.MAX_POINTS}
 
 
 class TaskCompletionSchema(Schema):
-    community_id = fields.Integer(required=True)
-    task_id = fields.String(required=True, metadata={"description": "Unique per community"})
-    volunteer_id = fields.Integer(required=True)
-    points = fields.Integer(required=True)
-    merit = fields.Integer(metadata={"description": "Defaults to points"})
-    title = fields.String()
+    """What earning/platform.py checks (422 otherwise), once the signature is good (401)."""
+
+    community_id = fields.Integer(required=True, metadata=ID)
+    task_id = fields.String(required=True, metadata={
+        "description": "Unique per community", "minLength": 1, "maxLength": 64,
+        "pattern": NOT_BLANK})
+    volunteer_id = fields.Integer(required=True, metadata=ID)
+    points = fields.Integer(required=True, metadata=AMOUNT)
+    merit = fields.Integer(metadata={"description": "Defaults to points", **AMOUNT})
+    title = fields.String(metadata={"description": "Kept to 100 characters"})
 
 
 class TaskAwardSchema(Schema):

@@ -7,6 +7,7 @@ from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 
 import ledger
+from ledger import utcnow
 from merchants.models import Redemption
 from pointsmall import tiers
 from pointsmall.auth.views import EmptyForm
@@ -124,7 +125,7 @@ def check_in(token: str):
     # The button is offered only when a tap would work; otherwise the page says why.
     mine = db.session.scalar(sa.select(Attendance).where(
         Attendance.activity_id == activity.id, Attendance.volunteer_id == volunteer.id))
-    refusal = activities.check_in_refusal(activity, volunteer, ledger.utcnow(), mine)
+    refusal = activities.check_in_refusal(activity, volunteer, utcnow(), mine)
     if activity.community_id != volunteer.community_id:
         raise CheckInRefused(refusal)
     return render_template("earning/check_in.html", activity=activity, form=form,

@@ -6,18 +6,24 @@ from datetime import date
 from flask.views import MethodView
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
 import ledger
 from pointsmall import communities
+from pointsmall.api_conventions import (
+    MAX_ROW_ID,
+    NOT_BLANK,
+    ROW_ID,
+    ApiBlueprint,
+    JsonBoolean,
+)
 from pointsmall.extensions import ErrorSchema, db
 from pointsmall.shell import roles_required
 from pointsmall.volunteers import service
 from pointsmall.volunteers.models import STATUSES, Volunteer
 
-bp = Blueprint("api_volunteers", __name__, url_prefix="/api/v1",
-               description="Volunteers and grids of the caller's community (staff).")
+bp = ApiBlueprint("api_volunteers", __name__, url_prefix="/api/v1",
+                  description="Volunteers and grids of the caller's community (staff).")
 
 # The service's own messages, so that type errors read as its checks do, translated.
 NAME_REQUIRED = _l("A name is required.")
@@ -25,6 +31,11 @@ BAD_PHONE = _l("Not a mainland mobile number (11 digits starting with 1).")
 UNKNOWN_GRID = _l("Unknown grid.")
 BAD_DATE = _l("A date like 2024-03-01 is required.")
 UNKNOWN_STATUS = _l("Unknown status.")
+# What the service accepts (it drops spaces, dashes and +86 from a phone number first).
+NAME_DOC = {"minLength": 1, "maxLength": service.NAME_MAX, "pattern": NOT_BLANK}
+PHONE_DOC = {"pattern": r"^[\s-]*(?:\+[\s-]*8[\s-]*6[\s-]*)?1[\s-]*[3-9](?:[\s-]*\d){9}[\s-]*$",
+             "description": "A mainland mobile number: 11 digits starting with 1 "
+                            "(spaces, dashes and +86 allowed)"}
 
 
 def staff_only(view):
@@ -70,31 +81,38 @@ class VolunteerPageSchema(Schema):
 class VolunteerQuerySchema(Schema):
     q = fields.String(load_default="", validate=validate.Length(max=64),
                       metadata={"description": "Part of a name or phone number"})
-    grid_id = fields.Integer(load_default=None, metadata={"description": "Grid or micro-grid"})
+    grid_id = fields.Integer(load_default=None, validate=ROW_ID,
+                             metadata={"description": "Grid or micro-grid"})
     status = fields.String(load_default=None,
                            validate=validate.OneOf(STATUSES, error=UNKNOWN_STATUS))
-    page = fields.Integer(load_default=1, validate=validate.Range(min=1))
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=MAX_ROW_ID))
     per_page = fields.Integer(load_default=25, validate=validate.Range(min=1, max=100))
 
 
 class VolunteerChangeSchema(Schema):
-    name = fields.String(error_messages={"invalid": NAME_REQUIRED, "required": NAME_REQUIRED})
-    phone = fields.String(error_messages={"invalid": BAD_PHONE, "required": BAD_PHONE})
-    grid_id = fields.Integer(strict=True, metadata={"description": "A micro-grid"},
+    name = fields.String(metadata=NAME_DOC,
+                         error_messages={"invalid": NAME_REQUIRED, "required": NAME_REQUIRED})
+    phone = fields.String(metadata=PHONE_DOC,
+                          error_messages={"invalid": BAD_PHONE, "required": BAD_PHONE})
+    grid_id = fields.Integer(strict=True, validate=validate.Range(1, MAX_ROW_ID,
+                                                                  error=UNKNOWN_GRID),
+                             metadata={"description": "A micro-grid"},
                              error_messages={"invalid": UNKNOWN_GRID, "required": UNKNOWN_GRID})
     joined_on = fields.Date(error_messages={"invalid": BAD_DATE})
-    show_on_leaderboard = fields.Boolean()
+    show_on_leaderboard = JsonBoolean()
 
 
 class VolunteerCreateSchema(VolunteerChangeSchema):
-    name = fields.String(required=True, error_messages={"invalid": NAME_REQUIRED,
-                                                        "required": NAME_REQUIRED})
-    phone = fields.String(required=True, error_messages={"invalid": BAD_PHONE,
-                                                         "required": BAD_PHONE})
-    grid_id = fields.Integer(required=True, strict=True, metadata={"description": "A micro-grid"},
+    name = fields.String(required=True, metadata=NAME_DOC,
+                         error_messages={"invalid": NAME_REQUIRED, "required": NAME_REQUIRED})
+    phone = fields.String(required=True, metadata=PHONE_DOC,
+                          error_messages={"invalid": BAD_PHONE, "required": BAD_PHONE})
+    grid_id = fields.Integer(required=True, strict=True,
+                             validate=validate.Range(1, MAX_ROW_ID, error=UNKNOWN_GRID),
+                             metadata={"description": "A micro-grid"},
                              error_messages={"invalid": UNKNOWN_GRID, "required": UNKNOWN_GRID})
     joined_on = fields.Date(load_default=date.today, error_messages={"invalid": BAD_DATE})
-    show_on_leaderboard = fields.Boolean(load_default=True)
+    show_on_leaderboard = JsonBoolean(load_default=True)
     username = fields.String(validate=validate.Length(min=1, max=64),
                              metadata={"description": "Defaults to the phone number"})
 
@@ -162,7 +180,7 @@ class Volunteers(MethodView):
         return {"volunteer": with_balances([volunteer])[0], "password": password}
 
 
-@bp.route("/volunteers/<int:volunteer_id>")
+@bp.route("/volunteers/<id:volunteer_id>")
 class VolunteerItem(MethodView):
     @staff_only
     @bp.response(200, VolunteerSchema)
@@ -184,7 +202,7 @@ class VolunteerItem(MethodView):
         return with_balances([volunteer])[0]
 
 
-@bp.route("/volunteers/<int:volunteer_id>/status")
+@bp.route("/volunteers/<id:volunteer_id>/status")
 class VolunteerStatus(MethodView):
     @staff_only
     @bp.arguments(StatusSchema)
@@ -198,7 +216,7 @@ class VolunteerStatus(MethodView):
         return with_balances([volunteer])[0]
 
 
-@bp.route("/volunteers/<int:volunteer_id>/reset-password")
+@bp.route("/volunteers/<id:volunteer_id>/reset-password")
 class VolunteerPassword(MethodView):
     @staff_only
     @bp.response(200, NewPasswordSchema)
