@@ -101,6 +101,7 @@ def create_app(config: dict | None = None) -> Flask:
     app.register_blueprint(auth_views.bp)
     app.register_blueprint(volunteer_views.bp)
     app.register_blueprint(admin.bp)
+    app.register_blueprint(admin.staff_bp)
     app.register_blueprint(mall.bp)
     app.register_blueprint(market.bp)
     app.register_blueprint(photos.bp)

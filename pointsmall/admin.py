@@ -1,13 +1,16 @@
 """Admin pages: communities, staff accounts, the audit log."""
 
+from datetime import date, timedelta
+
 import sqlalchemy as sa
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
+from flask_login import current_user
 from flask_wtf import FlaskForm
 from wtforms import PasswordField, SelectField, StringField
 
-from pointsmall import audit, communities
+from pointsmall import audit, audit_text, clock, communities
 from pointsmall.auth import names
 from pointsmall.auth.models import User
 from pointsmall.auth.service import check_new_password
@@ -16,6 +19,7 @@ from pointsmall.extensions import db
 from pointsmall.shell import roles_required
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
+staff_bp = Blueprint("staff_audit", __name__, url_prefix="/staff")
 
 
 class CommunityForm(FlaskForm):
@@ -111,13 +115,39 @@ def create_staff(form: StaffForm) -> User:
 @bp.get("/audit")
 @roles_required("admin")
 def audit_page():
-    """Show the audit log, newest first, filtered by action, actor or community."""
+    """Show the audit log in plain words and local time, newest first, filtered by action,
+    person, community and dates."""
+    return _audit(request.args.get("community", type=int), "admin.audit_page")
+
+
+@staff_bp.get("/audit")
+@roles_required("staff")
+def staff_audit_page():
+    """Show the audit log of the staff member's own community, as the admin reads it."""
+    return _audit(current_user.community_id, "staff_audit.staff_audit_page")
+
+
+def _audit(community_id: int | None, endpoint: str):
+    start, end = _day_arg("from"), _day_arg("to")
     page = audit.search(db.session, action=request.args.get("action") or None,
-                        actor=request.args.get("actor") or None,
-                        community_id=request.args.get("community", type=int),
-                        page=request.args.get("page", 1, type=int))
-    actions = db.session.scalars(sa.select(audit.AuditEntry.action).distinct()
-                                 .order_by(audit.AuditEntry.action)).all()
-    all_communities = db.session.scalars(sa.select(communities.Community)).all()
-    return render_template("admin/audit.html", page=page, actions=actions,
-                           communities=all_communities)
+                        actor=(request.args.get("actor") or "").strip() or None,
+                        community_id=community_id,
+                        page=request.args.get("page", 1, type=int),
+                        since=clock.utc_start_of(start) if start else None,
+                        until=clock.utc_start_of(end + timedelta(days=1)) if end else None)
+    actions = db.session.scalars(sa.select(audit.AuditEntry.action).distinct()).all()
+    choices = sorted(((code, audit_text.action_label(code)) for code in actions),
+                     key=lambda pair: pair[1])
+    all_communities = (db.session.scalars(sa.select(communities.Community)).all()
+                       if endpoint == "admin.audit_page" else [])
+    return render_template("admin/audit.html", page=page, actions=choices,
+                           rows=audit_text.readable(db.session, page.items),
+                           communities=all_communities, start=start, end=end,
+                           zone=clock.zone().key, endpoint=endpoint)
+
+
+def _day_arg(name: str) -> date | None:
+    try:
+        return date.fromisoformat(request.args.get(name, ""))
+    except ValueError:
+        return None

@@ -46,9 +46,14 @@ def record(session: so.Session, action: str, target: str = "", *,
 
 
 def search(session: so.Session, *, action: str | None = None, actor: str | None = None,
-           community_id: int | None = None, page: int = 1, per_page: int = 50):
-    """Return a page of audit entries, newest first, filtered as given."""
+           community_id: int | None = None, page: int = 1, per_page: int = 50,
+           since: datetime | None = None, until: datetime | None = None):
+    """Return a page of audit entries, newest first, filtered as given ([since, until))."""
     query = sa.select(AuditEntry).order_by(AuditEntry.id.desc())
+    if since is not None:
+        query = query.where(AuditEntry.at >= since)
+    if until is not None:
+        query = query.where(AuditEntry.at < until)
     if action:
         query = query.where(AuditEntry.action == action)
     if actor:

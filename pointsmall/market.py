@@ -48,7 +48,7 @@ FIELD_ERRORS = {
 
 
 class MerchantForm(FlaskForm):
-    name = StringField(_l("Name"))
+    name = StringField(_l("Merchant name"))
     kind = SelectField(_l("Kind"), choices=[("partner", _l("Partner merchant")),
                                             ("charity", _l("Charity supermarket"))])
     address = StringField(_l("Address"))
@@ -58,7 +58,7 @@ class MerchantForm(FlaskForm):
 
 class ItemForm(FlaskForm):
     merchant_id = SelectField(_l("Merchant"), coerce=int, validate_choice=False)
-    name = StringField(_l("Name"))
+    name = StringField(_l("Item name"))
     description = TextAreaField(_l("Description"))
     category = SelectField(_l("Category"), choices=list(CATEGORY_LABELS.items()))
     price = IntegerField(_l("Price in points"), validators=[Optional()])

@@ -126,6 +126,8 @@ ROUTES = [
     ("post", "/api/v1/staff/award-batches/1/reject", "staff"),
     ("post", "/api/v1/staff/awards/1/reverse", "staff"),
     ("post", "/api/v1/staff/adjustments", "staff"),
+    ("post", "/api/v1/staff/adjustments/1/approve", "staff"),
+    ("post", "/api/v1/staff/adjustments/1/reject", "staff"),
     ("post", "/api/v1/staff/tiers/preview", "staff"),
     ("put", "/api/v1/staff/tiers/thresholds", "staff"),
     ("get", "/api/v1/staff/leaderboard", "staff"),
@@ -587,6 +589,7 @@ def test_staff_grant_and_deduct_with_a_reason_and_the_same_key_adjusts_once(
     assert first.get_json() == again.get_json()
     assert first.get_json()["kind"] == "adjustment"
     assert first.get_json()["memo"] == "协助疫苗接种登记"
+    assert first.get_json()["status"] == "posted"
     assert points(volunteer) == 15
     history = client.get("/api/v1/me/history", headers=bearer(volunteer.user)).get_json()
     assert [(e["memo"], e["amount"]) for e in history["entries"][:2]] == [
@@ -935,3 +938,52 @@ def test_the_openapi_document_lists_the_conflicts_of_deciding_a_batch(client):
         responses = paths[f"/api/v1/staff/award-batches/{{batch_id}}/{verdict}"]["post"][
             "responses"]
         assert {"200", "403", "404", "409"} <= set(responses)
+
+
+def test_an_adjustment_over_the_approval_limit_waits_and_moves_nothing_until_a_checker_approves(
+        client, as_staff, as_checker, place, make_volunteer):
+    volunteer = make_volunteer(place, points=10)
+    body = {"volunteer_id": volunteer.id, "points": 6000, "reason": "年度表彰"}
+
+    asked = adjust_api(client, as_staff, key="big-1", **body)
+
+    assert asked.status_code == 202 and asked.get_json()["status"] == "pending"
+    assert points(volunteer) == 10
+    adjustment_id = asked.get_json()["id"]
+    own = client.post(f"/api/v1/staff/adjustments/{adjustment_id}/approve", headers=as_staff)
+    assert_error(own, 403, "maker_cannot_approve")
+    assert points(volunteer) == 10
+
+    approved = client.post(f"/api/v1/staff/adjustments/{adjustment_id}/approve",
+                           headers=as_checker)
+
+    assert approved.status_code == 200 and approved.get_json()["status"] == "posted"
+    assert points(volunteer) == 6010
+    twice = client.post(f"/api/v1/staff/adjustments/{adjustment_id}/approve",
+                        headers=as_checker)
+    assert_error(twice, 409)
+    assert points(volunteer) == 6010
+
+
+def test_a_rejected_adjustment_moves_no_points(client, as_staff, as_checker, place,
+                                               make_volunteer):
+    volunteer = make_volunteer(place, points=10)
+    asked = adjust_api(client, as_staff, key="big-2", volunteer_id=volunteer.id, points=5001,
+                       reason="年度表彰")
+
+    rejected = client.post(f"/api/v1/staff/adjustments/{asked.get_json()['id']}/reject",
+                           headers=as_checker)
+
+    assert rejected.get_json()["status"] == "rejected"
+    assert points(volunteer) == 10
+
+
+def test_an_adjustment_at_the_limit_and_a_large_deduction_post_at_once(
+        client, as_staff, place, make_volunteer):
+    volunteer = make_volunteer(place, points=10)
+    at_limit = adjust_api(client, as_staff, key="lim", volunteer_id=volunteer.id, points=5000,
+                          reason="补录")
+    taken = adjust_api(client, as_staff, key="ded", volunteer_id=volunteer.id, points=-5010,
+                       reason="误发")
+    assert (at_limit.status_code, taken.status_code) == (201, 201)
+    assert points(volunteer) == 0

@@ -21,7 +21,14 @@ from ledger.clock import utcnow
 from pointsmall import clock
 from pointsmall.communities import expired_address
 from pointsmall.earning import activities, awards, platform
-from pointsmall.earning.models import Activity, Attendance, Award, AwardBatch, Evaluation
+from pointsmall.earning.models import (
+    Activity,
+    Adjustment,
+    Attendance,
+    Award,
+    AwardBatch,
+    Evaluation,
+)
 from pointsmall.earning.rules import activity_type, ensure_rules
 from pointsmall.extensions import db
 
@@ -449,7 +456,9 @@ def test_a_second_staff_member_approves_and_the_points_arrive(
     a, b = make_volunteer(place), make_volunteer(place)
     batch = big_batch(place, staff, activity, a, b)
     listing = text(as_user(client, checker).get("/staff/awards"))
-    assert f"/staff/awards/{batch.id}/approve" in listing
+    assert f"/staff/awards/{batch.id}/approve" not in listing  # decided on the batch's page
+    assert "Open to approve or reject" in listing
+    assert f"/staff/awards/{batch.id}/approve" in text(client.get(f"/staff/awards/{batch.id}"))
 
     approved = client.post(f"/staff/awards/{batch.id}/approve",
                            data={"csrf_token": csrf_token(listing)}, follow_redirects=True)
@@ -679,13 +688,14 @@ def test_staff_freeze_an_evaluation_and_print_it(client, place, staff, ranked):
 
     frozen = client.post("/staff/evaluations", data={
         "e-csrf_token": csrf_token(page), "e-name": "2026 H2", "e-start": "2026-01-01",
-        "e-end": today.isoformat()})
+        "e-end": today.isoformat(), "e-early": "y"})  # today is not over: asked to anyway
 
     assert frozen.status_code == 302
     give_merit(place, li, 500, "later")  # after the freeze: the record does not change
     printed = text(client.get(frozen.location))
     assert "Evaluation 2026 H2" in printed
-    rows = re.findall(r"<tr><td>(\d+)</td><td>([^<]+)</td>.*?<td>([^<]+)</td></tr>", printed)
+    rows = re.findall(r'<tr><td>(\d+)\. ([^<]+)</td>.*?<td data-label="Tier">([^<]+)</td></tr>',
+                      printed)
     assert rows == [("1", "王芳", "Silver"), ("2", "李娜", "Bronze")]
     evaluation = db.session.scalar(sa.select(Evaluation).where(
         Evaluation.community_id == place.id))
@@ -850,3 +860,108 @@ def test_the_expire_command_moves_expired_points_once(app, place, make_volunteer
     assert "expired 0 point(s)" in second.output
     assert points(volunteer) == 25
     assert ledger.balance(db.session, expired_address(place.id)).posted == 40
+
+
+# Adjustments over the approval limit, and forms that keep what was typed
+
+
+def test_an_adjustment_over_the_limit_waits_on_its_page_until_another_staff_member_approves(
+        client, app, place, staff, checker, make_volunteer):
+    volunteer = make_volunteer(place, phone="13911110001", points=10)
+    as_user(client, staff)
+
+    asked = client.post("/staff/adjustments", follow_redirects=True, data=adjust_form(
+        client, phone="13911110001", points="6000", reason="年度表彰"))
+
+    assert "No points have moved yet." in text(asked)
+    assert "Waiting for another staff member" in text(asked)
+    assert points(volunteer) == 10
+    adjustment = db.session.scalar(sa.select(Adjustment).where(
+        Adjustment.community_id == place.id))
+    assert adjustment.status == "pending"
+    second = as_user(app.test_client(), checker)
+    listing = text(second.get("/staff/awards"))
+    assert "年度表彰" in listing and "Open to approve or reject" in listing
+    page = text(second.get(f"/staff/adjustments/{adjustment.id}"))
+    assert "Give 6,000 points to" in page and "+6,000" in page
+
+    approved = second.post(f"/staff/adjustments/{adjustment.id}/approve",
+                           data={"csrf_token": csrf_token(page)}, follow_redirects=True)
+
+    assert "Approved and posted." in text(approved)
+    assert points(volunteer) == 6010
+
+
+def test_a_bad_adjustment_is_shown_again_with_what_was_typed_and_the_reason_beside_it(
+        client, place, staff, make_volunteer):
+    make_volunteer(place, phone="13911110001", points=10)
+    as_user(client, staff)
+
+    answer = client.post("/staff/adjustments", data=adjust_form(
+        client, phone="13900000000", points="25", reason="协助疫苗接种登记"))
+
+    page = text(answer)
+    assert answer.status_code == 422
+    assert 'value="13900000000"' in page and 'value="25"' in page
+    assert 'value="协助疫苗接种登记"' in page
+    assert "Not volunteers of this community: 13900000000." in page
+    assert "Adjust points" in page  # the page itself, not an error page
+
+
+def test_one_unknown_phone_among_many_keeps_every_typed_number_and_names_the_wrong_one(
+        client, place, staff, activity, make_volunteer):
+    known = [make_volunteer(place, phone=f"1391111{n:04d}") for n in range(3)]
+    typed = "\n".join([v.phone for v in known] + ["13999999999"])
+    page = text(as_user(client, staff).get(f"/staff/activities/{activity.id}"))
+
+    answer = client.post(f"/staff/activities/{activity.id}/attendance", data={
+        "csrf_token": csrf_token(page), "phones": typed})
+
+    assert answer.status_code == 422
+    assert typed in text(answer)
+    assert "Not volunteers of this community: 13999999999." in text(answer)
+    assert count(Attendance, place) == 0
+
+
+def test_staff_tick_a_volunteer_who_did_not_sign_up_from_the_community_list(
+        client, place, staff, activity, make_volunteer):
+    walked_in = make_volunteer(place, name="赵敏")
+    page = text(as_user(client, staff).get(f"/staff/activities/{activity.id}"))
+    assert "赵敏" in page
+
+    client.post(f"/staff/activities/{activity.id}/attendance", data={
+        "csrf_token": csrf_token(page), "volunteer_id": str(walked_in.id)})
+
+    assert db.session.scalar(sa.select(Attendance.present).where(
+        Attendance.activity_id == activity.id, Attendance.volunteer_id == walked_in.id))
+
+
+def test_an_evaluation_whose_end_is_before_its_start_is_shown_again_with_the_dates_kept(
+        client, place, staff):
+    page = text(as_user(client, staff).get("/staff/tiers"))
+
+    answer = client.post("/staff/evaluations", data={
+        "e-csrf_token": csrf_token(page), "e-name": "2026 上半年", "e-start": "2026-06-30",
+        "e-end": "2026-01-01"})
+
+    assert answer.status_code == 422
+    assert 'value="2026 上半年"' in text(answer) and 'value="2026-06-30"' in text(answer)
+    assert "The end is after the start." in text(answer)
+    assert count(Evaluation, place) == 0
+
+
+def test_freezing_a_period_that_has_not_ended_asks_first_and_the_printout_names_its_last_day(
+        client, place, staff, ranked):
+    page = text(as_user(client, staff).get("/staff/tiers"))
+    form = {"e-csrf_token": csrf_token(page), "e-name": "今年", "e-start": "2026-01-01",
+            "e-end": (clock.local_today() + timedelta(days=30)).isoformat()}
+
+    asked = client.post("/staff/evaluations", data=form)
+
+    assert asked.status_code == 422 and "This period has not ended yet" in text(asked)
+    assert count(Evaluation, place) == 0
+    frozen = client.post("/staff/evaluations", data={**form, "e-end": "2026-06-30",
+                                                     "e-name": "2026 H1"})
+    printed = text(client.get(frozen.location))
+    assert "2026-01-01 – 2026-06-30" in printed  # the last day, not the day after
+    assert place.community.name in printed and "data-print" in printed

@@ -131,12 +131,17 @@ ROUTES: dict[tuple[str, str], Case] = {
         STAFF, 302, args={"activity_id": "fresh_activity"}),
     ("POST", "/staff/adjustments"): Case(STAFF, 302, other=422, body=lambda w: {
         "adj-phone": w.volunteer_phone, "adj-points": "5", "adj-reason": "测试调整"}),
+    ("GET", "/staff/adjustments/<int:adjustment_id>"): Case(
+        STAFF, 200, args={"adjustment_id": "pending_adjustment"}, shows_a=True),
+    ("POST", "/staff/adjustments/<int:adjustment_id>/<verdict>"): Case(
+        STAFF, 302, args={"adjustment_id": "pending_adjustment"}),
     ("POST", "/staff/award-items/<int:award_id>/reverse"): Case(STAFF, 302, body=lambda w: {
         "reason": "记错了"}),
     ("GET", "/staff/awards"): Case(STAFF, 200, other=200, shows_a=True),
     ("GET", "/staff/awards/<int:batch_id>"): Case(STAFF, 200, shows_a=True),
     ("POST", "/staff/awards/<int:batch_id>/<verdict>"): Case(
         STAFF, 302, args={"batch_id": "pending_batch"}),
+    ("GET", "/staff/audit"): Case(STAFF, 200, other=200, shows_a=True),
     ("GET", "/staff/tiers"): Case(STAFF, 200, other=200),
     ("POST", "/staff/tiers"): Case(STAFF, 200, other=200, body=lambda w: {
         "t-csrf_token": "-", "t-bronze": "10", "t-silver": "20", "t-gold": "30"}),
@@ -228,6 +233,10 @@ ROUTES: dict[tuple[str, str], Case] = {
     ("POST", "/api/v1/staff/adjustments"): Case(STAFF, 201, body=lambda w: {
         "volunteer_id": w.ids["volunteer_id"], "points": 5, "reason": "测试调整"},
         headers=lambda w: {"Idempotency-Key": "scoping-adjust"}),
+    ("POST", "/api/v1/staff/adjustments/<id:adjustment_id>/approve"): Case(
+        STAFF, 200, args={"adjustment_id": "pending_adjustment"}),
+    ("POST", "/api/v1/staff/adjustments/<id:adjustment_id>/reject"): Case(
+        STAFF, 200, args={"adjustment_id": "pending_adjustment"}),
     ("POST", "/api/v1/staff/tiers/preview"): Case(STAFF, 200, other=200, body=lambda w: {
         "bronze": 10, "silver": 20, "gold": 30}),
     ("PUT", "/api/v1/staff/tiers/thresholds"): Case(STAFF, 200, other=200, body=lambda w: {
@@ -363,6 +372,9 @@ def build_world() -> World:
                                   key="scoping-big", by=checker.id, title="大额奖励",
                                   type_code=kind.code)
     assert pending.status == "pending"
+    waiting = awards.adjust(db.session, a.id, volunteer.id, 6000, reason="大额调整",
+                            key="scoping-big-adjustment", by=checker.id)
+    assert waiting.status == "pending"
     evaluation = tiers.evaluate(db.session, a.id, "甲年度评定", clock.local_today()
                                 - timedelta(days=30), clock.local_today(), by=staff.id)
     token, _ = create_token(db.session, staff, "staff's app")
@@ -389,6 +401,7 @@ def build_world() -> World:
              "activity_id": activity.id, "fresh_activity": fresh.id,
              "open_activity": open_now.id, "award_id": award.id, "batch_id": batch.id,
              "pending_batch": pending.id, "evaluation_id": evaluation.id,
+             "pending_adjustment": waiting.id,
              "community_id": a.id, "job_id": job.id, **task_ids},
         codes={"reserved_code": reserved.code, "fulfilled_code": fulfilled.code},
         a_id=a.id, grid_a=a.grid.id, micro_a=a.micro.id, micro_a_name=a.micro.name,

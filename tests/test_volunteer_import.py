@@ -388,3 +388,23 @@ def test_five_thousand_rows_import_in_a_few_seconds(app, place):
     assert len(created) == 5000 and volunteer_count(place.id) == 5000
     print(f"imported 5000 rows in {elapsed:.2f}s")
     assert elapsed < 60
+
+
+def test_an_import_hands_out_first_sign_in_codes_and_names_the_columns_it_did_not_keep(
+        app, as_staff, place):
+    data = csv_bytes([["张伟", "13800000001", "1栋", "2024-03-01", "是", "党员"],
+                      ["李娜", "13800000002", "2栋", "2023-07-15", "否", ""]],
+                     header=[*HEADER_ZH, "备注"])
+
+    answer = upload(as_staff, data, codes="y")
+
+    page = text(answer)
+    assert answer.status_code == 200
+    assert "未导入的列：备注" in page
+    listed = re.findall(r'<tr><td>([^<]+)</td>.*?<code class="first-code">([a-z0-9]+)</code>',
+                        page)
+    assert sorted(name for name, _code in listed) == ["张伟", "李娜"]
+    found = re.search(r"13800000001</td>.*?<code class=\"first-code\">([a-z0-9]+)</code>", page)
+    assert sign_in(app.test_client(), "13800000001", found.group(1)).status_code == 302
+    assert sign_in(app.test_client(), "13800000002", "wrong-code-1").status_code == 401
+    assert [e.detail["count"] for e in audit_actions("volunteer.first_codes")] == [2]

@@ -68,14 +68,14 @@ def test_the_list_filters_by_status(as_staff, three):
         "张伟", "张强"]
 
 
-def test_thirty_volunteers_make_two_pages(as_staff, make_volunteer):
-    for n in range(30):
+def test_fifty_five_volunteers_make_two_pages_of_the_office_table(as_staff, make_volunteer):
+    for n in range(55):
         make_volunteer(f"志愿者{n:02d}")
 
     first = as_staff.get("/staff/volunteers")
     second = as_staff.get("/staff/volunteers?page=2")
 
-    assert len(listed_names(first)) == 25 and len(listed_names(second)) == 5
+    assert len(listed_names(first)) == 50 and len(listed_names(second)) == 5
     assert set(listed_names(first)).isdisjoint(listed_names(second))
     assert "page=2" in text(first)
 

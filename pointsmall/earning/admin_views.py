@@ -24,7 +24,8 @@ class RulesForm(FlaskForm):
                              validators=[Optional(), NumberRange(min=0, max=1_000_000)])
     monthly_cap = IntegerField(_l("Points a volunteer may earn per month (empty: no cap)"),
                                validators=[Optional(), NumberRange(min=0, max=10_000_000)])
-    approval_points = IntegerField(_l("Batches above this many points need a second approver"),
+    approval_points = IntegerField(_l("Award batches and point adjustments above this many "
+                                      "points need a second approver"),
                                    validators=[NumberRange(min=0, max=100_000_000)])
     approval_people = IntegerField(_l("Batches above this many people need a second approver"),
                                    validators=[NumberRange(min=0, max=100_000)])

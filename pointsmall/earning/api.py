@@ -216,10 +216,17 @@ class AdjustSchema(Schema):
                            metadata={"pattern": NOT_BLANK})
 
 
-class TransactionSchema(Schema):
+class AdjustmentSchema(Schema):
     id = fields.Integer()
-    kind = fields.String()
-    memo = fields.String()
+    kind = fields.Constant("adjustment")
+    memo = fields.Function(lambda adjustment: adjustment.reason)
+    status = fields.String(metadata={"enum": ["pending", "posted", "rejected"]})
+    volunteer_id = fields.Integer()
+    points = fields.Integer()
+    reason = fields.String()
+    created_by = fields.Integer(allow_none=True)
+    approved_by = fields.Integer(allow_none=True)
+    transaction_id = fields.Integer(allow_none=True)
 
 
 class ThresholdsSchema(Schema):
@@ -407,7 +414,7 @@ class StaffAward(MethodView):
         """
         activity = activities.get_activity(db.session, activity_id, current_user.community_id)
         batch = awards.award_activity(db.session, activity, body["volunteer_ids"],
-                                      key=f"api:{current_user.id}:{_key()}", by=current_user.id)
+                                      key=f"{current_user.id}:{_key()}", by=current_user.id)
         db.session.commit()
         return batch
 
@@ -470,16 +477,48 @@ class StaffAdjust(MethodView):
     @staff_only
     @_keyed
     @bp.arguments(AdjustSchema)
-    @bp.response(201, TransactionSchema)
+    @bp.response(201, AdjustmentSchema)
+    @bp.alt_response(202, schema=AdjustmentSchema,
+                     description="Over the approval limit: waits for another staff member.")
     @bp.alt_response(404, schema=ErrorSchema,
                      description="No such volunteer in the caller's community.")
     def post(self, body):
-        """Grant or deduct POINTS with a reason (needs an Idempotency-Key header)."""
-        tx = awards.adjust(db.session, current_user.community_id, body["volunteer_id"],
-                           body["points"], reason=body["reason"],
-                           key=f"{current_user.id}:{_key()}")
+        """Grant or deduct POINTS with a reason (needs an Idempotency-Key header).
+
+        A grant over the community's approval limit waits for another staff member's
+        approval (202, status pending); nothing moves until then.
+        """
+        found = awards.adjust(db.session, current_user.community_id, body["volunteer_id"],
+                              body["points"], reason=body["reason"],
+                              key=f"{current_user.id}:{_key()}", by=current_user.id)
         db.session.commit()
-        return tx
+        return found, 202 if found.status == "pending" else 201
+
+
+@bp.route("/staff/adjustments/<id:adjustment_id>/approve")
+class StaffApproveAdjustment(MethodView):
+    @staff_only
+    @_decides
+    @bp.response(200, AdjustmentSchema)
+    def post(self, adjustment_id):
+        """Approve and post a waiting adjustment; its maker cannot."""
+        found = awards.approve_adjustment(db.session, adjustment_id, current_user.community_id,
+                                          by=current_user.id)
+        db.session.commit()
+        return found
+
+
+@bp.route("/staff/adjustments/<id:adjustment_id>/reject")
+class StaffRejectAdjustment(MethodView):
+    @staff_only
+    @_decides
+    @bp.response(200, AdjustmentSchema)
+    def post(self, adjustment_id):
+        """Reject a waiting adjustment: no points move."""
+        found = awards.reject_adjustment(db.session, adjustment_id, current_user.community_id,
+                                         by=current_user.id)
+        db.session.commit()
+        return found
 
 
 @bp.route("/staff/tiers/preview")

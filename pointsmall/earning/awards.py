@@ -23,7 +23,7 @@ from pointsmall.earning.errors import (
     PointsAlreadySpent,
     invalid,
 )
-from pointsmall.earning.models import Activity, Attendance, Award, AwardBatch
+from pointsmall.earning.models import Activity, Adjustment, Attendance, Award, AwardBatch
 from pointsmall.earning.rules import ensure_rules
 from pointsmall.errors import Conflict, NotFound
 from pointsmall.volunteers.models import Volunteer, volunteer_address
@@ -99,7 +99,7 @@ def create_batch(session: so.Session, community_id: int, lines: list[Line], *, k
          "reversal_reason": ""} for line in lines])
     audit.record(session, "award.batch", f"batch:{batch.id}", community_id=community_id,
                  people=len(lines), points=total, activity_id=batch.activity_id)
-    if total > rules.approval_points or len(lines) > rules.approval_people:
+    if needs_approval(rules, total, len(lines)):
         return batch
     return post_batch(session, batch, now=now)
 
@@ -317,26 +317,101 @@ def reverse_award(session: so.Session, award_id: int, community_id: int, *, reas
     return award
 
 
+def needs_approval(rules, points: int, people: int = 1) -> bool:
+    """Tell whether a credit this big (a batch or an adjustment) waits for a second staff
+    member: the one approval rule of a community."""
+    return points > rules.approval_points or people > rules.approval_people
+
+
 def adjust(session: so.Session, community_id: int, volunteer_id: int, points: int, *,
-           reason: str, key: str, now: datetime | None = None) -> ledger.Transaction:
-    """Grant (points > 0) or deduct (points < 0) POINTS with a reason; never overdraws."""
+           reason: str, key: str, by: int | None = None,
+           now: datetime | None = None) -> Adjustment:
+    """Grant (points > 0) or deduct (points < 0) POINTS with a reason; never overdraws.
+
+    A grant over the community's approval limit waits, like a batch, for another staff
+    member (status pending): no points move until then. A retry with the same key answers
+    the first request.
+    """
     reason = (reason or "").strip()
     if not reason or len(reason) > 200:
         raise invalid("reason", _("A reason is required."))
     if isinstance(points, bool) or not isinstance(points, int) or points == 0 or abs(
             points) > MAX_AWARD:
         raise invalid("points", _("Points are whole numbers from 0 to %(n)d.", n=MAX_AWARD))
+    if not isinstance(key, str) or not key or len(key) > 120:
+        raise invalid("key", _("A request key is required."))
     volunteer = session.get(Volunteer, volunteer_id)
     if volunteer is None or volunteer.community_id != community_id:
         raise NotFound("volunteer")
+    earlier = session.scalar(sa.select(Adjustment).where(
+        Adjustment.community_id == community_id, Adjustment.idempotency_key == key))
+    if earlier is not None:
+        if (earlier.volunteer_id, earlier.points, earlier.reason) != (volunteer_id, points,
+                                                                      reason):
+            raise Conflict(_("This request key was already used for another adjustment."))
+        return earlier
+    adjustment = Adjustment(community_id=community_id, volunteer_id=volunteer_id,
+                            points=points, reason=reason, idempotency_key=key, created_by=by,
+                            status="pending")
+    session.add(adjustment)
+    session.flush()
+    if points > 0 and needs_approval(ensure_rules(session, community_id), points):
+        audit.record(session, "points.adjust_request", f"volunteer:{volunteer_id}",
+                     community_id=community_id, points=points, reason=reason,
+                     adjustment_id=adjustment.id)
+        return adjustment
+    return _post_adjustment(session, adjustment, now=now)
+
+
+def _post_adjustment(session: so.Session, adjustment: Adjustment, *,
+                     now: datetime | None = None) -> Adjustment:
+    community_id, points = adjustment.community_id, adjustment.points
     tx = ledger.transfer(session, [
         ledger.Leg(issuance_address(community_id, "POINTS"), -points),
-        ledger.Leg(volunteer.account("POINTS"), points),
-    ], key=f"adjust:{community_id}:{key}", kind="adjustment", memo=reason,
-        meta={"volunteer_id": volunteer_id}, now=now)
-    audit.record(session, "points.adjust", f"volunteer:{volunteer_id}",
-                 community_id=community_id, points=points, reason=reason)
-    return tx
+        ledger.Leg(volunteer_address(adjustment.volunteer_id, "POINTS"), points),
+    ], key=f"adjust:{community_id}:{adjustment.idempotency_key}", kind="adjustment",
+        memo=adjustment.reason, meta={"volunteer_id": adjustment.volunteer_id}, now=now)
+    adjustment.status, adjustment.transaction_id = "posted", tx.id
+    adjustment.decided_at = now or utcnow()
+    audit.record(session, "points.adjust", f"volunteer:{adjustment.volunteer_id}",
+                 community_id=community_id, points=points, reason=adjustment.reason)
+    session.flush()
+    return adjustment
+
+
+def _lock_adjustment(session: so.Session, adjustment_id: int, community_id: int) -> Adjustment:
+    found = session.scalar(sa.select(Adjustment).where(Adjustment.id == adjustment_id)
+                           .with_for_update().execution_options(populate_existing=True))
+    if found is None or found.community_id != community_id:
+        raise NotFound("adjustment")
+    if found.status != "pending":
+        raise BatchNotPending(adjustment=True)
+    return found
+
+
+def approve_adjustment(session: so.Session, adjustment_id: int, community_id: int, *,
+                       by: int) -> Adjustment:
+    """Let a second staff member post a waiting adjustment; the maker cannot."""
+    found = _lock_adjustment(session, adjustment_id, community_id)
+    if found.created_by == by:
+        raise MakerCannotApprove(adjustment=True)
+    found.approved_by = by
+    audit.record(session, "points.adjust_approve", f"volunteer:{found.volunteer_id}",
+                 community_id=community_id, points=found.points, adjustment_id=found.id)
+    return _post_adjustment(session, found)
+
+
+def reject_adjustment(session: so.Session, adjustment_id: int, community_id: int, *,
+                      by: int) -> Adjustment:
+    """Turn down a waiting adjustment: no points move."""
+    found = _lock_adjustment(session, adjustment_id, community_id)
+    if found.created_by == by:
+        raise MakerCannotApprove(adjustment=True)
+    found.status, found.approved_by, found.decided_at = "rejected", by, utcnow()
+    audit.record(session, "points.adjust_reject", f"volunteer:{found.volunteer_id}",
+                 community_id=community_id, points=found.points, adjustment_id=found.id)
+    session.flush()
+    return found
 
 
 def recent_since(days: int) -> datetime:

@@ -13,15 +13,18 @@ class CheckInRefused(AppError):
 class MakerCannotApprove(Forbidden):
     code = "maker_cannot_approve"
 
-    def __init__(self):
-        super().__init__(_("The staff member who made a batch cannot approve it."))
+    def __init__(self, adjustment: bool = False):
+        super().__init__(_("The staff member who asked for an adjustment cannot approve it.")
+                         if adjustment else
+                         _("The staff member who made a batch cannot approve it."))
 
 
 class BatchNotPending(Conflict):
     code = "batch_not_pending"
 
-    def __init__(self):
-        super().__init__(_("This batch has already been decided."))
+    def __init__(self, adjustment: bool = False):
+        super().__init__(_("This adjustment has already been decided.") if adjustment
+                         else _("This batch has already been decided."))
 
 
 class AlreadyReversed(Conflict):

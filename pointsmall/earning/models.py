@@ -138,6 +138,33 @@ class AwardBatch(db.Model):
     decided_at: so.Mapped[datetime | None]
 
 
+class Adjustment(db.Model):
+    """A staff grant or deduction of POINTS: posted at once, or (a credit over the
+    community's approval limit) waiting for a second staff member, as batches do."""
+
+    __tablename__ = "adjustments"
+    __table_args__ = (
+        sa.CheckConstraint("status IN ('pending', 'posted', 'rejected')", name="status_known"),
+        sa.CheckConstraint("approved_by IS NULL OR approved_by <> created_by",
+                           name="checker_is_not_maker"),
+        sa.UniqueConstraint("community_id", "idempotency_key"),
+    )
+
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    community_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("communities.id"), index=True)
+    volunteer_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("volunteers.id"), index=True)
+    points: so.Mapped[int] = so.mapped_column(sa.BigInteger)
+    reason: so.Mapped[str] = so.mapped_column(sa.String(200))
+    idempotency_key: so.Mapped[str] = so.mapped_column(sa.String(160))
+    status: so.Mapped[str] = so.mapped_column(sa.String(10), default="pending")
+    created_by: so.Mapped[int | None] = so.mapped_column(sa.ForeignKey("users.id"))
+    approved_by: so.Mapped[int | None] = so.mapped_column(sa.ForeignKey("users.id"))
+    created_at: so.Mapped[datetime] = so.mapped_column(default=utcnow)
+    decided_at: so.Mapped[datetime | None]
+    transaction_id: so.Mapped[int | None] = so.mapped_column(
+        sa.ForeignKey("ledger_transactions.id"))
+
+
 class Award(db.Model):
     """What one volunteer gets from one batch; at most one per (activity, volunteer)."""
 

@@ -12,20 +12,30 @@ from flask_babel import ngettext
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField
-from wtforms import DateField, IntegerField, SelectField, StringField, TimeField
+from wtforms import BooleanField, DateField, IntegerField, SelectField, StringField, TimeField
 from wtforms.validators import Optional
 
+import ledger
 from pointsmall import clock, tiers
+from pointsmall.auth.models import User
 from pointsmall.auth.views import EmptyForm
-from pointsmall.communities import community_grids
+from pointsmall.communities import community_grids, get_community
 from pointsmall.earning import activities, awards, sheets
 from pointsmall.earning.errors import invalid
-from pointsmall.earning.models import Activity, Award, AwardBatch, Evaluation, EvaluationEntry
+from pointsmall.earning.models import (
+    Activity,
+    Adjustment,
+    Award,
+    AwardBatch,
+    Evaluation,
+    EvaluationEntry,
+)
 from pointsmall.earning.rules import activity_types, ensure_rules
-from pointsmall.errors import NotFound, ValidationFailed
+from pointsmall.errors import NotFound, ValidationFailed, describe
 from pointsmall.extensions import db
 from pointsmall.mall import qr_data_uri
 from pointsmall.shell import roles_required
+from pointsmall.volunteers import service, table
 from pointsmall.volunteers.models import Volunteer
 
 bp = Blueprint("staff_earning", __name__, url_prefix="/staff")
@@ -61,6 +71,7 @@ class EvaluationForm(FlaskForm):
     name = StringField(_l("Name, e.g. 2026 H1"))
     start = DateField(_l("From"))
     end = DateField(_l("To (inclusive)"))
+    early = BooleanField(_l("Freeze it now, although the period has not ended"))
 
 
 class SheetForm(FlaskForm):
@@ -125,13 +136,23 @@ def _utc(day, moment: time) -> datetime | None:
 def activity(activity_id: int):
     """Show an activity: its venue QR code, the attendance list and the award button."""
     found = activities.get_activity(db.session, activity_id, _community_id())
+    return _activity_page(found)
+
+
+def _activity_page(found: Activity, *, phones: str = "", ticked: frozenset[int] = frozenset(),
+                   errors: dict[str, list[str]] | None = None, status: int = 200):
     link = url_for("earning.check_in", token=activities.check_in_token(found), _external=True)
     rows = activities.attendance(db.session, found.id)
+    listed = {v.id for _, v in rows}
     awarded = {a.volunteer_id: a for a in db.session.scalars(
         sa.select(Award).where(Award.activity_id == found.id))}
+    others = sorted((v for v in db.session.scalars(service.search_volunteers(
+        db.session, _community_id(), status="active")) if v.id not in listed),
+        key=lambda v: table.name_key(v.name))
     return render_template("earning/staff_activity.html", activity=found, link=link,
                            qr=qr_data_uri(link), rows=rows, awarded=awarded, form=EmptyForm(),
-                           sheet_form=SheetForm(), key=uuid.uuid4().hex)
+                           sheet_form=SheetForm(), key=uuid.uuid4().hex, others=others,
+                           phones=phones, ticked=ticked, errors=errors or {}), status
 
 
 @bp.post("/activities/<int:activity_id>/attendance")
@@ -141,13 +162,20 @@ def mark(activity_id: int):
     found = activities.get_activity(db.session, activity_id, _community_id())
     if EmptyForm().validate_on_submit():
         ids = [int(v) for v in request.form.getlist("volunteer_id") if v.isdigit()]
-        phones = [p.strip() for p in request.form.get("phones", "").split() if p.strip()]
-        if phones:
-            ids += sheets.volunteers_by_phone(db.session, _community_id(), phones)
-        if not ids:
-            raise invalid("volunteer_id", _("Choose at least one volunteer."))
-        activities.mark_present(db.session, found, ids,
-                                present=request.form.get("present", "1") == "1")
+        typed = request.form.get("phones", "")
+        phones = [p.strip() for p in typed.split() if p.strip()]
+        try:
+            if phones:
+                ids += sheets.volunteers_by_phone(db.session, _community_id(), phones)
+            if not ids:
+                raise invalid("volunteer_id", _("Choose at least one volunteer."))
+            activities.mark_present(db.session, found, ids,
+                                    present=request.form.get("present", "1") == "1")
+        except ValidationFailed as error:
+            # Draw the page again with what was typed and ticked, the reason beside it.
+            db.session.rollback()
+            return _activity_page(found, phones=typed, ticked=frozenset(ids),
+                                  errors=error.errors, status=422)
         db.session.commit()
         flash(_("Attendance saved."), "success")
     return redirect(url_for("staff_earning.activity", activity_id=found.id))
@@ -200,28 +228,53 @@ def award(activity_id: int):
 @bp.get("/awards")
 @roles_required("staff")
 def batches():
-    """List award batches: those waiting for approval first."""
-    rows = db.session.scalars(sa.select(AwardBatch).where(
-        AwardBatch.community_id == _community_id())
+    """List award batches and adjustments: those waiting for approval first."""
+    form = AdjustForm(prefix="adj")
+    form.phone.data = request.args.get("phone", "")[:20]  # from a volunteer's page
+    return _awards_page(form)
+
+
+def _awards_page(adjust_form: AdjustForm, status: int = 200):
+    rows = db.session.execute(
+        sa.select(AwardBatch, Activity.title).outerjoin(Activity,
+                                                       Activity.id == AwardBatch.activity_id)
+        .where(AwardBatch.community_id == _community_id())
         .order_by(sa.case((AwardBatch.status == "pending", 0), else_=1),
                   AwardBatch.id.desc()).limit(100)).all()
+    waiting = db.session.execute(
+        sa.select(Adjustment, Volunteer).join(Volunteer, Volunteer.id == Adjustment.volunteer_id)
+        .where(Adjustment.community_id == _community_id(), Adjustment.status == "pending")
+        .order_by(Adjustment.id.desc())).all()
+    names = _user_names({b.created_by for b, _ in rows} | {a.created_by for a, _ in waiting})
     # The key makes a second press of the adjustment's Save button a replay, not a second
-    # grant.
-    return render_template("earning/batches.html", batches=rows, form=EmptyForm(),
-                           adjust_form=AdjustForm(prefix="adj"), key=uuid.uuid4().hex)
+    # grant; a form drawn again after an error keeps its key.
+    key = (request.form.get("key") or "")[:64] or uuid.uuid4().hex
+    return render_template("earning/batches.html", batches=rows, waiting=waiting, names=names,
+                           adjust_form=adjust_form, key=key), status
+
+
+def _user_names(ids: set[int | None]) -> dict[int, str]:
+    ids = {i for i in ids if i}
+    if not ids:
+        return {}
+    return dict(db.session.execute(sa.select(User.id, User.name).where(User.id.in_(ids))).all())
 
 
 @bp.get("/awards/<int:batch_id>")
 @roles_required("staff")
 def batch(batch_id: int):
-    """Show a batch's awards, with caps applied and reversal buttons."""
+    """Show a batch: its activity, its maker, the people and what each gets; approve or
+    reject it here, after a confirmation."""
     found = db.session.get(AwardBatch, batch_id)
     if found is None or found.community_id != _community_id():
         raise NotFound("batch")
     rows = db.session.execute(
         sa.select(Award, Volunteer).join(Volunteer, Volunteer.id == Award.volunteer_id)
         .where(Award.batch_id == found.id).order_by(Award.id)).all()
-    return render_template("earning/batch.html", batch=found, rows=rows, form=EmptyForm())
+    activity = db.session.get(Activity, found.activity_id) if found.activity_id else None
+    return render_template("earning/batch.html", batch=found, rows=rows, form=EmptyForm(),
+                           activity=activity,
+                           names=_user_names({found.created_by, found.approved_by}))
 
 
 @bp.post("/awards/<int:batch_id>/<verdict>")
@@ -233,7 +286,7 @@ def decide(batch_id: int, verdict: str):
         decide_batch(db.session, batch_id, _community_id(), by=current_user.id)
         db.session.commit()
         flash(_("Approved and posted.") if verdict == "approve" else _("Rejected."), "success")
-    return redirect(url_for("staff_earning.batches"))
+    return redirect(url_for("staff_earning.batch", batch_id=batch_id))
 
 
 @bp.post("/award-items/<int:award_id>/reverse")
@@ -254,17 +307,58 @@ def reverse(award_id: int):
 @bp.post("/adjustments")
 @roles_required("staff")
 def adjust():
-    """Grant or deduct points for a volunteer, with a mandatory reason."""
+    """Grant or deduct points for a volunteer, with a mandatory reason; a grant over the
+    approval limit waits for a second staff member."""
     form = AdjustForm(prefix="adj")
     if not form.validate_on_submit():
-        # Say what was wrong (points that are no number, a stale form) rather than nothing.
-        raise ValidationFailed({name: list(messages) for name, messages in form.errors.items()})
-    ids = sheets.volunteers_by_phone(db.session, _community_id(), [form.phone.data or ""])
-    awards.adjust(db.session, _community_id(), ids[0], form.points.data or 0,
-                  reason=form.reason.data, key=request.form.get("key") or uuid.uuid4().hex)
+        return _awards_page(form, 422)
+    try:
+        ids = sheets.volunteers_by_phone(db.session, _community_id(), [form.phone.data or ""])
+        found = awards.adjust(db.session, _community_id(), ids[0], form.points.data or 0,
+                              reason=form.reason.data,
+                              key=(request.form.get("key") or uuid.uuid4().hex)[:64],
+                              by=current_user.id)
+    except ValidationFailed as error:
+        db.session.rollback()
+        _apply(form, error)
+        return _awards_page(form, 422)
+    except ledger.InsufficientFunds as error:
+        db.session.rollback()
+        form.points.errors = [describe(error)]
+        return _awards_page(form, 422)
     db.session.commit()
+    if found.status == "pending":
+        flash(_("Over the approval limit: this adjustment waits for a second staff member's "
+                "approval. No points have moved yet."), "info")
+        return redirect(url_for("staff_earning.adjustment", adjustment_id=found.id))
     flash(_("Adjusted."), "success")
     return redirect(url_for("staff_earning.batches"))
+
+
+@bp.get("/adjustments/<int:adjustment_id>")
+@roles_required("staff")
+def adjustment(adjustment_id: int):
+    """Show an adjustment: who gets it, how much, why, who asked; approve or reject it."""
+    found = db.session.get(Adjustment, adjustment_id)
+    if found is None or found.community_id != _community_id():
+        raise NotFound("adjustment")
+    volunteer = db.session.get(Volunteer, found.volunteer_id)
+    return render_template("earning/adjustment.html", adjustment=found, volunteer=volunteer,
+                           form=EmptyForm(),
+                           names=_user_names({found.created_by, found.approved_by}))
+
+
+@bp.post("/adjustments/<int:adjustment_id>/<verdict>")
+@roles_required("staff")
+def decide_adjustment(adjustment_id: int, verdict: str):
+    """Approve (and post) or reject an adjustment someone else asked for."""
+    if EmptyForm().validate_on_submit() and verdict in ("approve", "reject"):
+        decide_one = (awards.approve_adjustment if verdict == "approve"
+                      else awards.reject_adjustment)
+        decide_one(db.session, adjustment_id, _community_id(), by=current_user.id)
+        db.session.commit()
+        flash(_("Approved and posted.") if verdict == "approve" else _("Rejected."), "success")
+    return redirect(url_for("staff_earning.adjustment", adjustment_id=adjustment_id))
 
 
 @bp.route("/tiers", methods=["GET", "POST"])
@@ -272,8 +366,8 @@ def adjust():
 def tier_page():
     """Thresholds with a preview of who moves, leaderboards, and evaluations."""
     rules = ensure_rules(db.session, _community_id())
-    form, evaluation_form = ThresholdForm(prefix="t"), EvaluationForm(prefix="e")
-    moves, refused = None, False
+    form = ThresholdForm(prefix="t")
+    moves, scores, refused = None, {}, False
     if request.method == "GET":
         form.bronze.data, form.silver.data, form.gold.data = (
             rules.bronze_at, rules.silver_at, rules.gold_at)
@@ -287,9 +381,17 @@ def tier_page():
                 flash(_("Thresholds saved."), "success")
                 return redirect(url_for("staff_earning.tier_page"))
             moves = tiers.preview_thresholds(db.session, _community_id(), wanted)
+            scores = {s.volunteer_id: s.score for s in tiers.standings(
+                db.session, _community_id(), volunteer_ids=[v.id for v, _, _ in moves]).values()}
         except ValidationFailed as error:
             flash(" ".join(error.errors.get("thresholds", [])), "error")
             refused = True
+    return _tiers(form, EvaluationForm(prefix="e", formdata=None), moves,
+                  422 if refused or form.errors else 200, scores=scores)
+
+
+def _tiers(form: ThresholdForm, evaluation_form: EvaluationForm, moves, status: int,
+           scores: dict[int, int] | None = None):
     today = clock.local_today()
     start = _date_arg("start") or today.replace(month=1, day=1)
     end = _date_arg("end") or today
@@ -304,8 +406,8 @@ def tier_page():
     return render_template("earning/tiers.html", form=form, moves=moves, board=board,
                            start=start, end=end, grid_id=grid_id, counts=counts,
                            grids=community_grids(db.session, _community_id()),
-                           evaluations=evaluations, evaluation_form=evaluation_form), (
-        422 if refused or form.errors else 200)
+                           evaluations=evaluations, evaluation_form=evaluation_form,
+                           scores=scores or {}), status
 
 
 @bp.post("/evaluations")
@@ -314,12 +416,25 @@ def evaluate():
     """Freeze the ranking for a period."""
     form = EvaluationForm(prefix="e")
     if form.validate_on_submit():
-        found = tiers.evaluate(db.session, _community_id(), form.name.data, form.start.data,
-                               form.end.data, by=current_user.id)
-        db.session.commit()
-        return redirect(url_for("staff_earning.evaluation", evaluation_id=found.id))
-    flash(_("Give the evaluation a name and a period."), "error")
-    return redirect(url_for("staff_earning.tier_page"))
+        if form.end.data >= clock.local_today() and not form.early.data:
+            # Merit can still be earned in the period: freeze it only when asked to.
+            form.end.errors = [_("This period has not ended yet: its ranking can still "
+                                 "change. Tick the box below to freeze it anyway.")]
+        else:
+            try:
+                found = tiers.evaluate(db.session, _community_id(), form.name.data,
+                                       form.start.data, form.end.data, by=current_user.id)
+            except ValidationFailed as error:
+                db.session.rollback()
+                _apply(form, error)
+            else:
+                db.session.commit()
+                return redirect(url_for("staff_earning.evaluation", evaluation_id=found.id))
+    rules = ensure_rules(db.session, _community_id())
+    thresholds = ThresholdForm(prefix="t", formdata=None)
+    thresholds.bronze.data, thresholds.silver.data, thresholds.gold.data = (
+        rules.bronze_at, rules.silver_at, rules.gold_at)
+    return _tiers(thresholds, form, None, 422)
 
 
 @bp.get("/evaluations/<int:evaluation_id>")
@@ -332,7 +447,10 @@ def evaluation(evaluation_id: int):
     entries = db.session.scalars(sa.select(EvaluationEntry).where(
         EvaluationEntry.evaluation_id == found.id).order_by(EvaluationEntry.rank,
                                                              EvaluationEntry.id)).all()
-    return render_template("earning/evaluation.html", evaluation=found, entries=entries)
+    return render_template("earning/evaluation.html", evaluation=found, entries=entries,
+                           community=get_community(db.session, found.community_id),
+                           # The period is stored up to the start of the day after its end.
+                           last_day=clock.to_local(found.period_end - timedelta(days=1)))
 
 
 def _date_arg(name: str):

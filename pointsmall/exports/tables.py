@@ -11,7 +11,7 @@ from flask_babel import lazy_gettext as _l
 from pointsmall.exports import journal, rows
 from pointsmall.exports.query import Period, Scope
 from pointsmall.tasks import export as task_export
-from pointsmall.volunteers import export, service
+from pointsmall.volunteers import export, table
 from pointsmall.volunteers.views import STATUS_LABELS
 
 Rows = Callable[[so.Session, Scope, Period], Iterator[list]]
@@ -39,9 +39,8 @@ class Table:
 
 
 def _volunteer_rows(session: so.Session, scope: Scope, period: Period) -> Iterator[list]:
-    query = service.search_volunteers(
-        session, scope.community_id, q=request.args.get("q", ""),
-        grid_id=request.args.get("grid", type=int), status=request.args.get("status") or None)
+    # The list page's filters, tier and points included.
+    query = table.export_query(session, scope.community_id, table.Filters.from_args(request.args))
     return export.volunteer_rows(session, scope.community_id, query, language(),
                                  {k: str(v) for k, v in STATUS_LABELS.items()})
 

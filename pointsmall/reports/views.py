@@ -34,6 +34,12 @@ def _month_arg() -> date:
         abort(400, description=_("A month is written YYYY-MM."))
 
 
+def _following(month: date) -> date | None:
+    """The next month to step to, or None: the dashboards do not step into the future."""
+    following = clock.next_month(month)
+    return following if following <= clock.month_start(clock.local_today()) else None
+
+
 def _month_label(month: date) -> str:
     return format_date(month, "yyyy-MM")
 
@@ -98,7 +104,7 @@ def _community_dashboard(community: Community):
         tier_chart=charts.hbars(_("Tier distribution"), tier_names,
                                 [charts.Series(_("Volunteers"), list(tiers.counts.values()),
                                                "s-issued")]),
-        previous=clock.month_start(month - timedelta(days=1)), following=clock.next_month(month),
+        previous=clock.month_start(month - timedelta(days=1)), following=_following(month),
         **_check_banner())
 
 
@@ -152,7 +158,7 @@ def district_dashboard():
         "reports/district.html", rows=rows, totals=totals, month=month,
         month_label=_month_label(month), chart=chart, outstanding_chart=outstanding_chart,
         all_reconciled=all(r["reconciled"].ok for r in rows),
-        previous=clock.month_start(month - timedelta(days=1)), following=clock.next_month(month),
+        previous=clock.month_start(month - timedelta(days=1)), following=_following(month),
         **_check_banner())
 
 

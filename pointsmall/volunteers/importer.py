@@ -94,6 +94,18 @@ def import_volunteers(session: so.Session, community_id: int, filename: str,
     return volunteers
 
 
+def unknown_columns(filename: str, data: bytes) -> list[str]:
+    """Return the headers of the file's columns that the import does not keep (备注...)."""
+    known = {zh for _f, zh, _en, _r in COLUMNS} | {en for _f, _zh, en, _r in COLUMNS}
+    known |= set(HEADER_ALIASES)
+    for _line, cells in read_lines(filename, data):
+        headers = [_text(c) for c in cells]
+        if any(headers):
+            return [h for h in headers
+                    if h and re.sub(r"[\s*]", "", h).lower() not in known]
+    return []
+
+
 def check_upload(filename: str, data: bytes) -> None:
     """Refuse, in the request, a file whose size or shape is beyond bounds, before a large
     one is queued as a job: a bomb is refused at once, not by a worker later."""

@@ -7,6 +7,7 @@ from datetime import date
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 from flask_babel import gettext as _
+from werkzeug.security import generate_password_hash
 
 import ledger
 from pointsmall import audit
@@ -165,6 +166,28 @@ def reset_password(session: so.Session, volunteer: Volunteer) -> str:
     audit.record(session, "volunteer.reset_password", f"volunteer:{volunteer.id}",
                  community_id=volunteer.community_id)
     return password
+
+
+# A first sign-in code is random (about 50 bits), handed out once and meant to be changed;
+# so it is hashed quickly, or a roster of thousands would take minutes.
+FIRST_CODE_HASH = "pbkdf2:sha256:2000"
+
+
+def first_sign_in_codes(session: so.Session, community_id: int,
+                        volunteer_ids: list[int]) -> list[tuple[Volunteer, str]]:
+    """Give each volunteer a new one-time code to sign in with for the first time."""
+    volunteers = session.scalars(sa.select(Volunteer).where(
+        Volunteer.id.in_(volunteer_ids), Volunteer.community_id == community_id)).all()
+    made = []
+    for volunteer in sorted(volunteers, key=lambda v: v.id):
+        code = new_password()
+        volunteer.user.password_hash = generate_password_hash(code, FIRST_CODE_HASH)
+        volunteer.user.session_version += 1
+        made.append((volunteer, code))
+    session.flush()
+    audit.record(session, "volunteer.first_codes", "", community_id=community_id,
+                 count=len(made))
+    return made
 
 
 def get_volunteer(session: so.Session, volunteer_id: int, community_id: int) -> Volunteer:

@@ -29,7 +29,7 @@ from pointsmall.extensions import db
 from pointsmall.jobs import service as jobs
 from pointsmall.jobs import views as job_views
 from pointsmall.shell import roles_required
-from pointsmall.volunteers import export, importer, service
+from pointsmall.volunteers import export, importer, overview, service, table
 from pointsmall.volunteers.models import STATUSES
 
 bp = Blueprint("volunteers", __name__, url_prefix="/staff")
@@ -50,6 +50,8 @@ class ImportForm(FlaskForm):
     file = FileField(_l("CSV or XLSX file"), validators=[
         FileRequired(_l("Choose a file.")),
         FileAllowed(["csv", "xlsx"], _l("Only CSV and XLSX files can be imported."))])
+    codes = BooleanField(_l("Make a first sign-in code for each volunteer, to print or send"),
+                         default=True)
 
 
 class GridForm(FlaskForm):
@@ -77,15 +79,14 @@ def _apply_errors(form: FlaskForm, error: ValidationFailed) -> None:
 @bp.get("/volunteers")
 @roles_required("staff")
 def index():
-    """Search and filter the community's volunteers, a page at a time."""
-    q, grid_id, status = _list_filters()
-    query = service.search_volunteers(db.session, _community_id(), q=q, grid_id=grid_id,
-                                      status=status)
-    page = db.paginate(query, page=request.args.get("page", 1, type=int), per_page=25,
-                       error_out=False)
-    return render_template("volunteers/index.html", page=page, q=q, grid_id=grid_id,
-                           status=status, grids=_grid_choices(micro_only=False),
-                           statuses=STATUS_LABELS)
+    """Show the community's volunteers as a table to sort and filter, a page at a time."""
+    filters = table.Filters.from_args(request.args)
+    page = table.page(db.session, _community_id(), filters,
+                      request.args.get("page", 1, type=int))
+    return render_template("volunteers/index.html", page=page, filters=filters,
+                           q=filters.q, grid_id=filters.grid_id, status=filters.status,
+                           grids=_grid_choices(micro_only=False), statuses=STATUS_LABELS,
+                           tiers=table.TIERS)
 
 
 @bp.route("/volunteers/new", methods=["GET", "POST"])
@@ -129,8 +130,10 @@ def edit(volunteer_id: int):
             flash(_("Saved."), "success")
             return redirect(url_for("volunteers.edit", volunteer_id=volunteer.id))
     return render_template("volunteers/form.html", form=form, volunteer=volunteer,
-                           action_form=EmptyForm(), statuses=STATUS_LABELS), (
-        422 if form.errors else 200)
+                           action_form=EmptyForm(), statuses=STATUS_LABELS,
+                           overview=overview.points_overview(
+                               db.session, volunteer, before=request.args.get("before", type=int))
+                           ), (422 if form.errors else 200)
 
 
 @bp.post("/volunteers/<int:volunteer_id>/status/<status>")
@@ -186,9 +189,17 @@ def import_volunteers():
             db.session.rollback()
             return render_template("volunteers/import.html", form=form, refusal=refusal,
                                    max_rows=importer.MAX_ROWS), 422
+        codes = (service.first_sign_in_codes(db.session, _community_id(), created)
+                 if form.codes.data else [])
         db.session.commit()
         flash(ngettext("%(num)d volunteer imported.", "%(num)d volunteers imported.",
                        len(created)), "success")
+        left_out = importer.unknown_columns(upload.filename or "", data)
+        if left_out:
+            flash(_("Not imported: the column(s) %(columns)s. Points Mall keeps no such "
+                    "field; keep that list elsewhere.", columns="、".join(left_out)), "info")
+        if codes:
+            return render_template("volunteers/codes.html", codes=codes)
         return redirect(url_for("volunteers.index"))
     return render_template("volunteers/import.html", form=form, refusal=None,
                            max_rows=importer.MAX_ROWS), 422 if form.errors else 200
@@ -222,19 +233,13 @@ def import_template():
 @roles_required("staff")
 def export_volunteers():
     """Download the volunteers the list page shows (same filters) as CSV for Excel."""
-    q, grid_id, status = _list_filters()
-    query = service.search_volunteers(db.session, _community_id(), q=q, grid_id=grid_id,
-                                      status=status)
+    query = table.export_query(db.session, _community_id(),
+                               table.Filters.from_args(request.args))
     language = "zh" if str(get_locale() or "zh").startswith("zh") else "en"
     lines = export.volunteer_lines(db.session, _community_id(), query, language,
                                    {k: str(v) for k, v in STATUS_LABELS.items()})
     return Response(stream_with_context(lines), mimetype="text/csv", headers={
         "Content-Disposition": f"attachment; filename=volunteers-{local_today():%Y%m%d}.csv"})
-
-
-def _list_filters() -> tuple[str, int | None, str | None]:
-    return (request.args.get("q", ""), request.args.get("grid", type=int),
-            request.args.get("status") or None)
 
 
 @bp.route("/grids", methods=["GET", "POST"])
