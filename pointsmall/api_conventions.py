@@ -15,6 +15,9 @@ from marshmallow import fields, validate
 from werkzeug.exceptions import BadRequest
 from werkzeug.routing import IntegerConverter
 
+from pointsmall.extensions import ErrorSchema
+from pointsmall.shell import roles_required
+
 # Row ids are PostgreSQL `integer`s: an id beyond this names no row (and would not bind).
 MAX_ROW_ID = 2**31 - 1
 ROW_ID = validate.Range(min=1, max=MAX_ROW_ID)
@@ -128,3 +131,22 @@ def install(app: Flask, api) -> None:
     api.spec.plugins.append(plugin)
     # First, so that an over-long address is refused before anything reads it.
     app.before_request_funcs.setdefault(None, []).insert(0, refuse_long_urls)
+
+
+def role_guard(bp: Blueprint, role: str):
+    """Return a decorator that lets only bearers of `role` in and documents 401 and 403."""
+    def guard(view):
+        view = bp.alt_response(401, schema=ErrorSchema, description="No valid bearer token.")(
+            view)
+        view = bp.alt_response(403, schema=ErrorSchema, description="Wrong role.")(view)
+        return roles_required(role)(view)
+    return guard
+
+
+# The grid platform's signed calls: the headers every one of them carries.
+SIGNED_HEADERS = [
+    {"in": "header", "name": "X-Timestamp", "required": True, "schema": {"type": "string"},
+     "description": "Unix seconds; refused when more than five minutes off"},
+    {"in": "header", "name": "X-Signature", "required": True, "schema": {"type": "string"},
+     "description": "hex HMAC-SHA256 of '<timestamp>.<raw body>' with the community's secret"},
+]

@@ -457,10 +457,9 @@ def queue_behind(committed, first: tuple[str, Callable[[so.Session], object]],
     return answers
 
 
-def race_twins(committed, write: Callable[[so.Session, str], int]) -> tuple[dict, str]:
-    """Fund `twin:<tag>:a` with 50, then run `write` twice with one key: the first holds the
-    balance lock a while, its twin queues behind it. Return both answers (an id or the
-    ledger's refusal) and the tag."""
+def funded_pair(committed, *, held: int = 0) -> str:
+    """Open `twin:<tag>:a`, funded with 50 (`held` of them held for `twin:<tag>:b`, under
+    the key `held-<tag>`), and `twin:<tag>:b`; return the tag."""
     tag = uuid.uuid4().hex[:8]
     with committed() as s:
         ledger.open_account(s, f"twin:{tag}:issuance", "POINTS", allow_negative=True)
@@ -468,7 +467,18 @@ def race_twins(committed, write: Callable[[so.Session, str], int]) -> tuple[dict
         ledger.open_account(s, f"twin:{tag}:b", "POINTS")
         ledger.move(s, f"twin:{tag}:issuance", f"twin:{tag}:a", 50, key=f"fund-{tag}",
                     kind="award")
+        if held:
+            ledger.hold(s, f"twin:{tag}:a", f"twin:{tag}:b", held, key=f"held-{tag}",
+                        kind="redemption")
         s.commit()
+    return tag
+
+
+def race_twins(committed, write: Callable[[so.Session, str], int]) -> tuple[dict, str]:
+    """Fund `twin:<tag>:a` with 50, then run `write` twice with one key: the first holds the
+    balance lock a while, its twin queues behind it. Return both answers (an id or the
+    ledger's refusal) and the tag."""
+    tag = funded_pair(committed)
     answers = queue_behind(committed, ("first", lambda s: write(s, tag)),
                            ("twin", lambda s: write(s, tag)))
     return answers, tag
@@ -644,29 +654,15 @@ def test_posts_of_holds_both_ways_at_once_lock_their_ends_in_one_order(committed
     assert_verified(committed)
 
 
-def fund_with_a_hold(committed, held: int) -> tuple[str, int]:
-    """Fund `twin:<tag>:a` with 50 and hold `held` of it for `twin:<tag>:b`; return the tag
-    and the hold's id."""
-    tag = uuid.uuid4().hex[:8]
-    with committed() as s:
-        ledger.open_account(s, f"twin:{tag}:issuance", "POINTS", allow_negative=True)
-        ledger.open_account(s, f"twin:{tag}:a", "POINTS")
-        ledger.open_account(s, f"twin:{tag}:b", "POINTS")
-        ledger.move(s, f"twin:{tag}:issuance", f"twin:{tag}:a", 50, key=f"fund-{tag}",
-                    kind="award")
-        hold_id = ledger.hold(s, f"twin:{tag}:a", f"twin:{tag}:b", held, key=f"held-{tag}",
-                              kind="redemption").id
-        s.commit()
-    return tag, hold_id
-
-
 @pytest.mark.parametrize("write", ["transfer", "hold"])
 def test_a_write_that_waited_on_a_release_spends_the_points_it_gave_back(committed, write):
     """A hold of 30 of 50 is being voided and keeps the balance lock; a transfer (or a hold)
     of 40 waits on it. Once the void commits the 40 fit (50 available), and the one statement
     that checks and writes must write them from the released figures: not fail the CHECK
     constraint on a row that mixes the new posted amount with the old pending one."""
-    tag, hold_id = fund_with_a_hold(committed, 30)
+    tag = funded_pair(committed, held=30)
+    with committed() as s:
+        hold_id = ledger.find_hold(s, f"held-{tag}").id
     second = {
         "transfer": lambda s: ledger.move(s, f"twin:{tag}:a", f"twin:{tag}:b", 40,
                                           key=f"spend-{tag}", kind="redemption").id,

@@ -18,6 +18,7 @@ from pointsmall.api_conventions import (
     ROW_ID,
     ApiBlueprint,
     JsonBoolean,
+    role_guard,
 )
 from pointsmall.earning import activities, awards
 from pointsmall.earning.errors import invalid
@@ -25,23 +26,13 @@ from pointsmall.earning.models import Activity, Attendance, Award, AwardBatch, E
 from pointsmall.earning.views import me
 from pointsmall.errors import NotFound
 from pointsmall.extensions import ErrorSchema, UtcDateTime, db
-from pointsmall.shell import roles_required
 
 bp = ApiBlueprint("api_earning", __name__, url_prefix="/api/v1",
                   description="Earning: activities, check-in, awards, tiers.")
 
 
-def _documented(view):
-    view = bp.alt_response(401, schema=ErrorSchema, description="No valid bearer token.")(view)
-    return bp.alt_response(403, schema=ErrorSchema, description="Wrong role.")(view)
-
-
-def volunteer_only(view):
-    return roles_required("volunteer")(_documented(view))
-
-
-def staff_only(view):
-    return roles_required("staff")(_documented(view))
+volunteer_only = role_guard(bp, "volunteer")
+staff_only = role_guard(bp, "staff")
 
 
 IDEMPOTENCY_HEADER = {

@@ -4,7 +4,7 @@ from flask import request
 from flask.views import MethodView
 from marshmallow import Schema, fields
 
-from pointsmall.api_conventions import MAX_ROW_ID, NOT_BLANK, ApiBlueprint
+from pointsmall.api_conventions import MAX_ROW_ID, NOT_BLANK, SIGNED_HEADERS, ApiBlueprint
 from pointsmall.earning import platform
 from pointsmall.extensions import ErrorSchema, db
 
@@ -42,13 +42,7 @@ class TaskAwardSchema(Schema):
 
 @bp.route("/task-completions")
 class TaskCompletions(MethodView):
-    @bp.doc(parameters=[
-        {"in": "header", "name": "X-Timestamp", "required": True, "schema": {"type": "string"},
-         "description": "Unix seconds; refused when more than five minutes off"},
-        {"in": "header", "name": "X-Signature", "required": True, "schema": {"type": "string"},
-         "description": "hex HMAC-SHA256 of '<timestamp>.<raw body>' with the community's "
-                        "secret"},
-    ], requestBody={"required": True, "content": {
+    @bp.doc(parameters=SIGNED_HEADERS, requestBody={"required": True, "content": {
         "application/json": {"schema": TaskCompletionSchema}}}, security=[])
     @bp.response(201, TaskAwardSchema)
     @bp.alt_response(200, schema=TaskAwardSchema, description="The same task again.")

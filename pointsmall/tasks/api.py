@@ -6,34 +6,24 @@ from datetime import UTC
 from flask import request
 from flask.views import MethodView
 from flask_login import current_user
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
+from pointsmall.api_conventions import SIGNED_HEADERS, ApiBlueprint, role_guard
 from pointsmall.earning import platform
 from pointsmall.earning.views import me
 from pointsmall.errors import ValidationFailed
 from pointsmall.extensions import ErrorSchema, UtcDateTime, commit_keeping, db
-from pointsmall.shell import roles_required
 from pointsmall.tasks import board, checks, hours, wishes
 from pointsmall.tasks.models import Task
 
-bp = Blueprint("api_tasks", __name__, url_prefix="/api/v1",
+bp = ApiBlueprint("api_tasks", __name__, url_prefix="/api/v1",
                description="The task board: tasks, claims, checks, wishes, service hours.")
-platform_bp = Blueprint("api_platform_tasks", __name__, url_prefix="/api/v1/platform",
+platform_bp = ApiBlueprint("api_platform_tasks", __name__, url_prefix="/api/v1/platform",
                         description="For the grid platform: tasks it hands out (signed).")
 
 
-def _documented(view):
-    view = bp.alt_response(401, schema=ErrorSchema, description="No valid bearer token.")(view)
-    return bp.alt_response(403, schema=ErrorSchema, description="Wrong role.")(view)
-
-
-def volunteer_only(view):
-    return roles_required("volunteer")(_documented(view))
-
-
-def staff_only(view):
-    return roles_required("staff")(_documented(view))
+volunteer_only = role_guard(bp, "volunteer")
+staff_only = role_guard(bp, "staff")
 
 
 def _refusals(view):
@@ -384,13 +374,7 @@ class CloseWish(MethodView):
 
 @platform_bp.route("/tasks")
 class PlatformTasks(MethodView):
-    @platform_bp.doc(parameters=[
-        {"in": "header", "name": "X-Timestamp", "required": True, "schema": {"type": "string"},
-         "description": "Unix seconds; refused when more than five minutes off"},
-        {"in": "header", "name": "X-Signature", "required": True, "schema": {"type": "string"},
-         "description": "hex HMAC-SHA256 of '<timestamp>.<raw body>' with the community's "
-                        "secret"},
-    ], requestBody={"required": True, "content": {
+    @platform_bp.doc(parameters=SIGNED_HEADERS, requestBody={"required": True, "content": {
         "application/json": {"schema": PlatformTaskSchema}}}, security=[])
     @platform_bp.response(201, TaskSchema)
     @platform_bp.alt_response(200, schema=TaskSchema, description="The same task again.")
