@@ -39,11 +39,29 @@ ACTIONS = {
     "volunteer.import": _l("Imported volunteers"),
     "volunteer.first_codes": _l("Issued first sign-in codes"),
     "merchant.create": _l("Added a merchant"),
+    "item.create": _l("Added an item"),
+    "item.update": _l("Changed an item"),
+    "item.approve": _l("Approved an item"),
+    "item.reject": _l("Rejected an item"),
     "redemption.refund": _l("Refunded a redemption"),
     "statement.close": _l("Closed a settlement period"),
     "user.change_password": _l("Changed their password"),
     "token.create": _l("Created an app token"),
     "token.revoke": _l("Revoked an app token"),
+    "user.rename": _l("Renamed a sign-in name that was another person's phone"),
+    "task.publish": _l("Published a task"),
+    "task.dispatch": _l("Dispatched a task"),
+    "task.claim": _l("Claimed a task"),
+    "task.done": _l("Marked a task done"),
+    "task.give_back": _l("Gave a task back"),
+    "task.lapse": _l("A claim lapsed back to the pool"),
+    "task.accept": _l("Accepted a task"),
+    "task.send_back": _l("Sent a task back"),
+    "wish.post": _l("A resident posted a wish or report"),
+    "wish.publish": _l("Published a wish as a task"),
+    "wish.merge": _l("Merged a wish into another"),
+    "wish.close": _l("Closed a wish"),
+    "wish.rate": _l("A resident rated the result"),
 }
 DETAILS = {
     "points": _l("Points"), "merit": _l("Merit"), "reason": _l("Reason"),
@@ -52,13 +70,16 @@ DETAILS = {
     "price": _l("Price"), "stock": _l("Stock"), "merchant": _l("Merchant"),
     "amount_fen": _l("Amount (fen)"), "net_points": _l("Net points"),
     "activity_id": _l("Activity"), "adjustment_id": _l("Adjustment"), "types": _l("Types"),
+    "rating": _l("Rating"), "volunteer_id": _l("Volunteer"), "task_id": _l("Task"),
+    "photos": _l("Photos"), "kind": _l("Kind"), "source": _l("Source"), "into": _l("Into"),
+    "comment": _l("Comment"),
 }
 KINDS = {
     "batch": _l("Award batch #%(id)s"), "award": _l("Award #%(id)s"),
     "activity": _l("Activity #%(id)s"), "evaluation": _l("Evaluation #%(id)s"),
     "merchant": _l("Merchant #%(id)s"), "item": _l("Item #%(id)s"),
     "redemption": _l("Redemption #%(id)s"), "statement": _l("Statement #%(id)s"),
-    "token": _l("Token #%(id)s"),
+    "token": _l("Token #%(id)s"), "task": _l("Task #%(id)s"), "wish": _l("Wish #%(id)s"),
 }
 TARGET = re.compile(r"^([a-z_]+):(\d+)$")
 
