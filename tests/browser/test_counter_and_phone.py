@@ -234,6 +234,9 @@ def test_11_the_scan_button_says_why_when_there_is_no_camera_or_no_permission(
         sign_in(page, clerk)
         scan = page.get_by_role("button", name="扫二维码")
         expect(scan).to_be_visible()
+        # The button is drawn before scan.js (deferred) binds it: on a busy machine a click
+        # that early does nothing. "load" comes after every deferred script has run.
+        page.wait_for_load_state("load")
         scan.click()
         expect(page.get_by_test_id("scan-status")).to_have_text(says)
         expect(page.locator('input[name="code"]')).to_be_focused()
@@ -308,6 +311,7 @@ def test_14_the_qr_reader_loads_only_with_the_camera_compressed_and_cached(
         page.on("request", lambda r: asked.append(r.url))
         sign_in(page, site.clerk(NOODLES))
         expect(page.get_by_role("button", name="扫二维码")).to_be_visible()
+        page.wait_for_load_state("load")  # scan.js has bound the button (see test 11)
         assert not [u for u in asked if "scanner" in u or "jsQR" in u], \
             "the QR reader loaded before the camera was asked for"
         with page.expect_response(re.compile(r"/counter/scanner\.js")) as reply:
