@@ -432,3 +432,32 @@ def test_staff_screen_wishes_and_dispatch_through_the_api(
     assert dispatched.status_code == 200
     assert [(a["volunteer_id"], a["dispatched"]) for a in dispatched.get_json()] == [
         (volunteer.id, True)]
+
+
+def test_tasks_are_counted_in_the_month_they_were_opened_claimed_done_and_accepted(
+        place, staff, make_volunteer):
+    from pointsmall import clock
+    from pointsmall.tasks import figures
+
+    this_month = clock.local_today().replace(day=1)
+    last_month = (this_month - timedelta(days=1)).replace(day=1)
+    earlier = clock.utc_start_of(last_month) + timedelta(days=2)
+    start = clock.utc_start_of(this_month)
+    lately = start + (utcnow() - start) / 2  # in this month, whatever the day
+    for when, volunteer in ((earlier, make_volunteer(place)), (lately, make_volunteer(place))):
+        task = board.publish_task(db.session, place.id, {
+            "title": "巡查", "grid_id": place.micro.id, "points": 5, "merit": 5, "people": 1,
+            "deadline": when + timedelta(days=4)}, actor=staff, now=when)
+        board.claim_task(db.session, volunteer, task.id, now=when + timedelta(minutes=1))
+        row = board.finish_task(db.session, volunteer, task.id, note="好",
+                                now=when + timedelta(minutes=2))
+        checks.accept_task(db.session, staff, row.id, rating=4, now=when + timedelta(minutes=3))
+    board.publish_task(db.session, place.id, {
+        "title": "未认领", "grid_id": place.micro.id, "points": 5, "merit": 5, "people": 1,
+        "deadline": utcnow() + timedelta(days=1)}, actor=staff, now=utcnow())
+    db.session.commit()
+
+    months = figures.by_month(db.session, place.id, [last_month, this_month])
+
+    assert [(m.month, m.opened, m.claimed, m.done, m.accepted) for m in months] == [
+        (last_month, 1, 1, 1, 1), (this_month, 2, 1, 1, 1)]

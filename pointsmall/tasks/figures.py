@@ -9,6 +9,7 @@ from datetime import date, datetime, timedelta
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
+import ledger
 from ledger import utcnow
 from pointsmall import clock
 from pointsmall.communities import Grid
@@ -37,11 +38,13 @@ class Summary:
 
 
 def _count_by_month(session, column, community_id, bounds, *where) -> list[int]:
-    counts = []
-    for start, end in zip(bounds, bounds[1:], strict=False):
-        counts.append(session.scalar(sa.select(sa.func.count()).where(
-            column >= start, column < end, *where)) or 0)
-    return counts
+    """Count the rows whose `column` falls in each [bounds[i], bounds[i+1]): one query."""
+    month = ledger.period_index(column, bounds)
+    found = dict(session.execute(
+        sa.select(month, sa.func.count())
+        .where(column >= bounds[0], column < bounds[-1], *where)
+        .group_by(month)).all())
+    return [int(found.get(i, 0)) for i in range(len(bounds) - 1)]
 
 
 def by_month(session: so.Session, community_id: int, months: list[date]) -> list[Month]:
