@@ -107,11 +107,7 @@ def create_batch(session: so.Session, community_id: int, lines: list[Line], *, k
 def approve_batch(session: so.Session, batch_id: int, community_id: int, *,
                   by: int) -> AwardBatch:
     """Let a second staff member post a waiting batch; the maker cannot."""
-    batch = _lock_batch(session, batch_id, community_id)
-    if batch.status != "pending":
-        raise BatchNotPending()
-    if batch.created_by == by:
-        raise MakerCannotApprove()
+    batch = _lock_batch(session, batch_id, community_id, by)
     batch.approved_by = by
     audit.record(session, "award.approve", f"batch:{batch.id}", community_id=community_id)
     return post_batch(session, batch)
@@ -120,11 +116,7 @@ def approve_batch(session: so.Session, batch_id: int, community_id: int, *,
 def reject_batch(session: so.Session, batch_id: int, community_id: int, *,
                  by: int) -> AwardBatch:
     """Turn down a waiting batch; its volunteers may be awarded by a new one."""
-    batch = _lock_batch(session, batch_id, community_id)
-    if batch.status != "pending":
-        raise BatchNotPending()
-    if batch.created_by == by:
-        raise MakerCannotApprove()
+    batch = _lock_batch(session, batch_id, community_id, by)
     batch.status, batch.approved_by, batch.decided_at = "rejected", by, utcnow()
     # Free the (activity, volunteer) pairs for a corrected batch.
     for award in session.scalars(sa.select(Award).where(Award.batch_id == batch.id)):
@@ -269,11 +261,16 @@ def _batch_by_key(session: so.Session, community_id: int, key: str) -> AwardBatc
         AwardBatch.idempotency_key == _scoped(community_id, key)))
 
 
-def _lock_batch(session: so.Session, batch_id: int, community_id: int) -> AwardBatch:
+def _lock_batch(session: so.Session, batch_id: int, community_id: int, by: int) -> AwardBatch:
+    """Lock a waiting batch that staff member `by` may decide (not its maker)."""
     batch = session.scalar(sa.select(AwardBatch).where(AwardBatch.id == batch_id)
                            .with_for_update().execution_options(populate_existing=True))
     if batch is None or batch.community_id != community_id:
         raise NotFound("batch")
+    if batch.status != "pending":
+        raise BatchNotPending()
+    if batch.created_by == by:
+        raise MakerCannotApprove()
     return batch
 
 
@@ -379,22 +376,24 @@ def _post_adjustment(session: so.Session, adjustment: Adjustment, *,
     return adjustment
 
 
-def _lock_adjustment(session: so.Session, adjustment_id: int, community_id: int) -> Adjustment:
+def _lock_adjustment(session: so.Session, adjustment_id: int, community_id: int,
+                     by: int) -> Adjustment:
+    """Lock a waiting adjustment that staff member `by` may decide (not its maker)."""
     found = session.scalar(sa.select(Adjustment).where(Adjustment.id == adjustment_id)
                            .with_for_update().execution_options(populate_existing=True))
     if found is None or found.community_id != community_id:
         raise NotFound("adjustment")
     if found.status != "pending":
         raise BatchNotPending(adjustment=True)
+    if found.created_by == by:
+        raise MakerCannotApprove(adjustment=True)
     return found
 
 
 def approve_adjustment(session: so.Session, adjustment_id: int, community_id: int, *,
                        by: int) -> Adjustment:
     """Let a second staff member post a waiting adjustment; the maker cannot."""
-    found = _lock_adjustment(session, adjustment_id, community_id)
-    if found.created_by == by:
-        raise MakerCannotApprove(adjustment=True)
+    found = _lock_adjustment(session, adjustment_id, community_id, by)
     found.approved_by = by
     audit.record(session, "points.adjust_approve", f"volunteer:{found.volunteer_id}",
                  community_id=community_id, points=found.points, adjustment_id=found.id)
@@ -404,9 +403,7 @@ def approve_adjustment(session: so.Session, adjustment_id: int, community_id: in
 def reject_adjustment(session: so.Session, adjustment_id: int, community_id: int, *,
                       by: int) -> Adjustment:
     """Turn down a waiting adjustment: no points move."""
-    found = _lock_adjustment(session, adjustment_id, community_id)
-    if found.created_by == by:
-        raise MakerCannotApprove(adjustment=True)
+    found = _lock_adjustment(session, adjustment_id, community_id, by)
     found.status, found.approved_by, found.decided_at = "rejected", by, utcnow()
     audit.record(session, "points.adjust_reject", f"volunteer:{found.volunteer_id}",
                  community_id=community_id, points=found.points, adjustment_id=found.id)

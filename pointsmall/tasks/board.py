@@ -121,16 +121,23 @@ def publish_once(session: so.Session, community_id: int, raw: dict, *, external_
     return task, True
 
 
+def of_community(session: so.Session, model, row_id: int, community_id: int, *,
+                 lock: bool = False):
+    """Return the `model` row (a task, a wish) of `community_id`; another community's is
+    not found. With `lock`, locked and read afresh."""
+    query = sa.select(model).where(model.id == row_id)
+    if lock:
+        query = query.with_for_update(of=model).execution_options(populate_existing=True)
+    found = session.scalar(query) if isinstance(row_id, int) else None
+    if found is None or found.community_id != community_id:
+        raise NotFound(model.__tablename__.rstrip("s"))
+    return found
+
+
 def get_task(session: so.Session, task_id: int, community_id: int, *,
              lock: bool = False) -> Task:
     """Return a task of `community_id`; another community's is not found."""
-    query = sa.select(Task).where(Task.id == task_id)
-    if lock:
-        query = query.with_for_update(of=Task).execution_options(populate_existing=True)
-    task = session.scalar(query) if isinstance(task_id, int) else None
-    if task is None or task.community_id != community_id:
-        raise NotFound("task")
-    return task
+    return of_community(session, Task, task_id, community_id, lock=lock)
 
 
 def grids_near(volunteer: Volunteer) -> list[int]:

@@ -118,13 +118,7 @@ def task_progress(session: so.Session, wish: Wish) -> list[Assignment]:
 def get_wish(session: so.Session, wish_id: int, community_id: int, *,
              lock: bool = False) -> Wish:
     """Return a wish of `community_id`; another community's is not found."""
-    query = sa.select(Wish).where(Wish.id == wish_id)
-    if lock:
-        query = query.with_for_update(of=Wish).execution_options(populate_existing=True)
-    wish = session.scalar(query) if isinstance(wish_id, int) else None
-    if wish is None or wish.community_id != community_id:
-        raise NotFound("wish")
-    return wish
+    return board.of_community(session, Wish, wish_id, community_id, lock=lock)
 
 
 def community_wishes(session: so.Session, community_id: int, *, status: str | None = None,
