@@ -36,6 +36,10 @@ class TaskForm(FlaskForm):
                                       validators=[Optional()], default=24)
 
 
+# A rating from 5 (best) down to 1, as staff and residents give it.
+RATINGS = [(n, str(n)) for n in range(5, 0, -1)]
+
+
 class DoneForm(FlaskForm):
     note = TextAreaField(_l("What was done"))
     photos = MultipleFileField(_l("Photos (up to 3)"))
@@ -47,7 +51,7 @@ class ReasonForm(FlaskForm):
 
 class CheckForm(FlaskForm):
     rating = SelectField(_l("Rating"), coerce=int, validate_choice=False,
-                         choices=[(5, "5"), (4, "4"), (3, "3"), (2, "2"), (1, "1")], default=5)
+                         choices=RATINGS, default=5)
     comment = StringField(_l("Comment (optional)"))
 
 
@@ -70,7 +74,7 @@ class FollowForm(FlaskForm):
 
 class RateForm(FlaskForm):
     rating = SelectField(_l("How was the result?"), coerce=int, validate_choice=False,
-                         choices=[(5, "5"), (4, "4"), (3, "3"), (2, "2"), (1, "1")], default=5)
+                         choices=RATINGS, default=5)
     comment = StringField(_l("Comment (optional)"))
 
 
