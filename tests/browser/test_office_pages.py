@@ -378,6 +378,7 @@ def test_staff_find_and_tick_a_volunteer_who_did_not_sign_up(phone, screenshot):
     sign_in(phone, "staff1")
     phone.goto("/staff/activities")
     phone.locator("main a[href^='/staff/activities/']").first.click()
+    phone.wait_for_load_state("load")  # office.js (deferred) filters as one types
     picker = phone.get_by_test_id("pick-volunteers")
     picker.locator("summary").click()
     everyone = picker.locator("li:visible").count()
