@@ -46,15 +46,16 @@ from flask_migrate import upgrade  # noqa: E402
 import ledger  # noqa: E402
 from merchants.items import create_merchant  # noqa: E402
 from merchants.models import Item  # noqa: E402
-from pointsmall import clock, create_app  # noqa: E402
+from pointsmall import create_app  # noqa: E402
 from pointsmall.auth.models import User  # noqa: E402
-from pointsmall.communities import community_scope, create_community, create_grid  # noqa: E402
 from pointsmall.config import database_url  # noqa: E402
+from pointsmall.core import clock  # noqa: E402
 from pointsmall.extensions import db  # noqa: E402
+from pointsmall.people.communities import community_scope, create_community, create_grid  # noqa: E402
+from pointsmall.people.models import volunteer_address  # noqa: E402
 from pointsmall.reports import figures  # noqa: E402
 from pointsmall.reports.models import LedgerCheck  # noqa: E402
 from pointsmall.reports.views import MONTHS  # noqa: E402
-from pointsmall.volunteers.models import volunteer_address  # noqa: E402
 
 AWARDS_EACH = 20        # awards per volunteer (one per 18-day slot of the year)
 GROUPS = 100            # an activity has volunteers/GROUPS attendees
@@ -64,7 +65,7 @@ MERCHANTS = 3           # per community
 ITEMS = 4               # per merchant
 PRICES = (5, 6, 8, 10)
 CATEGORIES = ("food", "grocery", "daily", "service")
-STRIPES = 16            # the issuance accounts' (pointsmall.communities.ISSUANCE_STRIPES)
+STRIPES = 16            # the issuance accounts' (pointsmall.people.communities.ISSUANCE_STRIPES)
 
 
 def load(app, communities: int, per_community: int) -> dict:

@@ -104,7 +104,7 @@ def measure(base: str, requests: int) -> dict[str, list[float]]:
 
 
 def server_starts(rounds: int) -> tuple[list[float], list[float]]:
-    from pointsmall import embedded_db
+    from pointsmall.core import embedded_db
 
     first, again = [], []
     for _ in range(rounds):

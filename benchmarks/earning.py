@@ -38,15 +38,15 @@ from flask_migrate import upgrade  # noqa: E402
 
 import ledger  # noqa: E402
 from ledger.clock import utcnow  # noqa: E402
-from pointsmall import create_app, tiers  # noqa: E402
+from pointsmall import create_app  # noqa: E402
 from pointsmall.auth.models import User  # noqa: E402
 from pointsmall.auth.service import create_token  # noqa: E402
-from pointsmall.communities import create_community, create_grid  # noqa: E402
 from pointsmall.config import database_url  # noqa: E402
-from pointsmall.earning import activities  # noqa: E402
+from pointsmall.earning import activities, tiers  # noqa: E402
 from pointsmall.earning.models import AwardBatch  # noqa: E402
 from pointsmall.earning.rules import activity_type, ensure_rules  # noqa: E402
 from pointsmall.extensions import db  # noqa: E402
+from pointsmall.people.communities import create_community, create_grid  # noqa: E402
 
 
 def bulk_volunteers(community_id: int, grid_id: int, n: int, prefix: str) -> list[int]:

@@ -43,10 +43,10 @@ def build(url: str, transactions: int, volunteers: int) -> None:
     from flask_migrate import upgrade
 
     from ledger.models import Account, Balance
-    from pointsmall import communities, create_app
+    from pointsmall import create_app
     from pointsmall.auth.models import User
     from pointsmall.extensions import db
-    from pointsmall.volunteers import service
+    from pointsmall.people import communities, service
 
     app = create_app({"SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": "bench"})
     with app.app_context():

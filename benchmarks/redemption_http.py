@@ -279,10 +279,10 @@ def seed(url: str, volunteers: int) -> Seeded:
 
     import ledger
     from merchants import items
-    from pointsmall import communities, create_app
+    from pointsmall import create_app
     from pointsmall.auth.models import User
     from pointsmall.extensions import db
-    from pointsmall.volunteers import service
+    from pointsmall.people import communities, service
 
     # A quick hash: the app hashes slowly on purpose, and sign-in is not measured here.
     quick = generate_password_hash(PASSWORD, method="pbkdf2:sha256:1000")

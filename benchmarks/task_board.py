@@ -44,8 +44,8 @@ from pointsmall import create_app  # noqa: E402
 from pointsmall.auth.service import create_token  # noqa: E402
 from pointsmall.config import database_url  # noqa: E402
 from pointsmall.extensions import db  # noqa: E402
+from pointsmall.people.models import Volunteer  # noqa: E402
 from pointsmall.tasks import board  # noqa: E402
-from pointsmall.volunteers.models import Volunteer  # noqa: E402
 
 COMMUNITIES, GRIDS, MICROS, PER_MICRO = 10, 20, 25, 10
 TASKS, ASSIGNMENTS_ACCEPTED, CLAIMS = 200_000, 120_000, 30_000

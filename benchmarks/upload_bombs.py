@@ -72,7 +72,7 @@ def child(url: str, upload: str, file: str, memory_limit_mb: int) -> None:
     from pointsmall import create_app
     from pointsmall.earning import sheets
     from pointsmall.extensions import db
-    from pointsmall.volunteers import importer
+    from pointsmall.people import importer
 
     app = create_app({"SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": "bench",
                       "TESTING": True})
@@ -102,8 +102,9 @@ def child(url: str, upload: str, file: str, memory_limit_mb: int) -> None:
 def build_database(folder: str) -> str:
     from flask_migrate import upgrade
 
-    from pointsmall import communities, create_app
+    from pointsmall import create_app
     from pointsmall.extensions import db
+    from pointsmall.people import communities
 
     url = f"sqlite:///{folder}/bombs.db"
     app = create_app({"SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": "bench"})

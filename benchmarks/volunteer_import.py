@@ -21,10 +21,12 @@ import sqlalchemy as sa
 from flask_migrate import upgrade
 from werkzeug.security import generate_password_hash
 
-from pointsmall import communities, create_app, embedded_db
+from pointsmall import create_app
 from pointsmall.auth.models import User
 from pointsmall.config import database_url
+from pointsmall.core import embedded_db
 from pointsmall.extensions import db
+from pointsmall.people import communities
 
 
 def volunteers_csv(rows: int) -> bytes:

@@ -54,7 +54,7 @@ def create_app(config: dict | None = None) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies,
                                 x_host=proxies, x_prefix=proxies)
 
-    from pointsmall import shell
+    from pointsmall.core import shell
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(ROOT / "migrations"))
@@ -68,32 +68,27 @@ def create_app(config: dict | None = None) -> Flask:
     login_manager.login_message = None
     api.init_app(app)
 
-    from merchants import portal
-    from pointsmall import (
-        admin,
-        cli,
-        errors,
-        health,
-        home,
-        mall,
-        market,
-        models,  # noqa: F401  (every table in the metadata)
-        photos,
-    )
-    from pointsmall.api_v1 import register_api
+    from pointsmall import cli, models  # noqa: F401  (models: every table in the metadata)
+    from pointsmall.admin import views as admin
     from pointsmall.auth import views as auth_views
+    from pointsmall.auth.api import register_api
+    from pointsmall.core import errors, health, photos
     from pointsmall.earning import admin_views as rules_views
     from pointsmall.earning import staff_views as staff_earning_views
     from pointsmall.earning import views as earning_views
     from pointsmall.exports import views as export_views
     from pointsmall.exports.cells import safe_cell
+    from pointsmall.home import views as home
     from pointsmall.jobs import views as job_views
+    from pointsmall.market import counter as portal
+    from pointsmall.market import mall
+    from pointsmall.market import staff_views as market
+    from pointsmall.people import views as volunteer_views
     from pointsmall.reports import monthly as monthly_report
     from pointsmall.reports import views as report_views
     from pointsmall.tasks import cli as task_cli
     from pointsmall.tasks import staff_views as staff_task_views
     from pointsmall.tasks import views as task_views
-    from pointsmall.volunteers import views as volunteer_views
 
     shell.register(app)
     app.register_blueprint(health.bp)

@@ -16,7 +16,7 @@ def database_url(raw: str | None, instance_path: str) -> str:
     """Return a SQLAlchemy URL for `raw`, accepting the plain forms hosts hand out; without
     one, the embedded PostgreSQL server's (started or joined, see embedded_db)."""
     if not raw:
-        from pointsmall import embedded_db
+        from pointsmall.core import embedded_db
 
         return embedded_db.database_url(instance_path)
     if raw.startswith("sqlite:"):

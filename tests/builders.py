@@ -17,13 +17,13 @@ from werkzeug.security import generate_password_hash
 import ledger
 from merchants import items
 from merchants.models import Merchant
-from pointsmall import communities
 from pointsmall.auth import service as auth_service
 from pointsmall.auth.models import User
-from pointsmall.communities import Community, Grid
 from pointsmall.extensions import db
-from pointsmall.volunteers import service as volunteers
-from pointsmall.volunteers.models import Volunteer
+from pointsmall.people import communities
+from pointsmall.people import service as volunteers
+from pointsmall.people.communities import Community, Grid
+from pointsmall.people.models import Volunteer
 
 PASSWORD = "right-password-1"
 # The app hashes slowly on purpose (scrypt); test users get a quick hash to check.

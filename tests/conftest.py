@@ -21,8 +21,9 @@ from flask import g, request_started
 from flask_migrate import upgrade
 
 import ledger
-from pointsmall import create_app, embedded_db
+from pointsmall import create_app
 from pointsmall.config import database_url as normalise_url
+from pointsmall.core import embedded_db
 from pointsmall.extensions import db
 
 PG_URL = os.environ.get("TEST_DATABASE_URL")

@@ -12,11 +12,11 @@ from builders import PASSWORD_HASH, serial
 
 from merchants import items, redemptions
 from merchants.models import Item, Merchant, Redemption
-from pointsmall import clock
 from pointsmall.auth.models import User
+from pointsmall.core import clock
 from pointsmall.extensions import db
-from pointsmall.mall import redeemer_for
-from pointsmall.volunteers.models import Volunteer
+from pointsmall.market.mall import redeemer_for
+from pointsmall.people.models import Volunteer
 
 
 @dataclass

@@ -26,9 +26,9 @@ from schemathesis.config import SchemathesisConfig
 from schemathesis.pytest.lazy import get_all_tests
 from schemathesis.specs.openapi import checks as openapi_checks
 
-from pointsmall.api_conventions import MAX_ROW_ID
 from pointsmall.auth.models import User
 from pointsmall.auth.service import create_token
+from pointsmall.core.api_conventions import MAX_ROW_ID
 from pointsmall.earning import platform
 from pointsmall.earning.models import EarningRules
 from pointsmall.extensions import db
@@ -279,7 +279,7 @@ def test_the_document_names_every_failure_and_no_catch_all(world_app):
                                    "12800000001", "1380000000", "138000000012", "abc",
                                    "", "+8613800000001"])
 def test_the_documented_phone_pattern_is_the_one_the_service_checks(world_app, phone):
-    from pointsmall.volunteers import service
+    from pointsmall.people import service
 
     app, _ = world_app
     doc = app.test_client().get("/api/openapi.json").get_json()

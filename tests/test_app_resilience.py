@@ -128,7 +128,7 @@ def test_a_password_reset_or_change_ends_the_users_api_tokens(
         client, make_community, make_volunteer):
     from pointsmall.auth import service as auth_service
     from pointsmall.extensions import db
-    from pointsmall.volunteers import service as volunteers
+    from pointsmall.people import service as volunteers
 
     volunteer = make_volunteer(make_community())
     headers = bearer(volunteer.user)

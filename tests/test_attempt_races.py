@@ -16,10 +16,10 @@ import sqlalchemy as sa
 import sqlalchemy.orm as so
 from builders import PASSWORD_HASH
 
-from merchants import portal
 from pointsmall.auth import models as auth_models
 from pointsmall.auth import service as auth_service
 from pointsmall.auth.models import SignInName, User
+from pointsmall.market import counter as portal
 
 pytestmark = pytest.mark.postgres
 

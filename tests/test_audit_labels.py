@@ -3,7 +3,7 @@
 import re
 from pathlib import Path
 
-from pointsmall.audit_text import ACTIONS
+from pointsmall.admin.audit_text import ACTIONS
 
 ROOT = Path(__file__).resolve().parent.parent
 RECORDED = re.compile(r'audit\.record\(\s*[\w.]+,\s*f?"([\w.{}]+)"')

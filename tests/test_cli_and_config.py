@@ -14,8 +14,9 @@ import sqlalchemy as sa
 
 import ledger
 from ledger.clock import utcnow
-from pointsmall import ROOT, cli, create_app, embedded_db
+from pointsmall import ROOT, cli, create_app
 from pointsmall.config import ConfigError, database_url, from_environment, secret_key
+from pointsmall.core import embedded_db
 from pointsmall.extensions import db
 
 

@@ -13,8 +13,8 @@ from builders import enter_session
 from market_builders import make_item, make_shop, redeem  # noqa: F401
 
 from ledger.clock import utcnow
-from pointsmall import clock, tiers
-from pointsmall.earning import activities, awards
+from pointsmall.core import clock
+from pointsmall.earning import activities, awards, tiers
 from pointsmall.earning.rules import activity_types
 from pointsmall.extensions import db
 

@@ -14,10 +14,11 @@ from urllib.parse import urljoin, urlsplit
 import pytest
 import sqlalchemy as sa
 
-from pointsmall import demo, mall
 from pointsmall.auth.models import User
+from pointsmall.cli import demo
 from pointsmall.extensions import db
-from pointsmall.volunteers.models import Volunteer
+from pointsmall.market import mall
+from pointsmall.people.models import Volunteer
 
 # Links that do something rather than show something: the crawl does not follow them.
 NOT_FOLLOWED = re.compile(r"^/(lang/|logout)")

@@ -11,10 +11,10 @@ from market_builders import make_item, make_shop, redeem  # noqa: F401
 
 import ledger
 from merchants import redemptions
-from pointsmall.clock import local_today
-from pointsmall.communities import expired_address
+from pointsmall.core.clock import local_today
 from pointsmall.earning import awards
 from pointsmall.extensions import db
+from pointsmall.people.communities import expired_address
 from pointsmall.reports import charts, figures
 from pointsmall.reports.models import LedgerCheck, record_check
 

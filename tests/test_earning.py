@@ -12,8 +12,9 @@ from builders import make_community, make_staff, make_volunteer  # noqa: F401
 
 import ledger
 from ledger.clock import utcnow
-from pointsmall import clock, tiers
-from pointsmall.earning import activities, awards, expiry, platform
+from pointsmall.core import clock
+from pointsmall.core.errors import Conflict, ValidationFailed
+from pointsmall.earning import activities, awards, expiry, platform, tiers
 from pointsmall.earning.errors import (
     CheckInRefused,
     MakerCannotApprove,
@@ -22,7 +23,6 @@ from pointsmall.earning.errors import (
 )
 from pointsmall.earning.models import Activity, Award, AwardBatch, EvaluationEntry
 from pointsmall.earning.rules import activity_type, ensure_rules
-from pointsmall.errors import Conflict, ValidationFailed
 from pointsmall.extensions import db
 
 
@@ -425,7 +425,7 @@ def test_expiry_never_takes_points_held_for_a_redemption(place, make_volunteer, 
 def test_activities_of_another_community_are_not_found(place, make_activity, make_community):
     activity = make_activity()
     other = make_community()
-    from pointsmall.errors import NotFound
+    from pointsmall.core.errors import NotFound
 
     with pytest.raises(NotFound):
         activities.get_activity(db.session, activity.id, other.id)

@@ -14,8 +14,8 @@ from earning_helpers import count, mark_present, merit, points
 
 import ledger
 from ledger.clock import utcnow
-from pointsmall import clock, tiers
-from pointsmall.earning import activities, awards, platform
+from pointsmall.core import clock
+from pointsmall.earning import activities, awards, platform, tiers
 from pointsmall.earning.models import Activity, Attendance, Award, AwardBatch, Evaluation
 from pointsmall.earning.rules import activity_type, ensure_rules
 from pointsmall.extensions import db

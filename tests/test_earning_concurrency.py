@@ -14,11 +14,11 @@ import sqlalchemy.orm as so
 
 import ledger
 from ledger.clock import utcnow
-from pointsmall import communities
 from pointsmall.earning import activities, awards
 from pointsmall.earning.models import Award
 from pointsmall.earning.rules import activity_type
-from pointsmall.volunteers import service as volunteers
+from pointsmall.people import communities
+from pointsmall.people import service as volunteers
 
 pytestmark = [pytest.mark.postgres]
 _phones = itertools.count(random.randrange(10**7))

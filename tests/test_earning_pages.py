@@ -18,8 +18,7 @@ from openpyxl import Workbook
 
 import ledger
 from ledger.clock import utcnow
-from pointsmall import clock
-from pointsmall.communities import expired_address
+from pointsmall.core import clock
 from pointsmall.earning import activities, awards, platform
 from pointsmall.earning.models import (
     Activity,
@@ -31,6 +30,7 @@ from pointsmall.earning.models import (
 )
 from pointsmall.earning.rules import activity_type, ensure_rules
 from pointsmall.extensions import db
+from pointsmall.people.communities import expired_address
 
 
 @pytest.fixture(autouse=True)

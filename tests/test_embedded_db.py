@@ -15,8 +15,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from pointsmall import embedded_db
-from pointsmall.embedded_db import EmbeddedServerError
+from pointsmall.core import embedded_db
+from pointsmall.core.embedded_db import EmbeddedServerError
 
 WAIT = 180  # seconds a process may take to get going on a busy machine (a bound, not a check)
 

@@ -130,7 +130,7 @@ def test_the_journal_in_xlsx_keeps_numbers_and_local_times(client, staff, volunt
     posting = next(r for r in rows if r[4] == f"volunteer:{volunteer.id}:points"
                    and r[3] == "河道巡查")
     assert posting[6] == 12 and isinstance(posting[0], int)
-    from pointsmall import clock
+    from pointsmall.core import clock
 
     assert abs(posting[1] - clock.local_now().replace(tzinfo=None)) < timedelta(minutes=5)
 

@@ -13,13 +13,13 @@ from builders import bearer, enter_session
 from PIL import Image
 
 from merchants import redemptions
-from pointsmall import clock
+from pointsmall.core import clock
 from pointsmall.earning import activities, awards
 from pointsmall.earning.models import Attendance
 from pointsmall.earning.rules import activity_types
 from pointsmall.exports.cells import FORMULA_START
 from pointsmall.extensions import db
-from pointsmall.mall import redeemer_for
+from pointsmall.market.mall import redeemer_for
 
 pytest_plugins = ["builders", "market_builders"]
 
@@ -242,8 +242,8 @@ def test_a_sign_in_sheet_that_is_broken_or_huge_is_refused(app, hostile, no_csrf
 
 
 def test_a_sign_in_sheet_over_its_row_limit_is_refused_by_its_size(app, hostile, monkeypatch):
+    from pointsmall.core.errors import ValidationFailed
     from pointsmall.earning import sheets
-    from pointsmall.errors import ValidationFailed
 
     monkeypatch.setattr(sheets, "MAX_ROWS", 10)
     with pytest.raises(ValidationFailed) as refusal:

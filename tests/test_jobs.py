@@ -27,7 +27,7 @@ from pointsmall import create_app
 from pointsmall.extensions import db
 from pointsmall.jobs import queue, work
 from pointsmall.jobs.models import BackgroundJob
-from pointsmall.volunteers.models import Volunteer
+from pointsmall.people.models import Volunteer
 
 ROWS = 5  # exports past 5 rows become jobs here
 IMPORT_BYTES = 300

@@ -10,7 +10,7 @@ from builders import bearer, csrf_token, enter_session
 import ledger
 from merchants import redemptions, settlement
 from merchants.models import Item, Redemption
-from pointsmall import clock
+from pointsmall.core import clock
 from pointsmall.extensions import db
 
 # The builder fixtures: make_community, make_volunteer, ... and make_shop, make_item, redeem.

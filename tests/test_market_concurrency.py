@@ -30,8 +30,8 @@ from merchants import items, redemptions
 from merchants.errors import MarketError, OutOfStock, RedemptionNotReserved
 from merchants.models import Item, Redemption
 from merchants.redemptions import Redeemer
-from pointsmall import communities
-from pointsmall.volunteers import service as volunteers
+from pointsmall.people import communities
+from pointsmall.people import service as volunteers
 
 pytestmark = [pytest.mark.postgres]
 

@@ -31,7 +31,7 @@ from merchants.errors import (
 from merchants.items import create_item, create_merchant
 from merchants.models import Item, Redemption, Statement, StatementLine
 from merchants.redemptions import CODE_ALPHABET, Redeemer
-from pointsmall.communities import create_community
+from pointsmall.people.communities import create_community
 
 T0 = datetime(2025, 3, 10, 2, 0)  # 10:00 in Shanghai
 TODAY = date(2025, 3, 10)

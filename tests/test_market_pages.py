@@ -16,9 +16,9 @@ from PIL import Image
 import ledger
 from merchants import redemptions
 from merchants.models import Item, Merchant, Redemption, Statement
-from pointsmall import clock
-from pointsmall.communities import Community
+from pointsmall.core import clock
 from pointsmall.extensions import db
+from pointsmall.people.communities import Community
 
 # The builder fixtures: make_community, make_volunteer, ... and make_shop, make_item, redeem.
 pytest_plugins = ["builders", "market_builders"]
@@ -523,8 +523,8 @@ def test_saving_an_item_does_not_put_reserved_units_back_on_the_shelf(app, clien
     and setting a stock the editor did not see refused."""
     from merchants import items as item_service
     from merchants.errors import InvalidItem
-    from pointsmall.communities import create_community
     from pointsmall.extensions import db
+    from pointsmall.people.communities import create_community
 
     community = create_community(db.session, "库存社区")
     merchant = item_service.create_merchant(db.session, community.id, name="库存超市")

@@ -23,11 +23,11 @@ from pypdf import PdfReader
 
 import ledger
 from merchants import redemptions
-from pointsmall import clock
-from pointsmall.communities import expired_address
+from pointsmall.core import clock
 from pointsmall.earning import activities, awards
 from pointsmall.earning.rules import activity_types, ensure_rules
 from pointsmall.extensions import db
+from pointsmall.people.communities import expired_address
 from pointsmall.reports import monthly
 
 pytest_plugins = ["market_builders"]

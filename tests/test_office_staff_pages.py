@@ -11,9 +11,9 @@ import sqlalchemy as sa
 from builders import enter_session
 from market_builders import make_item, make_shop, redeem  # noqa: F401
 
-from pointsmall import audit
-from pointsmall.audit import AuditEntry
-from pointsmall.clock import local_today, next_month
+from pointsmall.core import audit
+from pointsmall.core.audit import AuditEntry
+from pointsmall.core.clock import local_today, next_month
 from pointsmall.earning import awards
 from pointsmall.extensions import db
 from pointsmall.reports.models import LedgerCheck

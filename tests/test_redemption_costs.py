@@ -14,7 +14,7 @@ from merchants import redemptions
 from merchants.errors import TierTooLow
 from merchants.items import create_item, create_merchant
 from merchants.redemptions import Redeemer
-from pointsmall.communities import create_community
+from pointsmall.people.communities import create_community
 
 
 @pytest.fixture

@@ -33,16 +33,16 @@ import ledger
 from ledger.clock import utcnow
 from merchants import items, redemptions, settlement
 from merchants.models import Merchant, merchant_address
-from pointsmall import clock, tiers
 from pointsmall.auth.models import ApiToken
 from pointsmall.auth.service import create_token
-from pointsmall.communities import Community, issuance_address
-from pointsmall.earning import activities, awards
+from pointsmall.core import clock
+from pointsmall.earning import activities, awards, tiers
 from pointsmall.earning.models import Award
 from pointsmall.earning.rules import activity_types
 from pointsmall.extensions import db
 from pointsmall.jobs.models import BackgroundJob
-from pointsmall.volunteers.models import Volunteer, volunteer_address
+from pointsmall.people.communities import Community, issuance_address
+from pointsmall.people.models import Volunteer, volunteer_address
 
 STAFF, ADMIN, VOLUNTEER, MERCHANT = ("staff",), ("admin",), ("volunteer",), ("merchant",)
 ANYONE = ("volunteer", "merchant", "staff", "admin")

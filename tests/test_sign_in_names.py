@@ -11,7 +11,7 @@ from builders import PASSWORD, bearer, enter_session
 
 from pointsmall.auth.models import SignInName, User
 from pointsmall.extensions import db
-from pointsmall.volunteers.models import Volunteer
+from pointsmall.people.models import Volunteer
 
 
 @pytest.fixture

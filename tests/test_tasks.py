@@ -11,12 +11,12 @@ from earning_helpers import merit, points
 from PIL import Image
 
 from ledger import utcnow
-from pointsmall import communities
-from pointsmall.audit import AuditEntry
+from pointsmall.core.audit import AuditEntry
+from pointsmall.core.errors import Forbidden, NotFound, ValidationFailed
 from pointsmall.earning.models import Award, AwardBatch
 from pointsmall.earning.rules import ensure_rules
-from pointsmall.errors import Forbidden, NotFound, ValidationFailed
 from pointsmall.extensions import db
+from pointsmall.people import communities
 from pointsmall.tasks import board, checks, hours
 from pointsmall.tasks.errors import AlreadyAccepted, NotDone, OutsideGrid, TaskFull
 from pointsmall.tasks.models import Assignment, Task

@@ -12,14 +12,14 @@ from test_earning_concurrency import race, racing  # noqa: F401  (the fixture)
 
 import ledger
 from ledger import utcnow
-from pointsmall import communities
 from pointsmall.auth.models import User
 from pointsmall.earning.models import Award
+from pointsmall.people import communities
+from pointsmall.people import service as volunteers
+from pointsmall.people.models import Volunteer
 from pointsmall.tasks import board, checks
 from pointsmall.tasks.errors import AlreadyAccepted, TaskFull
 from pointsmall.tasks.models import Assignment, Task
-from pointsmall.volunteers import service as volunteers
-from pointsmall.volunteers.models import Volunteer
 
 pytestmark = pytest.mark.postgres
 _phones = itertools.count(random.randrange(10**7))

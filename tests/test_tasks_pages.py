@@ -14,8 +14,8 @@ from earning_helpers import points
 from PIL import Image
 
 from ledger import utcnow
-from merchants.attempts import AttemptCounter
-from pointsmall import clock
+from pointsmall.core import clock
+from pointsmall.core.attempts import AttemptCounter
 from pointsmall.earning import platform
 from pointsmall.earning.rules import ensure_rules
 from pointsmall.extensions import db
@@ -436,7 +436,7 @@ def test_staff_screen_wishes_and_dispatch_through_the_api(
 
 def test_tasks_are_counted_in_the_month_they_were_opened_claimed_done_and_accepted(
         place, staff, make_volunteer):
-    from pointsmall import clock
+    from pointsmall.core import clock
     from pointsmall.tasks import figures
 
     this_month = clock.local_today().replace(day=1)

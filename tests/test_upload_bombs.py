@@ -15,14 +15,14 @@ from bombs import BOMBS
 from builders import enter_session
 from flask_babel import force_locale
 
-from pointsmall import clock
+from pointsmall.core import clock
 from pointsmall.earning import activities, sheets
 from pointsmall.earning.models import Attendance
 from pointsmall.earning.rules import activity_types
 from pointsmall.exports import uploads
 from pointsmall.extensions import db
-from pointsmall.volunteers import importer
-from pointsmall.volunteers.models import Volunteer
+from pointsmall.people import importer
+from pointsmall.people.models import Volunteer
 
 # What each page says, in English, for each reason a bomb is refused.
 IMPORT_MESSAGES = {

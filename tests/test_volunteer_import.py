@@ -33,8 +33,8 @@ from volunteer_staff import (  # noqa: F401
 import ledger
 from pointsmall.auth.models import User
 from pointsmall.extensions import db
-from pointsmall.volunteers import importer
-from pointsmall.volunteers.models import Volunteer
+from pointsmall.people import importer
+from pointsmall.people.models import Volunteer
 
 CLEAN_ROWS = [
     ["张伟", "13800000001", "1栋", "2024-03-01", "是"],

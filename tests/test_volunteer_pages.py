@@ -22,7 +22,7 @@ from volunteer_staff import (  # noqa: F401
 
 from pointsmall.auth.models import User
 from pointsmall.extensions import db
-from pointsmall.volunteers.models import Volunteer
+from pointsmall.people.models import Volunteer
 
 
 def listed_names(response) -> list[str]:

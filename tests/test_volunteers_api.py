@@ -5,10 +5,10 @@ import sqlalchemy as sa
 from builders import PASSWORD, bearer
 
 import ledger
-from pointsmall.audit import AuditEntry
 from pointsmall.auth.models import User
+from pointsmall.core.audit import AuditEntry
 from pointsmall.extensions import db
-from pointsmall.volunteers.models import Volunteer
+from pointsmall.people.models import Volunteer
 
 
 @pytest.fixture

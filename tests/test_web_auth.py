@@ -6,15 +6,15 @@ import pytest
 import sqlalchemy as sa
 from builders import PASSWORD, csrf_token, sign_in
 
-from merchants.attempts import AttemptCounter
-from pointsmall.audit import AuditEntry
 from pointsmall.auth import limits, picture
 from pointsmall.auth import models as auth_models
 from pointsmall.auth import service as auth_service
 from pointsmall.auth.models import UNUSABLE, ApiToken, User
-from pointsmall.communities import Community, Grid
+from pointsmall.core.attempts import AttemptCounter
+from pointsmall.core.audit import AuditEntry
 from pointsmall.extensions import db
-from pointsmall.volunteers.models import Volunteer
+from pointsmall.people.communities import Community, Grid
+from pointsmall.people.models import Volunteer
 
 
 @pytest.fixture

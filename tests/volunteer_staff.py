@@ -16,13 +16,12 @@ import pytest
 import sqlalchemy as sa
 from werkzeug.security import generate_password_hash
 
-from pointsmall import communities
-from pointsmall.audit import AuditEntry
 from pointsmall.auth.models import User
-from pointsmall.communities import Community, Grid
+from pointsmall.core.audit import AuditEntry
 from pointsmall.extensions import db
-from pointsmall.volunteers import service
-from pointsmall.volunteers.models import Volunteer
+from pointsmall.people import communities, service
+from pointsmall.people.communities import Community, Grid
+from pointsmall.people.models import Volunteer
 
 PASSWORD = "staff-password-1"
 # The app hashes slowly on purpose; test users get a quick hash of the same kind of check.

@@ -135,13 +135,13 @@ def seed(args) -> int:
 def build_people(url: str, args) -> dict:
     import ledger
     from merchants import items as item_service
-    from pointsmall import communities, create_app
+    from pointsmall import create_app
     from pointsmall.auth import service as auth_service
     from pointsmall.auth.models import User
     from pointsmall.earning import rules
     from pointsmall.extensions import db
-    from pointsmall.volunteers import importer
-    from pointsmall.volunteers.service import VolunteerFields
+    from pointsmall.people import communities, importer
+    from pointsmall.people.service import VolunteerFields
 
     app = create_app({"SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": "seed"})
     rng = random.Random(7)

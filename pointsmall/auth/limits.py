@@ -1,6 +1,6 @@
 """How many sign-in attempts get a password checked: slow the guesser, never lock the owner.
 
-Three counters, each counted before the password is checked (`merchants.attempts`):
+Three counters, each counted before the password is checked (`pointsmall.core.attempts`):
 
 - an account from one address (PER_PAIR in WINDOW): the guesser's address is refused
   for the rest of the window, and the owner elsewhere signs in as usual;
@@ -20,9 +20,9 @@ import sqlalchemy.orm as so
 from flask_babel import gettext as _
 from flask_babel import ngettext
 
-from merchants import attempts
 from pointsmall.auth import picture
-from pointsmall.errors import AppError, TooManyAttempts
+from pointsmall.core import attempts
+from pointsmall.core.errors import AppError, TooManyAttempts
 
 WINDOW = timedelta(minutes=15)
 PER_PAIR = 5

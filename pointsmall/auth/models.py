@@ -9,11 +9,11 @@ from flask_login import UserMixin
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from ledger import utcnow
-from merchants.attempts import AttemptCounter  # noqa: F401  (re-exported)
+from pointsmall.core.attempts import AttemptCounter  # noqa: F401  (re-exported)
 from pointsmall.extensions import db
 
 if TYPE_CHECKING:
-    from pointsmall.volunteers.models import Volunteer
+    from pointsmall.people.models import Volunteer
 
 ROLES = ("volunteer", "merchant", "staff", "admin")
 # A password_hash that starts so matches no password (imported users, until a reset).

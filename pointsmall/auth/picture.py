@@ -20,7 +20,7 @@ from flask import current_app
 from itsdangerous import BadData, URLSafeTimedSerializer
 from PIL import Image, ImageDraw, ImageFont
 
-from merchants import attempts
+from pointsmall.core import attempts
 
 ALPHABET = "ACDEFHJKMNPRTUVWXY34679"  # none that look alike (0/O, 1/I/L, 2/Z, 5/S, 8/B)
 LENGTH = 5

@@ -12,11 +12,11 @@ from flask_babel import gettext as _
 from werkzeug.security import generate_password_hash
 
 from ledger import utcnow
-from pointsmall import audit
 from pointsmall.auth import limits
 from pointsmall.auth.limits import PictureRequired, too_many_sign_ins  # noqa: F401  (re-exported)
 from pointsmall.auth.models import UNUSABLE, ApiToken, SignInName, User, password_matches
-from pointsmall.errors import NotFound, ValidationFailed
+from pointsmall.core import audit
+from pointsmall.core.errors import NotFound, ValidationFailed
 
 PASSWORD_MIN = 8
 # A token lasts this long; the app asks for a new one by signing in again.

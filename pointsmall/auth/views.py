@@ -9,9 +9,9 @@ from wtforms import HiddenField, PasswordField, StringField
 from wtforms.validators import DataRequired, Length
 
 from pointsmall.auth import picture, service
-from pointsmall.errors import TooManyAttempts, ValidationFailed
+from pointsmall.core.errors import TooManyAttempts, ValidationFailed
+from pointsmall.core.shell import is_local_path
 from pointsmall.extensions import db
-from pointsmall.shell import is_local_path
 
 bp = Blueprint("auth", __name__)
 

@@ -10,11 +10,11 @@ from itsdangerous import BadSignature, URLSafeSerializer
 from sqlalchemy.exc import IntegrityError
 
 from ledger import utcnow
-from pointsmall import audit
+from pointsmall.core import audit
+from pointsmall.core.errors import Conflict, NotFound
 from pointsmall.earning.errors import CheckInRefused, invalid
 from pointsmall.earning.models import Activity, ActivityType, Attendance
-from pointsmall.errors import Conflict, NotFound
-from pointsmall.volunteers.models import Volunteer
+from pointsmall.people.models import Volunteer
 
 CHECK_IN_MARGIN = timedelta(minutes=30)
 MAX_POINTS = 100_000
@@ -90,7 +90,7 @@ def _activity_by_key(session: so.Session, community_id: int, key: str,
 
 
 def invalid_many(errors: dict[str, list[str]]):
-    from pointsmall.errors import ValidationFailed
+    from pointsmall.core.errors import ValidationFailed
 
     return ValidationFailed(errors)
 

@@ -9,12 +9,12 @@ from flask_wtf import FlaskForm
 from wtforms import IntegerField, SelectField
 from wtforms.validators import NumberRange, Optional
 
-from pointsmall import audit
 from pointsmall.auth.views import EmptyForm
-from pointsmall.communities import get_community
+from pointsmall.core import audit
+from pointsmall.core.shell import roles_required
 from pointsmall.earning.rules import activity_types, ensure_rules
 from pointsmall.extensions import db
-from pointsmall.shell import roles_required
+from pointsmall.people.communities import get_community
 
 bp = Blueprint("rules", __name__, url_prefix="/admin/communities")
 

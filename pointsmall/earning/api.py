@@ -11,8 +11,8 @@ from flask_login import current_user
 from marshmallow import Schema, fields, validate
 
 import ledger
-from pointsmall import clock, tiers
-from pointsmall.api_conventions import (
+from pointsmall.core import clock
+from pointsmall.core.api_conventions import (
     MAX_ROW_ID,
     NOT_BLANK,
     ROW_ID,
@@ -20,11 +20,11 @@ from pointsmall.api_conventions import (
     JsonBoolean,
     role_guard,
 )
-from pointsmall.earning import activities, awards
+from pointsmall.core.errors import NotFound
+from pointsmall.earning import activities, awards, tiers
 from pointsmall.earning.errors import invalid
 from pointsmall.earning.models import Activity, Attendance, Award, AwardBatch, EvaluationEntry
 from pointsmall.earning.views import me
-from pointsmall.errors import NotFound
 from pointsmall.extensions import ErrorSchema, UtcDateTime, db
 
 bp = ApiBlueprint("api_earning", __name__, url_prefix="/api/v1",

@@ -14,8 +14,8 @@ from flask_babel import ngettext
 
 import ledger
 from ledger import utcnow
-from pointsmall import audit, clock
-from pointsmall.communities import issuance_address
+from pointsmall.core import audit, clock
+from pointsmall.core.errors import Conflict, NotFound
 from pointsmall.earning.errors import (
     AlreadyReversed,
     BatchNotPending,
@@ -25,8 +25,8 @@ from pointsmall.earning.errors import (
 )
 from pointsmall.earning.models import Activity, Adjustment, Attendance, Award, AwardBatch
 from pointsmall.earning.rules import ensure_rules
-from pointsmall.errors import Conflict, NotFound
-from pointsmall.volunteers.models import Volunteer, volunteer_address
+from pointsmall.people.communities import issuance_address
+from pointsmall.people.models import Volunteer, volunteer_address
 
 MAX_BATCH = 5000
 _AWARDS = Award.__table__

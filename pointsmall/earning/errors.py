@@ -2,7 +2,7 @@
 
 from flask_babel import gettext as _
 
-from pointsmall.errors import AppError, Conflict, Forbidden, ValidationFailed
+from pointsmall.core.errors import AppError, Conflict, Forbidden, ValidationFailed
 
 
 class CheckInRefused(AppError):

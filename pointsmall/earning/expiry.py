@@ -13,10 +13,10 @@ import sqlalchemy.orm as so
 
 import ledger
 from ledger import Account, Posting, Transaction
-from pointsmall import clock
-from pointsmall.communities import expired_address
+from pointsmall.core import clock
 from pointsmall.earning.models import EarningRules
-from pointsmall.volunteers.models import Volunteer
+from pointsmall.people.communities import expired_address
+from pointsmall.people.models import Volunteer
 
 EARNING_KINDS = ("award", "adjustment")
 

@@ -15,10 +15,10 @@ import sqlalchemy.orm as so
 from flask_babel import gettext as _
 from sqlalchemy.exc import IntegrityError
 
+from pointsmall.core.errors import Conflict, ValidationFailed
 from pointsmall.earning import awards
 from pointsmall.earning.errors import SignatureRefused
 from pointsmall.earning.models import Award, EarningRules, PlatformTask
-from pointsmall.errors import Conflict, ValidationFailed
 
 MAX_SKEW = 300
 MAX_POINTS = 10_000

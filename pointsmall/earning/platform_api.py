@@ -4,7 +4,7 @@ from flask import request
 from flask.views import MethodView
 from marshmallow import Schema, fields
 
-from pointsmall.api_conventions import MAX_ROW_ID, NOT_BLANK, SIGNED_HEADERS, ApiBlueprint
+from pointsmall.core.api_conventions import MAX_ROW_ID, NOT_BLANK, SIGNED_HEADERS, ApiBlueprint
 from pointsmall.earning import platform
 from pointsmall.extensions import ErrorSchema, db
 

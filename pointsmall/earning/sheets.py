@@ -7,7 +7,7 @@ from flask_babel import gettext as _
 from pointsmall.auth.models import User
 from pointsmall.earning.errors import invalid
 from pointsmall.exports import uploads
-from pointsmall.volunteers.models import Volunteer
+from pointsmall.people.models import Volunteer
 
 PHONE_HEADERS = ("手机号", "手机", "电话", "phone", "mobile")
 MAX_ROWS = 10_000

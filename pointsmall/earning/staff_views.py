@@ -16,11 +16,12 @@ from wtforms import BooleanField, DateField, IntegerField, SelectField, StringFi
 from wtforms.validators import Optional
 
 import ledger
-from pointsmall import clock, tiers
 from pointsmall.auth.models import User
 from pointsmall.auth.views import EmptyForm
-from pointsmall.communities import community_grids, get_community
-from pointsmall.earning import activities, awards, sheets
+from pointsmall.core import clock
+from pointsmall.core.errors import NotFound, ValidationFailed, describe
+from pointsmall.core.shell import roles_required
+from pointsmall.earning import activities, awards, sheets, tiers
 from pointsmall.earning.errors import invalid
 from pointsmall.earning.models import (
     Activity,
@@ -31,12 +32,11 @@ from pointsmall.earning.models import (
     EvaluationEntry,
 )
 from pointsmall.earning.rules import activity_types, ensure_rules
-from pointsmall.errors import NotFound, ValidationFailed, describe
 from pointsmall.extensions import db
-from pointsmall.mall import qr_data_uri
-from pointsmall.shell import roles_required
-from pointsmall.volunteers import service, table
-from pointsmall.volunteers.models import Volunteer
+from pointsmall.market.mall import qr_data_uri
+from pointsmall.people import service, table
+from pointsmall.people.communities import community_grids, get_community
+from pointsmall.people.models import Volunteer
 
 bp = Blueprint("staff_earning", __name__, url_prefix="/staff")
 

@@ -9,14 +9,13 @@ from flask_login import current_user
 import ledger
 from ledger import utcnow
 from merchants.models import Redemption
-from pointsmall import tiers
 from pointsmall.auth.views import EmptyForm
-from pointsmall.earning import activities, expiry
+from pointsmall.core.shell import roles_required
+from pointsmall.earning import activities, expiry, tiers
 from pointsmall.earning.errors import CheckInRefused
 from pointsmall.earning.models import DEFAULT_TYPES, Attendance
 from pointsmall.extensions import db
-from pointsmall.shell import roles_required
-from pointsmall.volunteers.models import Volunteer
+from pointsmall.people.models import Volunteer
 
 bp = Blueprint("earning", __name__)
 

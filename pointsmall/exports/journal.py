@@ -7,9 +7,9 @@ import sqlalchemy.orm as so
 
 from ledger import Account, Posting, Transaction
 from merchants.models import Merchant
+from pointsmall.core.shell import KIND_LABELS
 from pointsmall.exports.query import LocalTime, Period, Scope, keyset
-from pointsmall.shell import KIND_LABELS
-from pointsmall.volunteers.models import Volunteer
+from pointsmall.people.models import Volunteer
 
 
 def _address(prefix: str, column, suffix: str) -> sa.ColumnElement[str]:

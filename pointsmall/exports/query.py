@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
-from pointsmall import clock
+from pointsmall.core import clock
 
 # Rows per query: big enough that a million rows are a few hundred round trips, small
 # enough that a chunk is a few megabytes at most.

@@ -10,12 +10,12 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
 from merchants.models import Item, Merchant, Redemption, Statement
-from pointsmall import communities
 from pointsmall.auth.models import User
+from pointsmall.core.shell import BATCH_LABELS, STATUS_LABELS
 from pointsmall.earning.models import Activity, ActivityType, Attendance, Award, AwardBatch
 from pointsmall.exports.query import LocalTime, Period, Scope, keyset
-from pointsmall.shell import BATCH_LABELS, STATUS_LABELS
-from pointsmall.volunteers.models import Volunteer
+from pointsmall.people import communities
+from pointsmall.people.models import Volunteer
 
 SOURCE_LABELS = {"signup": _l("Signed up"), "qr": _l("Checked in by QR code"),
                  "staff": _l("Marked by staff")}

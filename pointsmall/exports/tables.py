@@ -10,9 +10,9 @@ from flask_babel import lazy_gettext as _l
 
 from pointsmall.exports import journal, rows
 from pointsmall.exports.query import Period, Scope
+from pointsmall.people import export, table
+from pointsmall.people.views import STATUS_LABELS
 from pointsmall.tasks import export as task_export
-from pointsmall.volunteers import export, table
-from pointsmall.volunteers.views import STATUS_LABELS
 
 Rows = Callable[[so.Session, Scope, Period], Iterator[list]]
 

@@ -21,9 +21,9 @@ from flask import (
 from flask_babel import gettext as _
 from flask_login import current_user
 
-from pointsmall import clock
-from pointsmall.communities import get_community
-from pointsmall.errors import ValidationFailed
+from pointsmall.core import clock
+from pointsmall.core.errors import ValidationFailed
+from pointsmall.core.shell import roles_required
 from pointsmall.exports.files import csv_stream, xlsx_file
 from pointsmall.exports.query import Period, Scope
 from pointsmall.exports.tables import ALL_TABLES, COMMUNITY_TABLES, MERCHANT_TABLES, Table
@@ -31,7 +31,7 @@ from pointsmall.extensions import db
 from pointsmall.jobs import service as jobs
 from pointsmall.jobs import views as job_views
 from pointsmall.jobs import work
-from pointsmall.shell import roles_required
+from pointsmall.people.communities import get_community
 
 bp = Blueprint("exports", __name__)
 

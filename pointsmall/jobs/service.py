@@ -12,7 +12,7 @@ from flask_babel import gettext as _
 from werkzeug.exceptions import NotFound
 
 from ledger import utcnow
-from pointsmall.errors import AppError
+from pointsmall.core.errors import AppError
 from pointsmall.extensions import db
 from pointsmall.jobs import queue
 from pointsmall.jobs.models import UNFINISHED, BackgroundJob

@@ -9,10 +9,10 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 
+from pointsmall.core.shell import roles_required
 from pointsmall.extensions import db
 from pointsmall.jobs import service
 from pointsmall.jobs.models import BackgroundJob
-from pointsmall.shell import roles_required
 
 bp = Blueprint("jobs", __name__)
 ROLES = ("staff", "admin", "merchant")

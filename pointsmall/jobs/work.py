@@ -142,7 +142,7 @@ def _export(job: BackgroundJob, progress: Progress) -> str | None:
 
 
 def _import(job: BackgroundJob, progress: Progress) -> str | None:
-    from pointsmall.volunteers import views
+    from pointsmall.people import views
 
     return views.run_import_job(job, progress)
 

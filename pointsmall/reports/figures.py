@@ -21,8 +21,7 @@ import sqlalchemy.orm as so
 
 import ledger
 from merchants.models import Item, Merchant, Redemption, merchant_address, merchant_scope
-from pointsmall import clock
-from pointsmall.communities import Community, community_scope
+from pointsmall.core import clock
 from pointsmall.earning.models import (
     Activity,
     ActivityType,
@@ -32,8 +31,9 @@ from pointsmall.earning.models import (
     Evaluation,
     EvaluationEntry,
 )
-from pointsmall.tiers import ORDER, mask, standings
-from pointsmall.volunteers.models import Volunteer
+from pointsmall.earning.tiers import ORDER, mask, standings
+from pointsmall.people.communities import Community, community_scope
+from pointsmall.people.models import Volunteer
 
 ISSUED = ("award", "reversal", "adjustment")
 REDEEMED = ("redemption", "refund")

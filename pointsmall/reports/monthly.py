@@ -15,17 +15,17 @@ from flask import Blueprint, Response, render_template, request
 from flask_babel import gettext as _
 from flask_login import current_user
 
-from pointsmall import clock
-from pointsmall.communities import Community, get_community
+from pointsmall.core import clock
+from pointsmall.core.errors import ValidationFailed
+from pointsmall.core.shell import roles_required
 from pointsmall.earning.models import Award
-from pointsmall.errors import ValidationFailed
 from pointsmall.extensions import db
 from pointsmall.jobs import service as jobs
 from pointsmall.jobs import views as job_views
 from pointsmall.jobs import work
+from pointsmall.people.communities import Community, get_community
+from pointsmall.people.models import Volunteer
 from pointsmall.reports import charts, figures
-from pointsmall.shell import roles_required
-from pointsmall.volunteers.models import Volunteer
 
 bp = Blueprint("monthly_report", __name__)
 HISTORY = 12

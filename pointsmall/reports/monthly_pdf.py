@@ -14,8 +14,8 @@ from fontTools.ttLib import TTFont
 from fpdf import FPDF
 from fpdf.fonts import FontFace
 
+from pointsmall.core.shell import CATEGORY_LABELS, TIER_LABELS
 from pointsmall.reports.monthly import MonthlyReport
-from pointsmall.shell import CATEGORY_LABELS, TIER_LABELS
 
 FONT = Path(__file__).resolve().parent.parent / "static" / "vendor" / "fonts" / \
     "NotoSansSC-Report.otf"

@@ -10,12 +10,12 @@ from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 
 from merchants.models import Merchant
-from pointsmall import clock
-from pointsmall.communities import Community
+from pointsmall.core import clock
+from pointsmall.core.shell import CATEGORY_LABELS, TIER_LABELS, roles_required
 from pointsmall.extensions import db
+from pointsmall.people.communities import Community
 from pointsmall.reports import charts, figures
 from pointsmall.reports.models import latest_check
-from pointsmall.shell import CATEGORY_LABELS, TIER_LABELS, roles_required
 
 bp = Blueprint("reports", __name__)
 MONTHS = 12

@@ -8,10 +8,10 @@ from flask.views import MethodView
 from flask_login import current_user
 from marshmallow import Schema, fields, validate
 
-from pointsmall.api_conventions import SIGNED_HEADERS, ApiBlueprint, role_guard
+from pointsmall.core.api_conventions import SIGNED_HEADERS, ApiBlueprint, role_guard
+from pointsmall.core.errors import ValidationFailed
 from pointsmall.earning import platform
 from pointsmall.earning.views import me
-from pointsmall.errors import ValidationFailed
 from pointsmall.extensions import ErrorSchema, UtcDateTime, commit_keeping, db
 from pointsmall.tasks import board, checks, hours, wishes
 from pointsmall.tasks.models import Task

@@ -12,12 +12,12 @@ from flask_babel import gettext as _
 from sqlalchemy.exc import IntegrityError
 
 from ledger import utcnow
-from pointsmall import audit
-from pointsmall.communities import Grid
-from pointsmall.errors import NotFound, ValidationFailed
+from pointsmall.core import audit
+from pointsmall.core.errors import NotFound, ValidationFailed
+from pointsmall.people.communities import Grid
+from pointsmall.people.models import Volunteer
 from pointsmall.tasks.errors import OutsideGrid, TaskFull, TaskNotOpen, WrongState, invalid
 from pointsmall.tasks.models import LIVE_STATES, Assignment, Task
-from pointsmall.volunteers.models import Volunteer
 
 MAX_POINTS = 10_000
 MAX_PEOPLE = 500
@@ -98,7 +98,7 @@ def publish_once(session: so.Session, community_id: int, raw: dict, *, external_
                  retried: bool = False) -> tuple[Task, bool]:
     """Publish a task once per `external_id` (the platform's task id, or a client's request
     key); return it and whether it is new. The same id with other details is a conflict."""
-    from pointsmall.errors import Conflict
+    from pointsmall.core.errors import Conflict
 
     digest = hashlib.sha256(json.dumps(raw, sort_keys=True, ensure_ascii=False,
                                        default=str).encode()).hexdigest()
@@ -294,7 +294,7 @@ def start_task(session: so.Session, volunteer: Volunteer, task_id: int, *,
 def finish_task(session: so.Session, volunteer: Volunteer, task_id: int, *, note: str,
                 photos: list | None = None, now: datetime | None = None) -> Assignment:
     """Mark my task done with a note and photos (stored only once every check passed)."""
-    from pointsmall.photos import save_item_photo
+    from pointsmall.core.photos import save_item_photo
 
     row = my_assignment(session, volunteer, task_id)
     if row.state not in ("claimed", "started"):

@@ -8,10 +8,10 @@ import sqlalchemy.orm as so
 from flask_babel import gettext as _
 
 from ledger import utcnow
-from pointsmall import audit
+from pointsmall.core import audit
+from pointsmall.core.errors import NotFound, ValidationFailed
 from pointsmall.earning import awards
 from pointsmall.earning.models import Award
-from pointsmall.errors import NotFound, ValidationFailed
 from pointsmall.tasks.errors import AlreadyAccepted, NotDone, invalid
 from pointsmall.tasks.models import Assignment, Task
 

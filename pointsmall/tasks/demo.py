@@ -8,9 +8,9 @@ import sqlalchemy.orm as so
 
 from ledger import utcnow
 from pointsmall.auth.models import User
-from pointsmall.communities import Community, community_grids
+from pointsmall.people.communities import Community, community_grids
+from pointsmall.people.models import Volunteer
 from pointsmall.tasks import board, checks, wishes
-from pointsmall.volunteers.models import Volunteer
 
 OPEN = ["楼道杂物清理", "独居老人探访", "消防通道巡查", "垃圾分类督导", "小区绿化带除草"]
 GRID_WIDE = ["网格安全隐患排查", "防汛物资清点"]

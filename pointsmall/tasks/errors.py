@@ -2,7 +2,7 @@
 
 from flask_babel import gettext as _
 
-from pointsmall.errors import Conflict, Forbidden, ValidationFailed
+from pointsmall.core.errors import Conflict, Forbidden, ValidationFailed
 
 
 class TaskFull(Conflict):

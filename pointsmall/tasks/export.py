@@ -6,9 +6,10 @@ from collections.abc import Iterator
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
-from pointsmall import communities
 from pointsmall.auth.models import User
 from pointsmall.exports.query import CHUNK, LocalTime, Period, Scope, keyset
+from pointsmall.people import communities
+from pointsmall.people.models import Volunteer
 from pointsmall.tasks.hours import hours_by_volunteer
 from pointsmall.tasks.labels import (
     STATE_LABELS,
@@ -17,7 +18,6 @@ from pointsmall.tasks.labels import (
     WISH_STATUS_LABELS,
 )
 from pointsmall.tasks.models import Assignment, Task, Wish
-from pointsmall.volunteers.models import Volunteer
 
 
 def _say(labels: dict, value) -> str:

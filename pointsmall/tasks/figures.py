@@ -11,8 +11,8 @@ import sqlalchemy.orm as so
 
 import ledger
 from ledger import utcnow
-from pointsmall import clock
-from pointsmall.communities import Grid
+from pointsmall.core import clock
+from pointsmall.people.communities import Grid
 from pointsmall.tasks.models import Assignment, Task
 
 WITHIN = timedelta(hours=48)

@@ -14,7 +14,7 @@ from wtforms import (
 )
 from wtforms.validators import Optional
 
-from pointsmall.errors import ValidationFailed
+from pointsmall.core.errors import ValidationFailed
 
 
 class TaskForm(FlaskForm):

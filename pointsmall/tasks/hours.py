@@ -9,7 +9,7 @@ import sqlalchemy as sa
 import sqlalchemy.orm as so
 from flask import current_app
 
-from pointsmall import clock
+from pointsmall.core import clock
 from pointsmall.earning.models import Activity, Attendance
 from pointsmall.tasks.models import Assignment, Task
 

@@ -7,9 +7,9 @@ import sqlalchemy as sa
 import sqlalchemy.orm as so
 
 from ledger import utcnow
-from pointsmall.communities import Grid
 from pointsmall.extensions import db
-from pointsmall.volunteers.models import Volunteer
+from pointsmall.people.communities import Grid
+from pointsmall.people.models import Volunteer
 
 TASK_STATUSES = ("open", "closed", "cancelled")
 MODES = ("open", "dispatch")

@@ -9,15 +9,15 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
 
-from pointsmall import clock
 from pointsmall.auth.views import EmptyForm
-from pointsmall.communities import community_grids
+from pointsmall.core import clock
+from pointsmall.core.errors import ValidationFailed
+from pointsmall.core.shell import roles_required
 from pointsmall.earning import sheets
 from pointsmall.earning.rules import activity_type
-from pointsmall.errors import ValidationFailed
 from pointsmall.extensions import db
-from pointsmall.mall import qr_data_uri
-from pointsmall.shell import roles_required
+from pointsmall.market.mall import qr_data_uri
+from pointsmall.people.communities import community_grids
 from pointsmall.tasks import board, checks, wishes
 from pointsmall.tasks.forms import (
     CheckForm,
@@ -260,7 +260,7 @@ def poster(grid_id: int):
     """Print the QR poster of a grid station: residents scan it to post a wish."""
     grid = wishes.grid_for_poster(db.session, grid_id)
     if grid.community_id != current_user.community_id:
-        from pointsmall.errors import NotFound
+        from pointsmall.core.errors import NotFound
 
         raise NotFound("grid")
     link = url_for("tasks.post_wish", grid_id=grid.id, _external=True)

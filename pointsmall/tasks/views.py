@@ -5,12 +5,12 @@ import sqlalchemy as sa
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
-from pointsmall import clock
 from pointsmall.auth.views import EmptyForm
+from pointsmall.core import clock
+from pointsmall.core.errors import NotFound, ValidationFailed
+from pointsmall.core.shell import roles_required
 from pointsmall.earning.views import me
-from pointsmall.errors import NotFound, ValidationFailed
 from pointsmall.extensions import db
-from pointsmall.shell import roles_required
 from pointsmall.tasks import board, hours, wishes
 from pointsmall.tasks.forms import (
     DoneForm,

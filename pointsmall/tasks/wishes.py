@@ -12,10 +12,9 @@ from flask_babel import gettext as _
 from flask_babel import ngettext
 
 from ledger import utcnow
-from merchants import attempts
-from pointsmall import audit
-from pointsmall.communities import Grid
-from pointsmall.errors import NotFound, TooManyAttempts, ValidationFailed
+from pointsmall.core import attempts, audit
+from pointsmall.core.errors import NotFound, TooManyAttempts, ValidationFailed
+from pointsmall.people.communities import Grid
 from pointsmall.tasks import board
 from pointsmall.tasks.errors import WrongState, invalid
 from pointsmall.tasks.models import Assignment, Wish
@@ -74,7 +73,7 @@ def post_wish(session: so.Session, grid_id: int, raw: dict, *, address: str,
     _count(session, "wish-address", address or "-", PER_ADDRESS)
     picture = None
     if photo:
-        from pointsmall.photos import save_item_photo
+        from pointsmall.core.photos import save_item_photo
 
         picture = save_item_photo(photo, _("This file is not a picture we can read."))
     wish = Wish(community_id=grid.community_id, grid_id=grid.id, code=_new_code(), kind=kind,
@@ -214,6 +213,6 @@ def masked_phone(phone: str) -> str:
 
 def wishes_grids(session: so.Session, community_id: int) -> list[Grid]:
     """Return the community's grids, for their stations' posters."""
-    from pointsmall.communities import community_grids
+    from pointsmall.people.communities import community_grids
 
     return community_grids(session, community_id)

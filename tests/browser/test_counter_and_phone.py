@@ -36,13 +36,15 @@ from werkzeug.serving import make_server
 
 from merchants import redemptions
 from merchants.models import Item, Merchant
-from pointsmall import create_app, demo, mall, tiers
+from pointsmall import create_app
 from pointsmall.auth.models import User
-from pointsmall.earning import activities
+from pointsmall.cli import demo
+from pointsmall.core.photos import save_item_photo
+from pointsmall.earning import activities, tiers
 from pointsmall.earning.models import Activity
 from pointsmall.extensions import db
-from pointsmall.photos import save_item_photo
-from pointsmall.volunteers.models import Volunteer
+from pointsmall.market import mall
+from pointsmall.people.models import Volunteer
 
 SCREENS = {"390": {"width": 390, "height": 844}, "1366": {"width": 1366, "height": 768}}
 MARKET, NOODLES = "渝能爱心超市", "老街牛肉面"

@@ -14,7 +14,7 @@ from test_phone_flows import (  # noqa: F401
     sign_in,
 )
 
-from pointsmall.clock import zone
+from pointsmall.core.clock import zone
 
 
 def _available(page) -> int:

@@ -18,7 +18,8 @@ from conftest import empty_database
 from flask_migrate import upgrade
 from werkzeug.serving import make_server
 
-from pointsmall import create_app, demo
+from pointsmall import create_app
+from pointsmall.cli import demo
 from pointsmall.extensions import db
 
 HOW_TO_ENABLE = ("browser tests need Debian's Chromium and the playwright package: "

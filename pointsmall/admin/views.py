@@ -10,13 +10,15 @@ from flask_login import current_user
 from flask_wtf import FlaskForm
 from wtforms import PasswordField, SelectField, StringField
 
-from pointsmall import audit, audit_text, clock, communities
+from pointsmall.admin import audit_text
 from pointsmall.auth import names
 from pointsmall.auth.models import User
 from pointsmall.auth.service import check_new_password
-from pointsmall.errors import ValidationFailed
+from pointsmall.core import audit, clock
+from pointsmall.core.errors import ValidationFailed
+from pointsmall.core.shell import roles_required
 from pointsmall.extensions import db
-from pointsmall.shell import roles_required
+from pointsmall.people import communities
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 staff_bp = Blueprint("staff_audit", __name__, url_prefix="/staff")

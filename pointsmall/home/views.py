@@ -4,9 +4,9 @@ import sqlalchemy as sa
 from flask import Blueprint, current_app, redirect, render_template, send_from_directory, url_for
 from flask_login import current_user
 
-from pointsmall.communities import Community
 from pointsmall.extensions import db
-from pointsmall.volunteers.models import Volunteer
+from pointsmall.people.communities import Community
+from pointsmall.people.models import Volunteer
 
 bp = Blueprint("home", __name__)
 

@@ -9,10 +9,10 @@ import sqlalchemy as sa
 import sqlalchemy.orm as so
 from pypinyin import lazy_pinyin
 
-from pointsmall import tiers
+from pointsmall.earning import tiers
 from pointsmall.earning.models import Activity, Attendance
-from pointsmall.volunteers import service
-from pointsmall.volunteers.models import Volunteer
+from pointsmall.people import service
+from pointsmall.people.models import Volunteer
 
 TIERS = ("gold", "silver", "bronze", "none")
 SORTS = ("name", "points", "merit", "tier", "hours", "last")

@@ -7,8 +7,8 @@ import sqlalchemy.orm as so
 
 from ledger import utcnow
 from pointsmall.auth.models import User
-from pointsmall.communities import Grid
 from pointsmall.extensions import db
+from pointsmall.people.communities import Grid
 
 STATUSES = ("active", "suspended", "left")
 

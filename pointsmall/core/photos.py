@@ -8,7 +8,7 @@ from pathlib import Path
 from flask import Blueprint, abort, current_app, send_from_directory
 from PIL import Image, UnidentifiedImageError
 
-from pointsmall.errors import ValidationFailed
+from pointsmall.core.errors import ValidationFailed
 
 bp = Blueprint("media", __name__, url_prefix="/media")
 

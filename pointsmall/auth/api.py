@@ -10,12 +10,12 @@ from flask_login import current_user
 from marshmallow import Schema, fields, validate
 
 import ledger
-from pointsmall import api_conventions
-from pointsmall.api_conventions import ApiBlueprint
 from pointsmall.auth import service as auth_service
-from pointsmall.errors import AppError
+from pointsmall.core import api_conventions
+from pointsmall.core.api_conventions import ApiBlueprint
+from pointsmall.core.errors import AppError
+from pointsmall.core.shell import roles_required
 from pointsmall.extensions import ErrorSchema, api, csrf, db
-from pointsmall.shell import roles_required
 
 ALL_ROLES = ("volunteer", "merchant", "staff", "admin")
 
@@ -99,7 +99,7 @@ class Me(MethodView):
         """Say who the caller is; for a volunteer also their POINTS and MERIT."""
         import sqlalchemy as sa
 
-        from pointsmall.volunteers.models import Volunteer
+        from pointsmall.people.models import Volunteer
 
         user = current_user
         answer = {"id": user.id, "username": user.username, "name": user.name,
@@ -122,10 +122,10 @@ def register_api(app: Flask) -> None:
     api_conventions.install(app, api)
     from pointsmall.earning.api import bp as earning_bp
     from pointsmall.earning.platform_api import bp as platform_bp
-    from pointsmall.market_api import bp as market_bp
+    from pointsmall.market.api import bp as market_bp
+    from pointsmall.people.api import bp as volunteers_bp
     from pointsmall.tasks.api import bp as tasks_bp
     from pointsmall.tasks.api import platform_bp as platform_tasks_bp
-    from pointsmall.volunteers.api import bp as volunteers_bp
 
     for blueprint in (auth_bp, me_bp, volunteers_bp, market_bp, platform_bp, earning_bp,
                       tasks_bp, platform_tasks_bp):

@@ -1,7 +1,7 @@
 """The marketplace API: volunteers browse and redeem; merchant staff look up, confirm, refund.
 
 Views parse, call one service of `merchants/` and serialise; refusals become HTTP answers
-in pointsmall/errors.py (422 for what cannot be redeemed, 409 for a state already left,
+in pointsmall/core/errors.py (422 for what cannot be redeemed, 409 for a state already left,
 404 for what is not the caller's).
 """
 
@@ -17,13 +17,13 @@ from merchants import items as item_service
 from merchants import redemptions, settlement
 from merchants.items import CATEGORIES
 from merchants.models import REDEMPTION_STATUSES, TIERS
-from merchants.portal import find_counted
-from pointsmall import clock
-from pointsmall.api_conventions import MAX_ROW_ID, NOT_BLANK, ROW_ID, ApiBlueprint
-from pointsmall.errors import MARKET_MESSAGES, Forbidden
+from pointsmall.core import clock
+from pointsmall.core.api_conventions import MAX_ROW_ID, NOT_BLANK, ROW_ID, ApiBlueprint
+from pointsmall.core.errors import MARKET_MESSAGES, Forbidden
+from pointsmall.core.shell import roles_required
 from pointsmall.extensions import ErrorSchema, UtcDateTime, commit_keeping, db
-from pointsmall.mall import current_volunteer, redeemer_for
-from pointsmall.shell import roles_required
+from pointsmall.market.counter import find_counted
+from pointsmall.market.mall import current_volunteer, redeemer_for
 
 bp = ApiBlueprint("api_market", __name__, url_prefix="/api/v1",
                   description="The points mall: items, redemptions, the merchant counter.")

@@ -11,8 +11,8 @@ from sqlalchemy.exc import DataError, OperationalError
 from werkzeug.exceptions import HTTPException
 
 import ledger
-from merchants import attempts
 from merchants.errors import MarketError
+from pointsmall.core import attempts
 
 
 class AppError(Exception):
@@ -119,7 +119,7 @@ def describe(error: Exception) -> str:
         return getattr(error, "message", str(error))
     details = dict(getattr(error, "details", {}))
     if code == "redemption_not_reserved":
-        from pointsmall.shell import STATUS_LABELS
+        from pointsmall.core.shell import STATUS_LABELS
 
         details["current"] = STATUS_LABELS.get(details.get("current"), details.get("current"))
     try:

@@ -15,8 +15,8 @@ from marshmallow import fields, validate
 from werkzeug.exceptions import BadRequest
 from werkzeug.routing import IntegerConverter
 
+from pointsmall.core.shell import roles_required
 from pointsmall.extensions import ErrorSchema
-from pointsmall.shell import roles_required
 
 # Row ids are PostgreSQL `integer`s: an id beyond this names no row (and would not bind).
 MAX_ROW_ID = 2**31 - 1

@@ -149,7 +149,7 @@ def register(app: Flask) -> None:
     @app.template_filter("localtime")
     def localtime(moment, fmt: str = "%Y-%m-%d %H:%M") -> str:
         """Show a stored UTC moment in the deployment's time zone."""
-        from pointsmall.clock import to_local
+        from pointsmall.core.clock import to_local
 
         return to_local(moment).strftime(fmt) if moment else ""
 

@@ -12,14 +12,14 @@ from flask_babel import gettext as _
 from flask_babel import ngettext
 
 import ledger
-from pointsmall import audit, communities
 from pointsmall.auth import names
 from pointsmall.auth.models import UNUSABLE, SignInName, User
-from pointsmall.communities import Grid, community_scope
-from pointsmall.errors import AppError
+from pointsmall.core import audit
+from pointsmall.core.errors import AppError
 from pointsmall.exports import uploads
-from pointsmall.volunteers import service
-from pointsmall.volunteers.models import Volunteer, volunteer_address
+from pointsmall.people import communities, service
+from pointsmall.people.communities import Grid, community_scope
+from pointsmall.people.models import Volunteer, volunteer_address
 
 # One request holds the whole file in one transaction; larger batches should be split
 # into several files of at most this many rows.

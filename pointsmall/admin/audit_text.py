@@ -8,10 +8,10 @@ import sqlalchemy as sa
 import sqlalchemy.orm as so
 from flask_babel import lazy_gettext as _l
 
-from pointsmall.audit import AuditEntry
 from pointsmall.auth.models import User
-from pointsmall.communities import Community
-from pointsmall.volunteers.models import Volunteer
+from pointsmall.core.audit import AuditEntry
+from pointsmall.people.communities import Community
+from pointsmall.people.models import Volunteer
 
 ACTIONS = {
     "activity.create": _l("Created an activity"),

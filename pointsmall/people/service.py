@@ -10,15 +10,15 @@ from flask_babel import gettext as _
 from werkzeug.security import generate_password_hash
 
 import ledger
-from pointsmall import audit
 from pointsmall.auth import names
 from pointsmall.auth.models import User
 from pointsmall.auth.names import PHONE, normalise_phone
 from pointsmall.auth.service import revoke_all_tokens
-from pointsmall.clock import local_today
-from pointsmall.communities import Grid, community_scope
-from pointsmall.errors import NotFound, ValidationFailed
-from pointsmall.volunteers.models import STATUSES, Volunteer
+from pointsmall.core import audit
+from pointsmall.core.clock import local_today
+from pointsmall.core.errors import NotFound, ValidationFailed
+from pointsmall.people.communities import Grid, community_scope
+from pointsmall.people.models import STATUSES, Volunteer
 
 NAME_MAX = 40
 

@@ -9,18 +9,11 @@ from flask_login import current_user
 from marshmallow import Schema, fields, validate
 
 import ledger
-from pointsmall import communities
-from pointsmall.api_conventions import (
-    MAX_ROW_ID,
-    NOT_BLANK,
-    ROW_ID,
-    ApiBlueprint,
-    JsonBoolean,
-)
+from pointsmall.core.api_conventions import MAX_ROW_ID, NOT_BLANK, ROW_ID, ApiBlueprint, JsonBoolean
+from pointsmall.core.shell import roles_required
 from pointsmall.extensions import ErrorSchema, db
-from pointsmall.shell import roles_required
-from pointsmall.volunteers import service
-from pointsmall.volunteers.models import STATUSES, Volunteer
+from pointsmall.people import communities, service
+from pointsmall.people.models import STATUSES, Volunteer
 
 bp = ApiBlueprint("api_volunteers", __name__, url_prefix="/api/v1",
                   description="Volunteers and grids of the caller's community (staff).")

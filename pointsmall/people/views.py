@@ -21,16 +21,15 @@ from flask_wtf.file import FileAllowed, FileField, FileRequired
 from wtforms import BooleanField, DateField, SelectField, StringField
 from wtforms.validators import Optional
 
-from pointsmall import communities
 from pointsmall.auth.views import EmptyForm
-from pointsmall.clock import local_today
-from pointsmall.errors import ValidationFailed
+from pointsmall.core.clock import local_today
+from pointsmall.core.errors import ValidationFailed
+from pointsmall.core.shell import roles_required
 from pointsmall.extensions import db
 from pointsmall.jobs import service as jobs
 from pointsmall.jobs import views as job_views
-from pointsmall.shell import roles_required
-from pointsmall.volunteers import export, importer, overview, service, table
-from pointsmall.volunteers.models import STATUSES
+from pointsmall.people import communities, export, importer, overview, service, table
+from pointsmall.people.models import STATUSES
 
 bp = Blueprint("volunteers", __name__, url_prefix="/staff")
 
@@ -256,7 +255,7 @@ def grids():
             db.session.rollback()
             _apply_errors(form, error)
         else:
-            from pointsmall import audit
+            from pointsmall.core import audit
 
             audit.record(db.session, "grid.create", form.name.data,
                          community_id=_community_id())

@@ -12,12 +12,12 @@ import sqlalchemy as sa
 import sqlalchemy.orm as so
 from flask_babel import gettext as _
 
-from pointsmall import audit, clock
-from pointsmall.communities import Grid
+from pointsmall.core import audit, clock
+from pointsmall.core.errors import ValidationFailed
 from pointsmall.earning.models import Award, EarningRules, Evaluation, EvaluationEntry
 from pointsmall.earning.rules import ensure_rules
-from pointsmall.errors import ValidationFailed
-from pointsmall.volunteers.models import Volunteer
+from pointsmall.people.communities import Grid
+from pointsmall.people.models import Volunteer
 
 ORDER = ("bronze", "silver", "gold")
 

@@ -8,10 +8,10 @@ import sqlalchemy.orm as so
 
 import ledger
 from merchants.models import Redemption
-from pointsmall import tiers
 from pointsmall.auth.models import User
+from pointsmall.earning import tiers
 from pointsmall.earning.models import Adjustment
-from pointsmall.volunteers.models import Volunteer
+from pointsmall.people.models import Volunteer
 
 
 @dataclass

@@ -8,7 +8,7 @@ from flask_babel import gettext as _
 
 import ledger
 from ledger import utcnow
-from pointsmall.errors import NotFound, ValidationFailed
+from pointsmall.core.errors import NotFound, ValidationFailed
 from pointsmall.extensions import db
 
 ISSUANCE_STRIPES = 16

@@ -24,13 +24,13 @@ from merchants import items as item_service
 from merchants import redemptions, settlement
 from merchants.errors import InvalidItem
 from merchants.models import Merchant, Redemption, Statement
-from pointsmall import audit, clock
 from pointsmall.auth.views import EmptyForm
-from pointsmall.communities import Community
-from pointsmall.errors import ValidationFailed
+from pointsmall.core import audit, clock
+from pointsmall.core.errors import ValidationFailed
+from pointsmall.core.photos import save_item_photo
+from pointsmall.core.shell import CATEGORY_LABELS, TIER_LABELS, roles_required
 from pointsmall.extensions import db
-from pointsmall.photos import save_item_photo
-from pointsmall.shell import CATEGORY_LABELS, TIER_LABELS, roles_required
+from pointsmall.people.communities import Community
 
 bp = Blueprint("market", __name__, url_prefix="/staff/market")
 
@@ -271,7 +271,7 @@ def statement(statement_id: int):
     """Show a frozen statement, ready to print."""
     found = db.session.get(Statement, statement_id)
     if found is None or found.merchant.community_id != current_user.community_id:
-        from pointsmall.errors import NotFound
+        from pointsmall.core.errors import NotFound
 
         raise NotFound("statement")
     lines = settlement.statement_lines(db.session, found)

@@ -16,11 +16,12 @@ from merchants import items as item_service
 from merchants import redemptions
 from merchants.items import CATEGORIES
 from merchants.models import TIERS, Item, Merchant, Redemption
-from pointsmall import clock, tiers
 from pointsmall.auth.views import EmptyForm
+from pointsmall.core import clock
+from pointsmall.core.shell import TIER_LABELS, roles_required
+from pointsmall.earning import tiers
 from pointsmall.extensions import db
-from pointsmall.shell import TIER_LABELS, roles_required
-from pointsmall.volunteers.models import Volunteer
+from pointsmall.people.models import Volunteer
 
 bp = Blueprint("mall", __name__, url_prefix="/mall")
 

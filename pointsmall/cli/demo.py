@@ -14,12 +14,12 @@ import ledger
 from ledger import utcnow
 from merchants import items, redemptions
 from merchants.models import Item
-from pointsmall import communities
 from pointsmall.auth.models import User
-from pointsmall.clock import local_today
+from pointsmall.core.clock import local_today
 from pointsmall.earning import activities, awards, rules
+from pointsmall.people import communities
+from pointsmall.people import service as volunteers
 from pointsmall.reports.models import record_check
-from pointsmall.volunteers import service as volunteers
 
 PASSWORD = "demo1234"
 COMMUNITIES = [

@@ -5,13 +5,13 @@ from collections.abc import Iterator
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
-from pointsmall import communities
 from pointsmall.auth.models import User
 from pointsmall.exports.cells import BOM, csv_line
 from pointsmall.exports.files import csv_stream
 from pointsmall.exports.query import keyset
-from pointsmall.volunteers.importer import COLUMNS
-from pointsmall.volunteers.models import Volunteer
+from pointsmall.people import communities
+from pointsmall.people.importer import COLUMNS
+from pointsmall.people.models import Volunteer
 
 STATUS_HEADER = {"zh": "状态", "en": "status"}
 YES_NO = {"zh": ("是", "否"), "en": ("yes", "no")}

@@ -87,8 +87,8 @@ def expire_points_command() -> None:
     """Move expired POINTS to each community's expired account; safe to run twice at once."""
     import sqlalchemy as sa
 
-    from pointsmall.communities import Community
     from pointsmall.earning.expiry import expire_points
+    from pointsmall.people.communities import Community
 
     total = 0
     for community_id in db.session.scalars(sa.select(Community.id)).all():
@@ -100,7 +100,7 @@ def expire_points_command() -> None:
 @click.command("demo")
 def demo_command() -> None:
     """Seed the demo deployment (refused in production)."""
-    from pointsmall import demo
+    from pointsmall.cli import demo
 
     _refuse_in_production()
     created = demo.seed(db.session)
@@ -113,7 +113,7 @@ def demo_command() -> None:
 @click.option("--port", default=5000, show_default=True)
 def start_demo_command(host: str, port: int) -> None:
     """Migrate, seed the demo when the database is empty, and serve it."""
-    from pointsmall import demo
+    from pointsmall.cli import demo
 
     _refuse_in_production()
     upgrade()

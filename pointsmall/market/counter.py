@@ -30,10 +30,11 @@ from wtforms import StringField
 from wtforms.validators import DataRequired, Length
 
 import ledger
-from merchants import attempts, redemptions, settlement
+from merchants import redemptions, settlement
 from merchants.errors import MarketError, UnknownRedemption
 from merchants.models import Merchant, Redemption, merchant_address
-from merchants.web import db_session, merchant_required, spreadsheet_cell
+from pointsmall.core import attempts
+from pointsmall.market.web import db_session, merchant_required, spreadsheet_cell
 
 bp = Blueprint("counter", __name__, url_prefix="/counter")
 

@@ -1,0 +1,1 @@
+"""Admin: communities, staff accounts, the audit log."""

@@ -1,0 +1,1 @@
+"""Core: what every feature builds on; imports no feature."""

@@ -1,0 +1,1 @@
+"""The marketplace's pages and API: the volunteer mall, the counter, staff market pages."""

@@ -1,0 +1,1 @@
+"""People: communities, grids and micro-grids, volunteers, the roster import."""

@@ -1,1 +1,0 @@
-"""Volunteers (微网格员): their records, accounts, staff pages, import and export."""
