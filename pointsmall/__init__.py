@@ -70,6 +70,7 @@ def create_app(config: dict | None = None) -> Flask:
 
     from pointsmall import cli, models  # noqa: F401  (models: every table in the metadata)
     from pointsmall.admin import views as admin
+    from pointsmall.auth import loading
     from pointsmall.auth import views as auth_views
     from pointsmall.auth.api import register_api
     from pointsmall.core import errors, health, photos
@@ -91,6 +92,7 @@ def create_app(config: dict | None = None) -> Flask:
     from pointsmall.tasks import views as task_views
 
     shell.register(app)
+    loading.register(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(home.bp)
     app.register_blueprint(auth_views.bp)

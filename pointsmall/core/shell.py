@@ -1,4 +1,4 @@
-"""The app shell: language, security headers, sign-in loading, role checks, navigation."""
+"""The app shell: language, security headers, role checks, navigation, template labels."""
 
 from functools import wraps
 
@@ -7,7 +7,8 @@ from flask_babel import lazy_gettext as _l
 from flask_babel import refresh as forget_locale
 from flask_login import current_user
 
-from pointsmall.extensions import db, login_manager
+from pointsmall.core.clock import to_local
+from pointsmall.extensions import login_manager
 
 LANGUAGES = {"zh_CN": "中文", "en": "English"}
 DEFAULT_LANGUAGE = "zh_CN"
@@ -104,33 +105,6 @@ def roles_required(*roles: str):
 
 def register(app: Flask) -> None:
     """Install the loaders, headers and template globals of the shell."""
-    from pointsmall.auth.models import User
-    from pointsmall.auth.service import user_for_token
-
-    @login_manager.user_loader
-    def load_user(session_id: str):
-        if request.path.startswith("/api/"):
-            return None  # the API trusts bearer tokens only: fall through to load_from_token
-        user_id, _, version = session_id.partition(":")
-        if not user_id.isdigit():
-            return None
-        user = db.session.get(User, int(user_id))
-        if user is None or str(user.session_version) != version:
-            return None
-        return user
-
-    @login_manager.request_loader
-    def load_from_token(req):
-        header = req.headers.get("Authorization", "")
-        if not header.startswith("Bearer ") or not req.path.startswith("/api/"):
-            return None
-        user = user_for_token(db.session, header[7:].strip())
-        if user is not None:
-            g.token_auth = True
-            if db.session.dirty:  # last_used_at moved on: keep it whatever the view does
-                db.session.commit()
-        return user
-
     # Flask-Babel remembers the language on `g`, which outlives a request whenever an app
     # context is kept open around several (tests, scripts): each request picks its own.
     app.before_request(forget_locale)
@@ -149,8 +123,6 @@ def register(app: Flask) -> None:
     @app.template_filter("localtime")
     def localtime(moment, fmt: str = "%Y-%m-%d %H:%M") -> str:
         """Show a stored UTC moment in the deployment's time zone."""
-        from pointsmall.core.clock import to_local
-
         return to_local(moment).strftime(fmt) if moment else ""
 
     @app.context_processor

@@ -103,6 +103,7 @@ def _export_job(table: Table, scope: Scope, fmt: str, start: date | None, end: d
     return job_views.started(job)
 
 
+@work.runner("export")
 def run_export_job(job, progress) -> None:
     """Write the file a background export asked for into the job (in a worker)."""
     asked = job.params

@@ -5,7 +5,7 @@ from flask import current_app
 from flask.cli import AppGroup
 
 from pointsmall.extensions import db
-from pointsmall.jobs import queue, service
+from pointsmall.jobs import queue, work
 
 jobs_cli = AppGroup("jobs", help="Run the background jobs (large exports, imports, PDFs).")
 
@@ -21,6 +21,6 @@ def worker_command(once: bool, name: str) -> None:
 @jobs_cli.command("cleanup")
 def cleanup_command() -> None:
     """Delete finished jobs' files past their time (workers also do it every 10 minutes)."""
-    deleted = service.delete_expired(db.session)
+    deleted = work.delete_expired(db.session)
     db.session.commit()
     click.echo(f"deleted {deleted} expired job(s)")

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from flask import Flask
 
 from pointsmall.extensions import db
+from pointsmall.jobs import work as runs
 
 log = logging.getLogger(__name__)
 
@@ -70,9 +71,7 @@ def defer(job_id: int, session) -> None:
 
 
 def _run_job(context: procrastinate.JobContext, job_id: int) -> None:
-    from pointsmall.jobs import work
-
-    work.run(context.additional_context["flask_app"], job_id)
+    runs.run(context.additional_context["flask_app"], job_id)
 
 
 async def requeue_stalled(queue: procrastinate.App) -> int:
@@ -90,11 +89,9 @@ async def _requeue_stalled_task(context: procrastinate.JobContext, timestamp: in
 
 
 async def _delete_expired_task(context: procrastinate.JobContext, timestamp: int) -> None:
-    from pointsmall.jobs import service
-
     await context.app.job_manager.delete_old_jobs(nb_hours=KEEP_QUEUE_ROWS_HOURS,
                                                   include_failed=True)
-    await asyncio.to_thread(service.delete_expired_files,
+    await asyncio.to_thread(runs.delete_expired_files,
                             context.additional_context["flask_app"])
 
 

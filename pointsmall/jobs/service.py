@@ -2,18 +2,16 @@
 
 import hashlib
 import json
-from datetime import timedelta
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
-from flask import Flask, current_app, request
+from flask import current_app, request
 from flask_babel import get_locale
 from flask_babel import gettext as _
 from werkzeug.exceptions import NotFound
 
 from ledger import utcnow
 from pointsmall.core.errors import AppError
-from pointsmall.extensions import db
 from pointsmall.jobs import queue
 from pointsmall.jobs.models import UNFINISHED, BackgroundJob
 
@@ -128,28 +126,3 @@ def own_jobs(session: so.Session, user_id: int) -> list[BackgroundJob]:
 
 def _expired(job: BackgroundJob) -> bool:
     return job.expires_at is not None and job.expires_at <= utcnow()
-
-
-# An unfinished job this old lost its queue entry (a restored backup, say): give it up.
-ABANDONED_AFTER = timedelta(days=2)
-
-
-def delete_expired(session: so.Session) -> int:
-    """Delete finished jobs (and their files) past their time; return how many."""
-    now = utcnow()
-    result = session.execute(sa.delete(BackgroundJob).where(sa.or_(
-        BackgroundJob.expires_at <= now,
-        sa.and_(BackgroundJob.status.in_(UNFINISHED),
-                BackgroundJob.created_at <= now - ABANDONED_AFTER))))
-    return result.rowcount
-
-
-def delete_expired_files(app: Flask) -> int:
-    """Delete expired jobs in a transaction of their own (the worker's cleanup task)."""
-    with app.app_context():
-        try:
-            deleted = delete_expired(db.session)
-            db.session.commit()
-            return deleted
-        finally:
-            db.session.remove()

@@ -9,11 +9,12 @@ transaction-scoped advisory lock, and a job already finished is never run again.
 import logging
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 
 import sqlalchemy as sa
+import sqlalchemy.orm as so
 from flask import Flask, current_app
 from flask_babel import force_locale
 from flask_login import login_user
@@ -135,22 +136,40 @@ def spooled() -> tempfile.SpooledTemporaryFile:
 
 
 # Each runner fills the job's result or file and may answer "failed" (a refused import).
-def _export(job: BackgroundJob, progress: Progress) -> str | None:
-    from pointsmall.exports import views
-
-    return views.run_export_job(job, progress)
-
-
-def _import(job: BackgroundJob, progress: Progress) -> str | None:
-    from pointsmall.people import views
-
-    return views.run_import_job(job, progress)
+# The features that queue work register their runner here (`@work.runner("export")`), so
+# the job machinery knows no feature; create_app imports them all before any job runs.
+Runner = Callable[[BackgroundJob, Progress], str | None]
+RUNNERS: dict[str, Runner] = {}
 
 
-def _monthly_pdf(job: BackgroundJob, progress: Progress) -> str | None:
-    from pointsmall.reports import monthly
+def runner(kind: str) -> Callable[[Runner], Runner]:
+    """Register the function that does jobs of `kind`."""
+    def register(function: Runner) -> Runner:
+        RUNNERS[kind] = function
+        return function
+    return register
 
-    return monthly.run_pdf_job(job, progress)
+
+# An unfinished job this old lost its queue entry (a restored backup, say): give it up.
+ABANDONED_AFTER = timedelta(days=2)
 
 
-RUNNERS = {"export": _export, "import": _import, "monthly_pdf": _monthly_pdf}
+def delete_expired(session: so.Session) -> int:
+    """Delete finished jobs (and their files) past their time; return how many."""
+    now = utcnow()
+    result = session.execute(sa.delete(BackgroundJob).where(sa.or_(
+        BackgroundJob.expires_at <= now,
+        sa.and_(BackgroundJob.status.in_(UNFINISHED),
+                BackgroundJob.created_at <= now - ABANDONED_AFTER))))
+    return result.rowcount
+
+
+def delete_expired_files(app: Flask) -> int:
+    """Delete expired jobs in a transaction of their own (the worker's cleanup task)."""
+    with app.app_context():
+        try:
+            deleted = delete_expired(db.session)
+            db.session.commit()
+            return deleted
+        finally:
+            db.session.remove()

@@ -28,6 +28,7 @@ from pointsmall.core.shell import roles_required
 from pointsmall.extensions import db
 from pointsmall.jobs import service as jobs
 from pointsmall.jobs import views as job_views
+from pointsmall.jobs import work
 from pointsmall.people import communities, export, importer, overview, service, table
 from pointsmall.people.models import STATUSES
 
@@ -204,6 +205,7 @@ def import_volunteers():
                            max_rows=importer.MAX_ROWS), 422 if form.errors else 200
 
 
+@work.runner("import")
 def run_import_job(job, progress) -> str | None:
     """Import a large roster file in a worker: every row, or none and the problems."""
     asked = job.params

@@ -179,6 +179,7 @@ def _volunteers(community: Community) -> int:
         Volunteer.community_id == community.id))
 
 
+@work.runner("monthly_pdf")
 def run_pdf_job(job, progress) -> None:
     """Draw the monthly report PDF a background job asked for (in a worker)."""
     from pointsmall.reports.monthly_pdf import render_pdf

@@ -8,6 +8,7 @@ in a name, an emoji) prints as a placeholder rather than failing the PDF.
 from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from flask_babel import gettext as _
 from fontTools.ttLib import TTFont
@@ -15,7 +16,9 @@ from fpdf import FPDF
 from fpdf.fonts import FontFace
 
 from pointsmall.core.shell import CATEGORY_LABELS, TIER_LABELS
-from pointsmall.reports.monthly import MonthlyReport
+
+if TYPE_CHECKING:  # monthly imports this module (lazily, for fpdf2's memory): no cycle
+    from pointsmall.reports.monthly import MonthlyReport
 
 FONT = Path(__file__).resolve().parent.parent / "static" / "vendor" / "fonts" / \
     "NotoSansSC-Report.otf"
@@ -86,7 +89,7 @@ class ReportPDF(FPDF):
         self.ln(2)
 
 
-def render_pdf(report: MonthlyReport) -> bytes:
+def render_pdf(report: "MonthlyReport") -> bytes:
     """Lay the report out on A4 pages and return the PDF's bytes."""
     month = f"{report.month:%Y-%m}"
     # Labels are looked up outside f-strings, where pybabel finds them.
@@ -174,7 +177,7 @@ def render_pdf(report: MonthlyReport) -> bytes:
     return bytes(pdf.output())
 
 
-def _history_chart(pdf: ReportPDF, report: MonthlyReport) -> None:
+def _history_chart(pdf: ReportPDF, report: "MonthlyReport") -> None:
     """Bars of the last twelve months: issued, redeemed, expired side by side, in greys."""
     rows, height, width = report.history, 32.0, 170.0
     top = max([1, *(max(r.issued, r.redeemed, r.expired) for r in rows)])
