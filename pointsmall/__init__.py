@@ -9,8 +9,36 @@ from sqlalchemy.exc import DBAPIError
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 import ledger
+from pointsmall import cli, models  # noqa: F401  (models: every table in the metadata)
 from pointsmall import config as config_module
+from pointsmall.admin import views as admin
+from pointsmall.auth import loading
+from pointsmall.auth import views as auth_views
+from pointsmall.auth.api import auth_bp
+from pointsmall.core import api_conventions, errors, health, photos, shell
+from pointsmall.earning import admin_views as rules_views
+from pointsmall.earning import staff_views as staff_earning_views
+from pointsmall.earning import views as earning_views
+from pointsmall.earning.api import bp as earning_api
+from pointsmall.earning.platform_api import bp as platform_api
+from pointsmall.exports import views as export_views
 from pointsmall.extensions import api, babel, csrf, db, login_manager, migrate
+from pointsmall.home import views as home
+from pointsmall.jobs import views as job_views
+from pointsmall.market import counter as portal
+from pointsmall.market import mall
+from pointsmall.market import staff_views as market
+from pointsmall.market.api import bp as market_api
+from pointsmall.people import views as volunteer_views
+from pointsmall.people.api import bp as volunteers_api
+from pointsmall.people.api import me_bp
+from pointsmall.reports import monthly as monthly_report
+from pointsmall.reports import views as report_views
+from pointsmall.tasks import cli as task_cli
+from pointsmall.tasks import staff_views as staff_task_views
+from pointsmall.tasks import views as task_views
+from pointsmall.tasks.api import bp as tasks_api
+from pointsmall.tasks.api import platform_bp as platform_tasks_api
 
 ROOT = Path(__file__).resolve().parent.parent
 RETRIES = 3
@@ -54,8 +82,6 @@ def create_app(config: dict | None = None) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies,
                                 x_host=proxies, x_prefix=proxies)
 
-    from pointsmall.core import shell
-
     db.init_app(app)
     migrate.init_app(app, db, directory=str(ROOT / "migrations"))
     # The ledger sums each day's flows by the deployment's local day.
@@ -67,29 +93,6 @@ def create_app(config: dict | None = None) -> Flask:
     login_manager.login_view = "auth.login"
     login_manager.login_message = None
     api.init_app(app)
-
-    from pointsmall import cli, models  # noqa: F401  (models: every table in the metadata)
-    from pointsmall.admin import views as admin
-    from pointsmall.auth import loading
-    from pointsmall.auth import views as auth_views
-    from pointsmall.auth.api import register_api
-    from pointsmall.core import errors, health, photos
-    from pointsmall.earning import admin_views as rules_views
-    from pointsmall.earning import staff_views as staff_earning_views
-    from pointsmall.earning import views as earning_views
-    from pointsmall.exports import views as export_views
-    from pointsmall.exports.cells import safe_cell
-    from pointsmall.home import views as home
-    from pointsmall.jobs import views as job_views
-    from pointsmall.market import counter as portal
-    from pointsmall.market import mall
-    from pointsmall.market import staff_views as market
-    from pointsmall.people import views as volunteer_views
-    from pointsmall.reports import monthly as monthly_report
-    from pointsmall.reports import views as report_views
-    from pointsmall.tasks import cli as task_cli
-    from pointsmall.tasks import staff_views as staff_task_views
-    from pointsmall.tasks import views as task_views
 
     shell.register(app)
     loading.register(app)
@@ -103,8 +106,6 @@ def create_app(config: dict | None = None) -> Flask:
     app.register_blueprint(market.bp)
     app.register_blueprint(photos.bp)
     app.register_blueprint(portal.bp)
-    # The counter's statement file defuses formulas with the app's one helper.
-    app.extensions["safe_cell"] = safe_cell
     app.register_blueprint(earning_views.bp)
     app.register_blueprint(staff_earning_views.bp)
     app.register_blueprint(rules_views.bp)
@@ -119,3 +120,13 @@ def create_app(config: dict | None = None) -> Flask:
     errors.register(app)
     cli.register(app)
     return app
+
+
+def register_api(app: Flask) -> None:
+    """Register the API blueprints with the OpenAPI document; exempt them from CSRF (the
+    API trusts bearer tokens only, never cookies)."""
+    api_conventions.install(app, api)
+    for blueprint in (auth_bp, me_bp, volunteers_api, market_api, platform_api, earning_api,
+                      tasks_api, platform_tasks_api):
+        api.register_blueprint(blueprint)
+        csrf.exempt(blueprint)

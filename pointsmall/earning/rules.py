@@ -6,6 +6,7 @@ import sqlalchemy as sa
 import sqlalchemy.orm as so
 
 from pointsmall.earning.models import DEFAULT_TYPES, ActivityType, EarningRules
+from pointsmall.people import communities
 
 
 def ensure_rules(session: so.Session, community_id: int) -> EarningRules:
@@ -19,6 +20,10 @@ def ensure_rules(session: so.Session, community_id: int) -> EarningRules:
                                      points=points, merit=merit))
         session.flush()
     return rules
+
+
+# A new community starts with the default rules, in the transaction that creates it.
+communities.WHEN_CREATED.append(ensure_rules)
 
 
 def activity_types(session: so.Session, community_id: int) -> list[ActivityType]:

@@ -20,6 +20,7 @@ from pointsmall.auth.models import User
 from pointsmall.auth.views import EmptyForm
 from pointsmall.core import clock
 from pointsmall.core.errors import NotFound, ValidationFailed, describe
+from pointsmall.core.qr import qr_data_uri
 from pointsmall.core.shell import roles_required
 from pointsmall.earning import activities, awards, sheets, tiers
 from pointsmall.earning.errors import invalid
@@ -33,7 +34,6 @@ from pointsmall.earning.models import (
 )
 from pointsmall.earning.rules import activity_types, ensure_rules
 from pointsmall.extensions import db
-from pointsmall.market.mall import qr_data_uri
 from pointsmall.people import service, table
 from pointsmall.people.communities import community_grids, get_community
 from pointsmall.people.models import Volunteer

@@ -1,11 +1,7 @@
 """The volunteer's points mall: browse, redeem, show the code, cancel."""
 
-import base64
-import io
 import uuid
 
-import qrcode
-import qrcode.image.svg
 import sqlalchemy as sa
 from flask import Blueprint, flash, jsonify, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
@@ -18,6 +14,7 @@ from merchants.items import CATEGORIES
 from merchants.models import TIERS, Item, Merchant, Redemption
 from pointsmall.auth.views import EmptyForm
 from pointsmall.core import clock
+from pointsmall.core.qr import qr_data_uri
 from pointsmall.core.shell import TIER_LABELS, roles_required
 from pointsmall.earning import tiers
 from pointsmall.extensions import db
@@ -194,15 +191,6 @@ def cancel(redemption_id: int):
         db.session.commit()
         flash(_("Cancelled. The points are back."), "success")
     return redirect(url_for("mall.redemption", redemption_id=redemption_id))
-
-
-def qr_data_uri(text: str) -> str:
-    """Return an SVG QR code of `text` as a data: URI (allowed by our CSP's img-src)."""
-    image = qrcode.make(text, image_factory=qrcode.image.svg.SvgPathImage, box_size=12,
-                        border=2)
-    buffer = io.BytesIO()
-    image.save(buffer)
-    return "data:image/svg+xml;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
 def current_app_config(name: str):

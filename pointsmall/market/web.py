@@ -6,6 +6,8 @@ import sqlalchemy.orm as so
 from flask import abort, current_app
 from flask_login import current_user
 
+from pointsmall.exports.cells import safe_cell
+
 
 def db_session() -> so.Session:
     """Return the request's database session (the app's Flask-SQLAlchemy session)."""
@@ -25,9 +27,5 @@ def merchant_required(view):
 
 
 def spreadsheet_cell(value):
-    """Return `value` as a cell of a downloaded file: text never starts a formula.
-
-    The app hands in its one helper for this (pointsmall.exports.cells.safe_cell), which
-    the marketplace may not import.
-    """
-    return current_app.extensions["safe_cell"](value)
+    """Return `value` as a cell of a downloaded file: text never starts a formula."""
+    return safe_cell(value)

@@ -3,18 +3,21 @@
 from dataclasses import dataclass
 from datetime import date
 
+import sqlalchemy as sa
 from flask.views import MethodView
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from marshmallow import Schema, fields, validate
 
 import ledger
+from pointsmall.auth.api import ALL_ROLES
 from pointsmall.core.api_conventions import MAX_ROW_ID, NOT_BLANK, ROW_ID, ApiBlueprint, JsonBoolean
 from pointsmall.core.shell import roles_required
 from pointsmall.extensions import ErrorSchema, db
 from pointsmall.people import communities, service
 from pointsmall.people.models import STATUSES, Volunteer
 
+me_bp = ApiBlueprint("api_me", __name__, url_prefix="/api/v1", description="Who am I.")
 bp = ApiBlueprint("api_volunteers", __name__, url_prefix="/api/v1",
                   description="Volunteers and grids of the caller's community (staff).")
 
@@ -229,3 +232,44 @@ class Grids(MethodView):
     def get(self):
         """List the community's grids, each followed by its micro-grids."""
         return communities.community_grids(db.session, _community_id())
+
+
+class AssetBalanceSchema(Schema):
+    balance = fields.Integer()
+    available = fields.Integer()
+    held = fields.Integer()
+
+
+class MeSchema(Schema):
+    id = fields.Integer()
+    username = fields.String()
+    name = fields.String()
+    role = fields.String()
+    community_id = fields.Integer(allow_none=True)
+    merchant_id = fields.Integer(allow_none=True)
+    volunteer_id = fields.Integer(allow_none=True)
+    points = fields.Nested(AssetBalanceSchema, allow_none=True)
+    merit = fields.Integer(allow_none=True)
+
+
+@me_bp.route("/me")
+class Me(MethodView):
+    @roles_required(*ALL_ROLES)
+    @me_bp.response(200, MeSchema)
+    @me_bp.alt_response(401, schema=ErrorSchema, description="Not signed in.")
+    def get(self):
+        """Say who the caller is; for a volunteer also their POINTS and MERIT."""
+        user = current_user
+        answer = {"id": user.id, "username": user.username, "name": user.name,
+                  "role": user.role, "community_id": user.community_id,
+                  "merchant_id": user.merchant_id, "volunteer_id": None, "points": None,
+                  "merit": None}
+        if user.role == "volunteer":
+            volunteer = db.session.scalar(sa.select(Volunteer).where(Volunteer.user_id == user.id))
+            found = ledger.balances(db.session, [volunteer.account("POINTS"),
+                                                 volunteer.account("MERIT")])
+            points = found[volunteer.account("POINTS")]
+            answer.update(volunteer_id=volunteer.id, merit=found[volunteer.account("MERIT")].posted,
+                          points={"balance": points.posted, "available": points.available,
+                                  "held": points.pending})
+        return answer

@@ -1,5 +1,6 @@
 """Communities (社区) and their tree of grids (网格) and micro-grids (微网格)."""
 
+from collections.abc import Callable
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -66,6 +67,12 @@ def expired_address(community_id: int) -> str:
     return f"community:{community_id}:expired:points"
 
 
+# What other features set up for a new community, in its creating transaction: earning
+# registers its default rules and activity types here (people may not import earning,
+# which builds on it).
+WHEN_CREATED: list[Callable[[so.Session, int], object]] = []
+
+
 def create_community(session: so.Session, name: str, district: str = "") -> Community:
     """Create a community and open its POINTS and MERIT issuance accounts."""
     name = (name or "").strip()
@@ -80,9 +87,8 @@ def create_community(session: so.Session, name: str, district: str = "") -> Comm
         ledger.open_account(session, community.account(asset), asset, allow_negative=True,
                             stripes=ISSUANCE_STRIPES)
     ledger.open_account(session, expired_address(community.id), "POINTS")
-    from pointsmall.earning.rules import ensure_rules
-
-    ensure_rules(session, community.id)
+    for prepare in WHEN_CREATED:
+        prepare(session, community.id)
     return community
 
 

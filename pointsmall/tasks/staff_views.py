@@ -12,11 +12,11 @@ from flask_login import current_user
 from pointsmall.auth.views import EmptyForm
 from pointsmall.core import clock
 from pointsmall.core.errors import ValidationFailed
+from pointsmall.core.qr import qr_data_uri
 from pointsmall.core.shell import roles_required
 from pointsmall.earning import sheets
 from pointsmall.earning.rules import activity_type
 from pointsmall.extensions import db
-from pointsmall.market.mall import qr_data_uri
 from pointsmall.people.communities import community_grids
 from pointsmall.tasks import board, checks, wishes
 from pointsmall.tasks.forms import (
