@@ -15,11 +15,10 @@ from bombs import BOMBS
 from builders import enter_session
 from flask_babel import force_locale
 
-from pointsmall.core import clock
+from pointsmall.core import clock, uploads
 from pointsmall.earning import activities, sheets
 from pointsmall.earning.models import Attendance
 from pointsmall.earning.rules import activity_types
-from pointsmall.exports import uploads
 from pointsmall.extensions import db
 from pointsmall.people import importer
 from pointsmall.people.models import Volunteer

@@ -5,8 +5,8 @@ import sqlalchemy.orm as so
 from flask_babel import gettext as _
 
 from pointsmall.auth.models import User
+from pointsmall.core import uploads
 from pointsmall.earning.errors import invalid
-from pointsmall.exports import uploads
 from pointsmall.people.models import Volunteer
 
 PHONE_HEADERS = ("手机号", "手机", "电话", "phone", "mobile")

@@ -11,9 +11,9 @@ from flask_babel import lazy_gettext as _l
 
 from merchants.models import Item, Merchant, Redemption, Statement
 from pointsmall.auth.models import User
+from pointsmall.core.export_query import LocalTime, Period, Scope, keyset
 from pointsmall.core.shell import BATCH_LABELS, STATUS_LABELS
 from pointsmall.earning.models import Activity, ActivityType, Attendance, Award, AwardBatch
-from pointsmall.exports.query import LocalTime, Period, Scope, keyset
 from pointsmall.people import communities
 from pointsmall.people.models import Volunteer
 

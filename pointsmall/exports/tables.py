@@ -8,8 +8,8 @@ from flask import request
 from flask_babel import get_locale
 from flask_babel import lazy_gettext as _l
 
+from pointsmall.core.export_query import Period, Scope
 from pointsmall.exports import journal, rows
-from pointsmall.exports.query import Period, Scope
 from pointsmall.people import export, table
 from pointsmall.people.views import STATUS_LABELS
 from pointsmall.tasks import export as task_export

@@ -1,7 +1,7 @@
 """Download routes: staff their community's tables, admins any community's, merchants their own.
 
 `?start=YYYY-MM-DD&end=YYYY-MM-DD` picks the period in local days, the end day included.
-CSV streams; XLSX is built in a temporary file first (see pointsmall.exports.files).
+CSV streams; XLSX is built in a temporary file first (see pointsmall.core.files).
 Past EXPORT_JOB_ROWS rows either becomes a background job (pointsmall.jobs): the user is
 sent to the job's page, which shows its progress and then the download.
 """
@@ -23,9 +23,9 @@ from flask_login import current_user
 
 from pointsmall.core import clock
 from pointsmall.core.errors import ValidationFailed
+from pointsmall.core.export_query import Period, Scope
+from pointsmall.core.files import csv_stream, xlsx_file
 from pointsmall.core.shell import roles_required
-from pointsmall.exports.files import csv_stream, xlsx_file
-from pointsmall.exports.query import Period, Scope
 from pointsmall.exports.tables import ALL_TABLES, COMMUNITY_TABLES, MERCHANT_TABLES, Table
 from pointsmall.extensions import db
 from pointsmall.jobs import service as jobs

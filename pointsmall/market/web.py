@@ -6,7 +6,7 @@ import sqlalchemy.orm as so
 from flask import abort, current_app
 from flask_login import current_user
 
-from pointsmall.exports.cells import safe_cell
+from pointsmall.core.cells import safe_cell
 
 
 def db_session() -> so.Session:

@@ -6,9 +6,9 @@ import sqlalchemy as sa
 import sqlalchemy.orm as so
 
 from pointsmall.auth.models import User
-from pointsmall.exports.cells import BOM, csv_line
-from pointsmall.exports.files import csv_stream
-from pointsmall.exports.query import keyset
+from pointsmall.core.cells import BOM, csv_line
+from pointsmall.core.export_query import keyset
+from pointsmall.core.files import csv_stream
 from pointsmall.people import communities
 from pointsmall.people.importer import COLUMNS
 from pointsmall.people.models import Volunteer

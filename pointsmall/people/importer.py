@@ -14,9 +14,8 @@ from flask_babel import ngettext
 import ledger
 from pointsmall.auth import names
 from pointsmall.auth.models import UNUSABLE, SignInName, User
-from pointsmall.core import audit
+from pointsmall.core import audit, uploads
 from pointsmall.core.errors import AppError
-from pointsmall.exports import uploads
 from pointsmall.people import communities, service
 from pointsmall.people.communities import Grid, community_scope
 from pointsmall.people.models import Volunteer, volunteer_address

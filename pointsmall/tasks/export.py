@@ -7,7 +7,7 @@ import sqlalchemy as sa
 import sqlalchemy.orm as so
 
 from pointsmall.auth.models import User
-from pointsmall.exports.query import CHUNK, LocalTime, Period, Scope, keyset
+from pointsmall.core.export_query import CHUNK, LocalTime, Period, Scope, keyset
 from pointsmall.people import communities
 from pointsmall.people.models import Volunteer
 from pointsmall.tasks.hours import hours_by_volunteer
