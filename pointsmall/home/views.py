@@ -4,6 +4,7 @@ import sqlalchemy as sa
 from flask import Blueprint, current_app, redirect, render_template, send_from_directory, url_for
 from flask_login import current_user
 
+from pointsmall.earning.views import volunteer_home
 from pointsmall.extensions import db
 from pointsmall.people.communities import Community
 from pointsmall.people.models import Volunteer
@@ -19,8 +20,6 @@ def index():
     if current_user.role == "merchant":
         return redirect(url_for("counter.index"))
     if current_user.role == "volunteer":
-        from pointsmall.earning.views import volunteer_home
-
         return volunteer_home()
     community = (db.session.get(Community, current_user.community_id)
                  if current_user.community_id else None)

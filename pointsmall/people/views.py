@@ -22,6 +22,7 @@ from wtforms import BooleanField, DateField, SelectField, StringField
 from wtforms.validators import Optional
 
 from pointsmall.auth.views import EmptyForm
+from pointsmall.core import audit
 from pointsmall.core.clock import local_today
 from pointsmall.core.errors import ValidationFailed
 from pointsmall.core.shell import roles_required
@@ -257,8 +258,6 @@ def grids():
             db.session.rollback()
             _apply_errors(form, error)
         else:
-            from pointsmall.core import audit
-
             audit.record(db.session, "grid.create", form.name.data,
                          community_id=_community_id())
             db.session.commit()

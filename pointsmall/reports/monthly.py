@@ -182,7 +182,7 @@ def _volunteers(community: Community) -> int:
 @work.runner("monthly_pdf")
 def run_pdf_job(job, progress) -> None:
     """Draw the monthly report PDF a background job asked for (in a worker)."""
-    from pointsmall.reports.monthly_pdf import render_pdf
+    from pointsmall.reports.monthly_pdf import render_pdf  # fpdf2 loads only for PDFs
 
     asked = job.params
     community = get_community(db.session, asked["community_id"])

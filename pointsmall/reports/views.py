@@ -12,6 +12,7 @@ from flask_login import current_user
 from merchants.models import Merchant
 from pointsmall.core import clock
 from pointsmall.core.shell import CATEGORY_LABELS, TIER_LABELS, roles_required
+from pointsmall.earning.views import me
 from pointsmall.extensions import db
 from pointsmall.people.communities import Community
 from pointsmall.reports import charts, figures
@@ -182,8 +183,6 @@ def merchant_report():
 @roles_required("volunteer")
 def year_in_review():
     """My year: points by activity type, what I redeemed, my tiers."""
-    from pointsmall.earning.views import me
-
     volunteer = me()
     this_year = clock.local_today().year
     year = request.args.get("year", this_year, type=int)
