@@ -77,7 +77,6 @@ def create_app(config: dict | None = None) -> Flask:
     from pointsmall.earning import staff_views as staff_earning_views
     from pointsmall.earning import views as earning_views
     from pointsmall.exports import views as export_views
-    from pointsmall.exports.cells import safe_cell
     from pointsmall.home import views as home
     from pointsmall.jobs import views as job_views
     from pointsmall.market import counter as portal
@@ -101,8 +100,6 @@ def create_app(config: dict | None = None) -> Flask:
     app.register_blueprint(market.bp)
     app.register_blueprint(photos.bp)
     app.register_blueprint(portal.bp)
-    # The counter's statement file defuses formulas with the app's one helper.
-    app.extensions["safe_cell"] = safe_cell
     app.register_blueprint(earning_views.bp)
     app.register_blueprint(staff_earning_views.bp)
     app.register_blueprint(rules_views.bp)

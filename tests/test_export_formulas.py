@@ -21,10 +21,11 @@ import ledger
 from ledger.clock import utcnow
 from merchants import redemptions, settlement
 from merchants.models import Item, Merchant
+from pointsmall.core import cells
 from pointsmall.earning import activities, awards
 from pointsmall.earning.models import Award
 from pointsmall.earning.rules import activity_types
-from pointsmall.exports import cells, files
+from pointsmall.exports import files
 from pointsmall.extensions import db
 from pointsmall.people import communities
 

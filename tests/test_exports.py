@@ -16,9 +16,10 @@ from market_builders import make_item, make_shop, redeem  # noqa: F401
 import ledger
 from ledger.clock import utcnow
 from merchants import redemptions, settlement
+from pointsmall.core import cells
 from pointsmall.earning import activities, awards
 from pointsmall.earning.rules import activity_types
-from pointsmall.exports import cells, files, query
+from pointsmall.exports import files, query
 from pointsmall.extensions import db
 
 ZH_JOURNAL = ["交易编号", "时间", "类型", "摘要", "账户", "资产", "金额", "变动后余额"]

@@ -14,10 +14,10 @@ from PIL import Image
 
 from merchants import redemptions
 from pointsmall.core import clock
+from pointsmall.core.cells import FORMULA_START
 from pointsmall.earning import activities, awards
 from pointsmall.earning.models import Attendance
 from pointsmall.earning.rules import activity_types
-from pointsmall.exports.cells import FORMULA_START
 from pointsmall.extensions import db
 from pointsmall.market.mall import redeemer_for
 

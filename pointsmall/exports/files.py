@@ -15,7 +15,7 @@ from openpyxl.cell import WriteOnlyCell
 from openpyxl.cell.cell import ERROR_CODES
 from openpyxl.utils import get_column_letter
 
-from pointsmall.exports.cells import BOM, CsvLines, xlsx_value
+from pointsmall.core.cells import BOM, CsvLines, xlsx_value
 
 ROWS_PER_CHUNK = 1000
 SHEET_TITLE_FORBIDDEN = str.maketrans({c: " " for c in "[]:*?/\\"})

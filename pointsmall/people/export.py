@@ -6,7 +6,7 @@ import sqlalchemy as sa
 import sqlalchemy.orm as so
 
 from pointsmall.auth.models import User
-from pointsmall.exports.cells import BOM, csv_line
+from pointsmall.core.cells import BOM, csv_line
 from pointsmall.exports.files import csv_stream
 from pointsmall.exports.query import keyset
 from pointsmall.people import communities
