@@ -12,6 +12,7 @@ import ledger
 from pointsmall.extensions import db
 from pointsmall.jobs.cli import jobs_cli
 from pointsmall.jobs.queue import WorkerThread
+from pointsmall.market import actions as market_actions
 from pointsmall.reports.models import record_check
 
 ledger_cli = AppGroup("ledger", help="Check and maintain the points ledger.")
@@ -73,9 +74,7 @@ redemptions_cli = AppGroup("redemptions", help="Maintain the mall's redemptions.
 @click.option("--batch", default=500, show_default=True, help="Redemptions expired per commit.")
 def expire_redemptions_command(batch: int) -> None:
     """Expire reserved redemptions past their deadline; safe every minute, twice at once."""
-    from merchants import redemptions
-
-    total = drain(lambda s: redemptions.expire_due(s, limit=batch), batch)
+    total = market_actions.expire_redemptions(db.session, batch=batch)
     click.echo(f"expired {total} redemption(s)")
 
 

@@ -39,12 +39,10 @@ from pointsmall.core.cells import safe_cell
 from pointsmall.core.errors import describe
 from pointsmall.core.shell import roles_required
 from pointsmall.extensions import db
+from pointsmall.market import actions
+from pointsmall.market.actions import CODE_LIMIT, CODE_WINDOW
 
 bp = Blueprint("counter", __name__, url_prefix="/counter")
-
-CODE_LIMIT = 10
-CODE_WINDOW = timedelta(minutes=10)
-
 
 class CodeForm(FlaskForm):
     code = StringField(_l("Redemption code"), validators=[DataRequired(), Length(max=32)])
@@ -105,34 +103,10 @@ def _counter_page(form: CodeForm, status: int = 200, *, locked_for: int | None =
                            typed=_shown_code(form.code.data), scanner=_scanner_version()), status
 
 
-def find_counted(session, merchant_id: int, user_id: int, code: str, *,
-                 lock: bool = False) -> Redemption:
-    """Find the merchant's redemption by code, counting wrong codes against the user.
-
-    Shared by the counter page and the API, so both count towards one lock. With `lock`,
-    as `redemptions.find_by_code`. A wrong code is counted by `attempts.reserve` before it
-    is answered, so parallel guesses get exactly CODE_LIMIT answers; a right code costs
-    nothing but is refused while the user is locked out.
-    """
-    key = str(user_id)
-    # The code and the user's counted wrong codes in one round trip; the lock is checked
-    # (and its end worked out) in a second only when it may apply.
-    row = session.execute(redemptions.by_code(code, lock=lock).add_columns(
-        attempts.counted("code", key, CODE_WINDOW))).first()
-    if row is not None and row[0].merchant_id == merchant_id:
-        if row[1] >= CODE_LIMIT:
-            attempts.check(session, "code", key, CODE_LIMIT, CODE_WINDOW)
-        return row[0]
-    attempts.reserve(session, "code", key, CODE_LIMIT, CODE_WINDOW)
-    session.commit()  # the wrong code counts even though the request fails
-    raise UnknownRedemption()
-
-
-def _find(code: str, *, lock: bool = False) -> Redemption:
+def _typed(code: str) -> str:
     # A Chinese keyboard types full-width letters (ＷＡＨＢＤ－…): read them as the code
     # they are before the lookup, so that they never count as a wrong guess.
-    return find_counted(db.session, current_user.merchant_id, current_user.id,
-                        unicodedata.normalize("NFKC", code), lock=lock)
+    return unicodedata.normalize("NFKC", code)
 
 
 def _shown_code(typed: str | None) -> str:
@@ -157,7 +131,7 @@ def lookup():
     if not form.validate_on_submit():
         flash(_("Type or scan a redemption code."), "error")
         return redirect(url_for("counter.index"))
-    found = _find(form.code.data)
+    found = actions.look_up(db.session, current_user, _typed(form.code.data))
     return render_template("counter/lookup.html", redemption=found, form=CodeForm(),
                            refund_form=RefundForm(),
                            code=redemptions.format_code(found.code))
@@ -170,9 +144,7 @@ def confirm():
     form = CodeForm()
     if not form.validate_on_submit():
         return redirect(url_for("counter.index"))
-    found = _find(form.code.data, lock=True)
-    redemptions.confirm_found(db.session, found, confirmed_by=current_user.id)
-    db.session.commit()
+    found = actions.confirm(db.session, current_user, _typed(form.code.data))
     flash(_("Confirmed: %(qty)d × %(item)s for %(name)s, %(points)d points.",
             qty=found.quantity, item=found.item.name, name=found.volunteer_label,
             points=found.points), "success")
@@ -187,9 +159,7 @@ def refund(redemption_id: int):
     if not form.validate_on_submit():
         flash(_("A reason is required for a refund."), "error")
         return redirect(url_for("counter.month"))
-    redemptions.refund(db.session, redemption_id, reason=form.reason.data,
-                       merchant_id=current_user.merchant_id)
-    db.session.commit()
+    actions.refund(db.session, current_user, redemption_id, reason=form.reason.data)
     flash(_("Refunded."), "success")
     return redirect(url_for("counter.month"))
 
