@@ -12,7 +12,7 @@ read the log of what happened at their merchants.
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
@@ -194,7 +194,7 @@ def refund_by_code(session: so.Session, actor: User | None, code: str, *,
 
 
 def expire_redemptions(session: so.Session, *, actor: User | None = None, batch: int = 500,
-                       now=None) -> int:
+                       now: datetime | None = None) -> int:
     """Expire reserved redemptions past their deadline; return how many. Safe in parallel.
 
     Each batch commits with one audit entry per community whose merchants' redemptions it
@@ -213,7 +213,8 @@ def expire_redemptions(session: so.Session, *, actor: User | None = None, batch:
             return total
 
 
-def _expire_batch(session: so.Session, *, actor: User | None, batch: int, now) -> int:
+def _expire_batch(session: so.Session, *, actor: User | None, batch: int,
+                  now: datetime | None) -> int:
     expired = redemptions.expire_due(session, limit=batch, now=now)
     if expired:
         for community_id, count, points in session.execute(
