@@ -15,7 +15,7 @@ from merchants.models import Item, Merchant, Redemption
 from pointsmall.auth.models import User
 from pointsmall.core import clock
 from pointsmall.extensions import db
-from pointsmall.market.mall import redeemer_for
+from pointsmall.market.actions import redeemer_for
 from pointsmall.people.models import Volunteer
 
 

@@ -19,7 +19,7 @@ from builders import PASSWORD_HASH
 from pointsmall.auth import models as auth_models
 from pointsmall.auth import service as auth_service
 from pointsmall.auth.models import SignInName, User
-from pointsmall.market import counter as portal
+from pointsmall.market import actions
 
 pytestmark = pytest.mark.postgres
 
@@ -116,9 +116,9 @@ def test_fifty_parallel_wrong_codes_get_exactly_ten_answered(base_app, racing):
     merchant_user = 10**9 + uuid.uuid4().int % 10**8  # the key the counter counts under
 
     def guess(session):
-        portal.find_counted(session, 1, merchant_user, f"WRONG{uuid.uuid4().hex[:5]}")
+        actions.find_counted(session, 1, merchant_user, f"WRONG{uuid.uuid4().hex[:5]}")
 
     outcomes = race(base_app, racing, guess)
 
-    assert outcomes == {"UnknownRedemption": portal.CODE_LIMIT,
-                        "AttemptsExceeded": RACERS - portal.CODE_LIMIT}
+    assert outcomes == {"UnknownRedemption": actions.CODE_LIMIT,
+                        "AttemptsExceeded": RACERS - actions.CODE_LIMIT}

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from pointsmall.auth.models import User
 from pointsmall.cli import demo
 from pointsmall.extensions import db
-from pointsmall.market import mall
+from pointsmall.market import actions
 from pointsmall.people.models import Volunteer
 
 # Links that do something rather than show something: the crawl does not follow them.
@@ -87,7 +87,7 @@ def demo_site(app, client, tmp_path):
     eggs = db.session.scalar(sa.select(Item).where(Item.name == "土鸡蛋 10 枚"))
     from merchants import redemptions
 
-    redemptions.reserve(db.session, mall.redeemer_for(volunteer), eggs.id, 1,
+    redemptions.reserve(db.session, actions.redeemer_for(volunteer), eggs.id, 1,
                         key=uuid.uuid4().hex)
     db.session.commit()
     return client

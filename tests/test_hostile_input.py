@@ -19,7 +19,7 @@ from pointsmall.earning import activities, awards
 from pointsmall.earning.models import Attendance
 from pointsmall.earning.rules import activity_types
 from pointsmall.extensions import db
-from pointsmall.market.mall import redeemer_for
+from pointsmall.market.actions import redeemer_for
 
 pytest_plugins = ["builders", "market_builders"]
 

@@ -43,7 +43,11 @@ ACTIONS = {
     "item.update": _l("Changed an item"),
     "item.approve": _l("Approved an item"),
     "item.reject": _l("Rejected an item"),
+    "redemption.reserve": _l("Redeemed an item"),
+    "redemption.cancel": _l("Cancelled a redemption"),
+    "redemption.confirm": _l("Handed over a redemption at the counter"),
     "redemption.refund": _l("Refunded a redemption"),
+    "redemption.expire": _l("Unclaimed redemptions expired"),
     "statement.close": _l("Closed a settlement period"),
     "user.change_password": _l("Changed their password"),
     "token.create": _l("Created an app token"),
@@ -72,7 +76,7 @@ DETAILS = {
     "activity_id": _l("Activity"), "adjustment_id": _l("Adjustment"), "types": _l("Types"),
     "rating": _l("Rating"), "volunteer_id": _l("Volunteer"), "task_id": _l("Task"),
     "photos": _l("Photos"), "kind": _l("Kind"), "source": _l("Source"), "into": _l("Into"),
-    "comment": _l("Comment"),
+    "comment": _l("Comment"), "quantity": _l("Quantity"),
 }
 KINDS = {
     "batch": _l("Award batch #%(id)s"), "award": _l("Award #%(id)s"),

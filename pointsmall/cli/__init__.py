@@ -10,12 +10,12 @@ from flask_migrate import upgrade
 from werkzeug.serving import run_simple
 
 import ledger
-from merchants import redemptions
 from pointsmall.cli import demo
 from pointsmall.earning.expiry import expire_points
 from pointsmall.extensions import db
 from pointsmall.jobs.cli import jobs_cli
 from pointsmall.jobs.queue import WorkerThread
+from pointsmall.market import actions as market_actions
 from pointsmall.people.communities import Community
 from pointsmall.reports.models import record_check
 
@@ -78,7 +78,7 @@ redemptions_cli = AppGroup("redemptions", help="Maintain the mall's redemptions.
 @click.option("--batch", default=500, show_default=True, help="Redemptions expired per commit.")
 def expire_redemptions_command(batch: int) -> None:
     """Expire reserved redemptions past their deadline; safe every minute, twice at once."""
-    total = drain(lambda s: redemptions.expire_due(s, limit=batch), batch)
+    total = market_actions.expire_redemptions(db.session, batch=batch)
     click.echo(f"expired {total} redemption(s)")
 
 

@@ -154,8 +154,6 @@ def register(app: Flask) -> None:
             headers["Retry-After"] = str(error.retry_after)
         return _answer(error.status, error.code, error.message, error.errors, headers)
 
-    app.extensions["describe_market_error"] = describe
-
     @app.errorhandler(attempts.AttemptsExceeded)
     def attempts_exceeded(error: attempts.AttemptsExceeded):
         # Pages that take codes answer this themselves (the counter); the API here.

@@ -1,13 +1,14 @@
 """The marketplace API: volunteers browse and redeem; merchant staff look up, confirm, refund.
 
-Views parse, call one service of `merchants/` and serialise; refusals become HTTP answers
+Views parse, call one action of `pointsmall.market.actions` (or read from `merchants/`) and
+serialise; refusals become HTTP answers
 in pointsmall/core/errors.py (422 for what cannot be redeemed, 409 for a state already left,
 404 for what is not the caller's).
 """
 
 from datetime import timedelta
 
-from flask import current_app, url_for
+from flask import url_for
 from flask.views import MethodView
 from flask_login import current_user
 from marshmallow import Schema, fields, validate
@@ -21,9 +22,9 @@ from pointsmall.core import clock
 from pointsmall.core.api_conventions import MAX_ROW_ID, NOT_BLANK, ROW_ID, ApiBlueprint
 from pointsmall.core.errors import MARKET_MESSAGES, Forbidden
 from pointsmall.core.shell import roles_required
-from pointsmall.extensions import ErrorSchema, UtcDateTime, commit_keeping, db
-from pointsmall.market.counter import find_counted
-from pointsmall.market.mall import current_volunteer, redeemer_for
+from pointsmall.extensions import ErrorSchema, UtcDateTime, db
+from pointsmall.market import actions
+from pointsmall.market.mall import current_volunteer
 
 bp = ApiBlueprint("api_market", __name__, url_prefix="/api/v1",
                   description="The points mall: items, redemptions, the merchant counter.")
@@ -241,15 +242,8 @@ class Redemptions(MethodView):
                                  "outside validity; a bad quantity.")
     def post(self, headers, body):
         """Hold the points and reserve the item; the same Idempotency-Key answers it again."""
-        volunteer = current_volunteer()
-        today = clock.local_today()
-        month_start, _ = clock.local_month_bounds(today)
-        redemption = redemptions.reserve(
-            db.session, redeemer_for(volunteer), body["item_id"], body["quantity"],
-            key=headers["key"], hold_days=current_app.config["REDEMPTION_HOLD_DAYS"],
-            today=today, month_start=month_start)
-        commit_keeping()
-        return redemption
+        return actions.redeem(db.session, current_user, body["item_id"], body["quantity"],
+                              key=headers["key"])
 
 
 @bp.route("/redemptions/<id:redemption_id>/cancel")
@@ -260,9 +254,7 @@ class RedemptionCancel(MethodView):
     @bp.alt_response(409, schema=ErrorSchema, description="No longer reserved.")
     def post(self, redemption_id):
         """Cancel a reserved redemption: the points and the item return."""
-        redemption = redemptions.cancel(db.session, current_volunteer().id, redemption_id)
-        db.session.commit()
-        return redemption
+        return actions.cancel(db.session, current_user, redemption_id)
 
 
 def _counter_errors(view):
@@ -279,7 +271,7 @@ class CounterRedemption(MethodView):
     @_counter_errors
     def get(self, code):
         """Show what a code is for: item, quantity, points, the volunteer's masked name."""
-        return find_counted(db.session, _merchant_id(), current_user.id, code)
+        return actions.look_up(db.session, current_user, code)
 
 
 @bp.route("/merchant/redemptions/<code>/confirm")
@@ -290,10 +282,7 @@ class CounterConfirm(MethodView):
     @bp.alt_response(409, schema=ErrorSchema, description="Not reserved (any more).")
     def post(self, code):
         """Hand the item over: the held points post to this merchant, once."""
-        found = find_counted(db.session, _merchant_id(), current_user.id, code, lock=True)
-        redemption = redemptions.confirm_found(db.session, found, confirmed_by=current_user.id)
-        commit_keeping()
-        return redemption
+        return actions.confirm(db.session, current_user, code)
 
 
 @bp.route("/merchant/redemptions/<code>/refund")
@@ -305,11 +294,7 @@ class CounterRefund(MethodView):
     @bp.alt_response(409, schema=ErrorSchema, description="Not fulfilled.")
     def post(self, body, code):
         """Refund a fulfilled redemption with a reason: points and stock go back."""
-        found = find_counted(db.session, _merchant_id(), current_user.id, code)
-        redemption = redemptions.refund(db.session, found.id, reason=body["reason"],
-                                        merchant_id=found.merchant_id)
-        db.session.commit()
-        return redemption
+        return actions.refund_by_code(db.session, current_user, code, reason=body["reason"])
 
 
 @bp.route("/merchant/statements")

@@ -9,12 +9,13 @@ import hashlib
 import io
 import unicodedata
 from datetime import date, datetime, timedelta
-from zoneinfo import ZoneInfo
+from functools import wraps
 
 import sqlalchemy as sa
 from flask import (
     Blueprint,
     Response,
+    abort,
     current_app,
     flash,
     redirect,
@@ -33,14 +34,15 @@ import ledger
 from merchants import redemptions, settlement
 from merchants.errors import MarketError, UnknownRedemption
 from merchants.models import Merchant, Redemption, merchant_address
-from pointsmall.core import attempts
-from pointsmall.market.web import db_session, merchant_required, spreadsheet_cell
+from pointsmall.core import attempts, clock
+from pointsmall.core.cells import safe_cell
+from pointsmall.core.errors import describe
+from pointsmall.core.shell import roles_required
+from pointsmall.extensions import db
+from pointsmall.market import actions
+from pointsmall.market.actions import CODE_LIMIT, CODE_WINDOW
 
 bp = Blueprint("counter", __name__, url_prefix="/counter")
-
-CODE_LIMIT = 10
-CODE_WINDOW = timedelta(minutes=10)
-
 
 class CodeForm(FlaskForm):
     code = StringField(_l("Redemption code"), validators=[DataRequired(), Length(max=32)])
@@ -51,26 +53,23 @@ class RefundForm(FlaskForm):
                                                                   Length(max=200)])
 
 
-def _zone() -> ZoneInfo:
-    return ZoneInfo(current_app.config.get("BABEL_DEFAULT_TIMEZONE", "Asia/Shanghai"))
-
-
-def _local_today() -> date:
-    return datetime.now(_zone()).date()
-
-
-def _utc(day: date) -> datetime:
-    """Return the naive-UTC moment the local `day` begins."""
-    local = datetime(day.year, day.month, day.day, tzinfo=_zone())
-    return local.astimezone(ZoneInfo("UTC")).replace(tzinfo=None)
+def merchant_required(view):
+    """Let only signed-in merchant staff of a merchant through; others sign in or 403."""
+    @roles_required("merchant")
+    @wraps(view)
+    def wrapper(*args, **kwargs):
+        if not current_user.merchant_id:
+            abort(403)
+        return view(*args, **kwargs)
+    return wrapper
 
 
 def _merchant() -> Merchant:
-    return db_session().get(Merchant, current_user.merchant_id)
+    return db.session.get(Merchant, current_user.merchant_id)
 
 
 def _fulfilled_between(start: datetime, end: datetime) -> list[Redemption]:
-    return list(db_session().scalars(
+    return list(db.session.scalars(
         sa.select(Redemption).where(Redemption.merchant_id == current_user.merchant_id,
                                     Redemption.fulfilled_at >= start,
                                     Redemption.fulfilled_at < end)
@@ -82,7 +81,7 @@ def _fulfilled_between(start: datetime, end: datetime) -> list[Redemption]:
 def index():
     """Show the code entry, today's confirmations and the points not yet settled."""
     try:
-        attempts.check(db_session(), "code", str(current_user.id), CODE_LIMIT, CODE_WINDOW)
+        attempts.check(db.session, "code", str(current_user.id), CODE_LIMIT, CODE_WINDOW)
     except attempts.AttemptsExceeded as error:
         return _counter_page(CodeForm(), locked_for=error.retry_after)
     return _counter_page(CodeForm())
@@ -91,10 +90,11 @@ def index():
 def _counter_page(form: CodeForm, status: int = 200, *, locked_for: int | None = None,
                   tries_left: int | None = None):
     """Draw the counter: the code field (kept as typed, or shut while locked), the day."""
-    today = _local_today()
-    todays = _fulfilled_between(_utc(today), _utc(today + timedelta(days=1)))
-    unsettled = ledger.balance(db_session(), merchant_address(current_user.merchant_id))
-    unlock_at = (datetime.now(_zone()) + timedelta(seconds=locked_for)
+    today = clock.local_today()
+    todays = _fulfilled_between(clock.utc_start_of(today),
+                                clock.utc_start_of(today + timedelta(days=1)))
+    unsettled = ledger.balance(db.session, merchant_address(current_user.merchant_id))
+    unlock_at = (clock.local_now() + timedelta(seconds=locked_for)
                  if locked_for is not None else None)
     return render_template("counter/index.html", form=form, merchant=_merchant(),
                            todays=todays, today_points=sum(r.points for r in todays),
@@ -103,34 +103,10 @@ def _counter_page(form: CodeForm, status: int = 200, *, locked_for: int | None =
                            typed=_shown_code(form.code.data), scanner=_scanner_version()), status
 
 
-def find_counted(session, merchant_id: int, user_id: int, code: str, *,
-                 lock: bool = False) -> Redemption:
-    """Find the merchant's redemption by code, counting wrong codes against the user.
-
-    Shared by the counter page and the API, so both count towards one lock. With `lock`,
-    as `redemptions.find_by_code`. A wrong code is counted by `attempts.reserve` before it
-    is answered, so parallel guesses get exactly CODE_LIMIT answers; a right code costs
-    nothing but is refused while the user is locked out.
-    """
-    key = str(user_id)
-    # The code and the user's counted wrong codes in one round trip; the lock is checked
-    # (and its end worked out) in a second only when it may apply.
-    row = session.execute(redemptions.by_code(code, lock=lock).add_columns(
-        attempts.counted("code", key, CODE_WINDOW))).first()
-    if row is not None and row[0].merchant_id == merchant_id:
-        if row[1] >= CODE_LIMIT:
-            attempts.check(session, "code", key, CODE_LIMIT, CODE_WINDOW)
-        return row[0]
-    attempts.reserve(session, "code", key, CODE_LIMIT, CODE_WINDOW)
-    session.commit()  # the wrong code counts even though the request fails
-    raise UnknownRedemption()
-
-
-def _find(code: str, *, lock: bool = False) -> Redemption:
+def _typed(code: str) -> str:
     # A Chinese keyboard types full-width letters (ＷＡＨＢＤ－…): read them as the code
     # they are before the lookup, so that they never count as a wrong guess.
-    return find_counted(db_session(), current_user.merchant_id, current_user.id,
-                        unicodedata.normalize("NFKC", code), lock=lock)
+    return unicodedata.normalize("NFKC", code)
 
 
 def _shown_code(typed: str | None) -> str:
@@ -142,7 +118,7 @@ def _shown_code(typed: str | None) -> str:
 
 def _tries_left() -> int:
     """Return how many more wrong codes this user may type before entry locks."""
-    used = db_session().scalar(sa.select(attempts.counted("code", str(current_user.id),
+    used = db.session.scalar(sa.select(attempts.counted("code", str(current_user.id),
                                                          CODE_WINDOW)))
     return max(0, CODE_LIMIT - (used or 0))
 
@@ -155,7 +131,7 @@ def lookup():
     if not form.validate_on_submit():
         flash(_("Type or scan a redemption code."), "error")
         return redirect(url_for("counter.index"))
-    found = _find(form.code.data)
+    found = actions.look_up(db.session, current_user, _typed(form.code.data))
     return render_template("counter/lookup.html", redemption=found, form=CodeForm(),
                            refund_form=RefundForm(),
                            code=redemptions.format_code(found.code))
@@ -168,9 +144,7 @@ def confirm():
     form = CodeForm()
     if not form.validate_on_submit():
         return redirect(url_for("counter.index"))
-    found = _find(form.code.data, lock=True)
-    redemptions.confirm_found(db_session(), found, confirmed_by=current_user.id)
-    db_session().commit()
+    found = actions.confirm(db.session, current_user, _typed(form.code.data))
     flash(_("Confirmed: %(qty)d × %(item)s for %(name)s, %(points)d points.",
             qty=found.quantity, item=found.item.name, name=found.volunteer_label,
             points=found.points), "success")
@@ -185,9 +159,7 @@ def refund(redemption_id: int):
     if not form.validate_on_submit():
         flash(_("A reason is required for a refund."), "error")
         return redirect(url_for("counter.month"))
-    redemptions.refund(db_session(), redemption_id, reason=form.reason.data,
-                       merchant_id=current_user.merchant_id)
-    db_session().commit()
+    actions.refund(db.session, current_user, redemption_id, reason=form.reason.data)
     flash(_("Refunded."), "success")
     return redirect(url_for("counter.month"))
 
@@ -196,9 +168,9 @@ def refund(redemption_id: int):
 @merchant_required
 def month():
     """List this month's confirmed redemptions (or another month's: ?month=2026-10)."""
-    first = _parse_month(request.args.get("month")) or _local_today().replace(day=1)
+    first = _parse_month(request.args.get("month")) or clock.local_today().replace(day=1)
     after = (first + timedelta(days=32)).replace(day=1)
-    rows = _fulfilled_between(_utc(first), _utc(after))
+    rows = _fulfilled_between(clock.utc_start_of(first), clock.utc_start_of(after))
     return render_template("counter/month.html", rows=rows, first=first,
                            previous=(first - timedelta(days=1)).replace(day=1), after=after,
                            last=after - timedelta(days=1),
@@ -210,18 +182,18 @@ def month():
 @merchant_required
 def statement():
     """Show (or download as CSV) what was handed over and refunded in a period."""
-    today = _local_today()
+    today = clock.local_today()
     start = _parse_date(request.args.get("start")) or today.replace(day=1)
     end = _parse_date(request.args.get("end")) or today
     if end < start:
         start, end = end, start
-    lines = settlement.period_lines(db_session(), current_user.merchant_id, _utc(start),
-                                    _utc(end + timedelta(days=1)))
+    lines = settlement.period_lines(db.session, current_user.merchant_id, clock.utc_start_of(start),
+                                    clock.utc_start_of(end + timedelta(days=1)))
     if request.args.get("format") == "csv":
         return _statement_csv(lines, start, end)
     return render_template("counter/statement.html", lines=lines, start=start, end=end,
                            merchant=_merchant(), total=sum(line.points for line in lines),
-                           frozen=settlement.merchant_statements(db_session(),
+                           frozen=settlement.merchant_statements(db.session,
                                                                  current_user.merchant_id))
 
 
@@ -231,11 +203,10 @@ def _statement_csv(lines, start: date, end: date) -> Response:
     writer = csv.writer(out)
     writer.writerow([_("Time"), _("Code"), _("Item"), _("Quantity"), _("Volunteer"),
                      _("Kind"), _("Points")])
-    zone = _zone()
     for line in lines:
         r = line.redemption
-        writer.writerow([spreadsheet_cell(cell) for cell in (
-            line.at.replace(tzinfo=ZoneInfo("UTC")).astimezone(zone).strftime("%Y-%m-%d %H:%M"),
+        writer.writerow([safe_cell(cell) for cell in (
+            clock.to_local(line.at).strftime("%Y-%m-%d %H:%M"),
             redemptions.format_code(r.code), r.item.name, r.quantity, r.volunteer_label,
             _("Handed over") if line.kind == "fulfilled" else _("Refund"), line.points)])
     name = f"statement-{start:%Y%m%d}-{end:%Y%m%d}.csv"
@@ -257,7 +228,7 @@ def _parse_month(raw: str | None) -> date | None:
 @bp.errorhandler(attempts.AttemptsExceeded)
 def locked(error: attempts.AttemptsExceeded):
     """Shut the code field and say until when, keeping what was typed in sight."""
-    db_session().rollback()
+    db.session.rollback()
     response, status = _counter_page(CodeForm(), 429, locked_for=error.retry_after)
     return response, status, {"Retry-After": str(error.retry_after)}
 
@@ -265,7 +236,7 @@ def locked(error: attempts.AttemptsExceeded):
 @bp.errorhandler(MarketError)
 def refused(error: MarketError):
     """Answer a refusal at the counter with a message on the counter page."""
-    db_session().rollback()
+    db.session.rollback()
     if isinstance(error, UnknownRedemption):
         # The same words for a code that does not exist and another shop's code: the
         # counter never learns which codes other shops hold.
@@ -274,12 +245,11 @@ def refused(error: MarketError):
         left = _tries_left()
         if left == 0:  # that was the last try: the field shuts now, not on the next one
             try:
-                attempts.check(db_session(), "code", str(current_user.id), CODE_LIMIT,
+                attempts.check(db.session, "code", str(current_user.id), CODE_LIMIT,
                                CODE_WINDOW)
             except attempts.AttemptsExceeded as lock:
                 return _counter_page(CodeForm(), error.status, locked_for=lock.retry_after)
         return _counter_page(CodeForm(), error.status, tries_left=left)
-    describe = current_app.extensions.get("describe_market_error", lambda e: e.message)
     flash(describe(error), "error")
     return _counter_page(CodeForm(), error.status)
 

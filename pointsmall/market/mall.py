@@ -18,6 +18,7 @@ from pointsmall.core.qr import qr_data_uri
 from pointsmall.core.shell import TIER_LABELS, roles_required
 from pointsmall.earning import tiers
 from pointsmall.extensions import db
+from pointsmall.market import actions
 from pointsmall.people.models import Volunteer
 
 bp = Blueprint("mall", __name__, url_prefix="/mall")
@@ -26,26 +27,6 @@ bp = Blueprint("mall", __name__, url_prefix="/mall")
 def current_volunteer() -> Volunteer | None:
     # Read with the user for a bearer token (pointsmall.auth.service); else asked now.
     return current_user.volunteer
-
-
-def mask_name(name: str) -> str:
-    """Show a name as the counter sees it: the surname, then stars (张*, 欧***)."""
-    name = (name or "").strip()
-    return name[:1] + "*" * max(1, len(name) - 1) if name else "*"
-
-
-def redeemer_for(volunteer: Volunteer) -> redemptions.Redeemer:
-    """Describe a volunteer to the marketplace: id, account, masked name, tier.
-
-    The tier is worked out only if the item asks for one: most items do not, and it
-    costs three queries.
-    """
-    def tier() -> str | None:
-        return tiers.standing(db.session, volunteer, today=clock.local_today()).tier
-
-    return redemptions.Redeemer(volunteer.id, volunteer.account("POINTS"),
-                                mask_name(volunteer.name), volunteer.community_id,
-                                tier_of=tier)
 
 
 @bp.get("/")
@@ -137,16 +118,10 @@ def redeem(item_id: int):
     """Hold the points, reserve the item and show the code."""
     if not EmptyForm().validate_on_submit():
         return redirect(url_for("mall.item", item_id=item_id))
-    volunteer = current_volunteer()
     quantity = request.form.get("quantity", type=int) or 0
     session[KEPT_QUANTITY] = [item_id, quantity if 1 <= quantity <= 99 else 1]
     key = (request.form.get("key") or "")[:64] or uuid.uuid4().hex
-    start, _end = clock.local_month_bounds(clock.local_today())
-    redemption = redemptions.reserve(
-        db.session, redeemer_for(volunteer), item_id, quantity, key=key,
-        hold_days=current_app_config("REDEMPTION_HOLD_DAYS"), today=clock.local_today(),
-        month_start=start)
-    db.session.commit()
+    redemption = actions.redeem(db.session, current_user, item_id, quantity, key=key)
     session.pop(KEPT_QUANTITY, None)
     return redirect(url_for("mall.redemption", redemption_id=redemption.id))
 
@@ -186,14 +161,8 @@ def redemption_status(redemption_id: int):
 def cancel(redemption_id: int):
     """Cancel a reserved redemption: the points and the item return."""
     if EmptyForm().validate_on_submit():
-        volunteer = current_volunteer()
-        redemptions.cancel(db.session, volunteer.id, redemption_id)
-        db.session.commit()
+        actions.cancel(db.session, current_user, redemption_id)
         flash(_("Cancelled. The points are back."), "success")
     return redirect(url_for("mall.redemption", redemption_id=redemption_id))
 
 
-def current_app_config(name: str):
-    from flask import current_app
-
-    return current_app.config[name]

@@ -1,6 +1,6 @@
 """Community staff pages for the marketplace: merchants, items, redemptions, settlement."""
 
-from datetime import timedelta
+from datetime import date, timedelta
 
 import sqlalchemy as sa
 from flask import Blueprint, flash, redirect, render_template, request, url_for
@@ -21,15 +21,15 @@ from wtforms import (
 from wtforms.validators import Optional
 
 from merchants import items as item_service
-from merchants import redemptions, settlement
+from merchants import settlement
 from merchants.errors import InvalidItem
 from merchants.models import Merchant, Redemption, Statement
 from pointsmall.auth.views import EmptyForm
-from pointsmall.core import audit, clock
-from pointsmall.core.errors import ValidationFailed
-from pointsmall.core.photos import save_item_photo
+from pointsmall.core import clock
+from pointsmall.core.errors import NotFound, ValidationFailed
 from pointsmall.core.shell import CATEGORY_LABELS, TIER_LABELS, roles_required
 from pointsmall.extensions import db
+from pointsmall.market import actions, staff_actions
 from pointsmall.people.communities import Community
 
 bp = Blueprint("market", __name__, url_prefix="/staff/market")
@@ -112,28 +112,22 @@ def index():
     community = _community()
     if request.method == "POST" and "m-csrf_token" in request.form and form.validate():
         try:
-            merchant = item_service.create_merchant(
-                db.session, community.id, name=form.name.data, kind=form.kind.data,
+            staff_actions.create_merchant(
+                db.session, current_user, name=form.name.data, kind=form.kind.data,
                 address=form.address.data or "", opening_hours=form.opening_hours.data or "",
                 contact=form.contact.data or "")
         except InvalidItem as error:
-            db.session.rollback()
             _field_errors(form, error)
         else:
-            audit.record(db.session, "merchant.create", f"merchant:{merchant.id}",
-                         community_id=community.id, name=merchant.name)
-            db.session.commit()
             flash(_("Saved."), "success")
             return redirect(url_for("market.index"))
     if request.method == "POST" and "r-csrf_token" in request.form and rate.validate():
-        value = rate.fen_per_point.data or 0
-        if not 0 <= value <= 100_000:
-            rate.fen_per_point.errors = [_("From 0 to 100000.")]
+        try:
+            staff_actions.set_point_value(db.session, current_user,
+                                          rate.fen_per_point.data or 0)
+        except ValidationFailed as error:
+            _field_errors(rate, error)
         else:
-            audit.record(db.session, "community.point_value", f"community:{community.id}",
-                         community_id=community.id, before=community.fen_per_point, after=value)
-            community.fen_per_point = value
-            db.session.commit()
             flash(_("Saved."), "success")
             return redirect(url_for("market.index"))
     if request.method == "GET":
@@ -157,31 +151,19 @@ def item(item_id: int | None = None):
     if request.method == "GET" and found is not None:
         form.stock_seen.data = "" if found.stock is None else str(found.stock)
     if form.validate_on_submit():
+        fields = {name: field.data for name, field in form._fields.items()
+                  if name not in ("csrf_token", "photo", "merchant_id", "stock_seen")}
+        seen = (_int_or_none(form.stock_seen.data) if "stock_seen" in request.form
+                else item_service.ABSOLUTE)
+        upload = form.photo.data
         try:
-            item_service.managed_merchant(db.session, form.merchant_id.data,
-                                          current_user.community_id)
-            raw = {name: field.data for name, field in form._fields.items()
-                   if name not in ("csrf_token", "photo", "merchant_id", "stock_seen")}
-            if found is None:
-                found = item_service.create_item(db.session, form.merchant_id.data, raw)
-                action = "item.create"
-            else:
-                found.merchant_id = form.merchant_id.data
-                seen = (_int_or_none(form.stock_seen.data) if "stock_seen" in request.form
-                        else item_service.ABSOLUTE)
-                item_service.update_item(db.session, found, raw, stock_seen=seen)
-                action = "item.update"
-            upload = form.photo.data
-            if upload and getattr(upload, "filename", ""):
-                found.photo = save_item_photo(upload.stream, _("Not an image we can read."))
+            staff_actions.save_item(
+                db.session, current_user, item_id, form.merchant_id.data, fields,
+                stock_seen=seen,
+                photo=upload.stream if upload and getattr(upload, "filename", "") else None)
         except (InvalidItem, ValidationFailed) as error:
-            db.session.rollback()
             _field_errors(form, error)
         else:
-            audit.record(db.session, action, f"item:{found.id}",
-                         community_id=current_user.community_id, name=found.name,
-                         price=found.price, stock=found.stock)
-            db.session.commit()
             flash(_("Saved."), "success")
             return redirect(url_for("market.index"))
     return render_template("market/item.html", form=form, item=found), (
@@ -192,12 +174,11 @@ def item(item_id: int | None = None):
 @roles_required("staff")
 def review(item_id: int, verdict: str):
     """Approve or reject an item a merchant proposed."""
-    found = item_service.managed_item(db.session, item_id, current_user.community_id)
+    # Another community's item is not found, whatever the form says.
+    item_service.managed_item(db.session, item_id, current_user.community_id)
     if EmptyForm().validate_on_submit() and verdict in ("approve", "reject"):
-        item_service.review_item(db.session, found, verdict == "approve")
-        audit.record(db.session, f"item.{verdict}", f"item:{found.id}",
-                     community_id=current_user.community_id)
-        db.session.commit()
+        staff_actions.review_item(db.session, current_user, item_id,
+                                  approve=verdict == "approve")
         flash(_("Saved."), "success")
     return redirect(url_for("market.index"))
 
@@ -224,12 +205,8 @@ def refund(redemption_id: int):
     """Refund a fulfilled redemption with a reason."""
     if not EmptyForm().validate_on_submit():
         return redirect(url_for("market.redemption_list"))
-    reason = request.form.get("reason", "")
-    redemptions.refund(db.session, redemption_id, reason=reason,
-                       community_id=current_user.community_id)
-    audit.record(db.session, "redemption.refund", f"redemption:{redemption_id}",
-                 community_id=current_user.community_id, reason=reason)
-    db.session.commit()
+    actions.refund(db.session, current_user, redemption_id,
+                   reason=request.form.get("reason", ""))
     flash(_("Refunded."), "success")
     return redirect(url_for("market.redemption_list"))
 
@@ -247,14 +224,8 @@ def settle(merchant_id: int):
         form.end.data = _date_arg("end") or last
     start, end = form.start.data or today.replace(day=1), form.end.data or today
     if form.validate_on_submit():
-        statement = settlement.close_period(
-            db.session, merchant.id, clock.utc_start_of(start),
-            clock.utc_start_of(end + timedelta(days=1)),
-            fen_per_point=_community().fen_per_point, closed_by=current_user.id)
-        audit.record(db.session, "statement.close", f"statement:{statement.id}",
-                     community_id=current_user.community_id, merchant=merchant.name,
-                     net_points=statement.net_points, amount_fen=statement.amount_fen)
-        db.session.commit()
+        statement = staff_actions.close_statement(db.session, current_user, merchant.id, start,
+                                                  end)
         flash(_("Period closed."), "success")
         return redirect(url_for("market.statement", statement_id=statement.id))
     lines = settlement.unsettled_lines(db.session, merchant.id,
@@ -271,8 +242,6 @@ def statement(statement_id: int):
     """Show a frozen statement, ready to print."""
     found = db.session.get(Statement, statement_id)
     if found is None or found.merchant.community_id != current_user.community_id:
-        from pointsmall.core.errors import NotFound
-
         raise NotFound("statement")
     lines = settlement.statement_lines(db.session, found)
     by_id = {r.id: r for r in db.session.scalars(
@@ -282,9 +251,7 @@ def statement(statement_id: int):
 
 
 
-def _date_arg(name: str):
-    from datetime import date
-
+def _date_arg(name: str) -> date | None:
     try:
         return date.fromisoformat(request.args.get(name, ""))
     except ValueError:

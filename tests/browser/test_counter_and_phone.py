@@ -43,7 +43,7 @@ from pointsmall.core.photos import save_item_photo
 from pointsmall.earning import activities, tiers
 from pointsmall.earning.models import Activity
 from pointsmall.extensions import db
-from pointsmall.market import mall
+from pointsmall.market import actions
 from pointsmall.people.models import Volunteer
 
 SCREENS = {"390": {"width": 390, "height": 844}, "1366": {"width": 1366, "height": 768}}
@@ -75,7 +75,7 @@ class Site:
         """Redeem as `username` would in the mall; return the code as shown and the id."""
         def work(session):
             item = session.scalar(sa.select(Item).where(Item.name == item_name))
-            found = redemptions.reserve(session, mall.redeemer_for(self.volunteer(
+            found = redemptions.reserve(session, actions.redeemer_for(self.volunteer(
                 session, username)), item.id, quantity, key=uuid.uuid4().hex)
             return redemptions.format_code(found.code), found.id
         return self.run(work)
