@@ -324,6 +324,12 @@ def reverse_award(session: so.Session, award_id: int, community_id: int, *, reas
     return award
 
 
+def capped_in(session: so.Session, batch: AwardBatch) -> int:
+    """Count the awards of a batch that the earning caps cut."""
+    return session.scalar(sa.select(sa.func.count()).select_from(Award).where(
+        Award.batch_id == batch.id, Award.capped_by.is_not(None)))
+
+
 def needs_approval(rules, points: int, people: int = 1) -> bool:
     """Tell whether a credit this big (a batch or an adjustment) waits for a second staff
     member: the one approval rule of a community."""

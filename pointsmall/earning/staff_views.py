@@ -21,7 +21,7 @@ from pointsmall.auth.views import EmptyForm
 from pointsmall.core import clock
 from pointsmall.core.errors import NotFound, ValidationFailed, describe
 from pointsmall.core.shell import roles_required
-from pointsmall.earning import activities, sheets, tiers, use_cases
+from pointsmall.earning import activities, awards, sheets, tiers, use_cases
 from pointsmall.earning.errors import invalid
 from pointsmall.earning.models import (
     Activity,
@@ -215,7 +215,7 @@ def award(activity_id: int):
     if batch.status == "pending":
         flash(_("This batch needs a second staff member's approval before it posts."), "info")
     else:
-        capped = use_cases.capped_in(db.session, batch)
+        capped = awards.capped_in(db.session, batch)
         flash(ngettext("Awarded %(num)d volunteer.", "Awarded %(num)d volunteers.",
                        batch.people), "success")
         if capped:

@@ -9,7 +9,6 @@ commits: the request commits once. The grid platform's signed completions are aw
 
 from datetime import date
 
-import sqlalchemy as sa
 import sqlalchemy.orm as so
 from flask_babel import gettext as _
 
@@ -27,12 +26,6 @@ def award_attendees(session: so.Session, actor: User, activity_id: int,
     activity = activities.get_activity(session, activity_id, actor.community_id)
     return awards.award_activity(session, activity, volunteer_ids, key=key, by=actor.id,
                                  actor=actor)
-
-
-def capped_in(session: so.Session, batch: AwardBatch) -> int:
-    """Count the awards of a batch that the earning caps cut."""
-    return session.scalar(sa.select(sa.func.count()).select_from(Award).where(
-        Award.batch_id == batch.id, Award.capped_by.is_not(None)))
 
 
 def decide_batch(session: so.Session, actor: User, batch_id: int,
