@@ -24,6 +24,7 @@ ACTIONS = {
     "points.adjust_request": _l("Asked for an adjustment over the approval limit"),
     "points.adjust_approve": _l("Approved an adjustment"),
     "points.adjust_reject": _l("Rejected an adjustment"),
+    "points.expire": _l("Expired unspent old points"),
     "tiers.evaluate": _l("Froze an evaluation"),
     "tiers.thresholds": _l("Changed the tier thresholds"),
     "rules.update": _l("Changed the earning rules"),
@@ -76,7 +77,7 @@ DETAILS = {
     "activity_id": _l("Activity"), "adjustment_id": _l("Adjustment"), "types": _l("Types"),
     "rating": _l("Rating"), "volunteer_id": _l("Volunteer"), "task_id": _l("Task"),
     "photos": _l("Photos"), "kind": _l("Kind"), "source": _l("Source"), "into": _l("Into"),
-    "comment": _l("Comment"), "quantity": _l("Quantity"),
+    "comment": _l("Comment"), "quantity": _l("Quantity"), "cutoff": _l("Earned before"),
 }
 KINDS = {
     "batch": _l("Award batch #%(id)s"), "award": _l("Award #%(id)s"),

@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ledger import utcnow
 from pointsmall.core import audit
-from pointsmall.core.errors import Conflict, NotFound
+from pointsmall.core.errors import Conflict, NotFound, ValidationFailed
 from pointsmall.earning.errors import CheckInRefused, invalid
 from pointsmall.earning.models import Activity, ActivityType, Attendance
 from pointsmall.people.models import Volunteer
@@ -90,8 +90,6 @@ def _activity_by_key(session: so.Session, community_id: int, key: str,
 
 
 def invalid_many(errors: dict[str, list[str]]):
-    from pointsmall.core.errors import ValidationFailed
-
     return ValidationFailed(errors)
 
 

@@ -21,9 +21,16 @@ from pointsmall.core.api_conventions import (
     role_guard,
 )
 from pointsmall.core.errors import NotFound
-from pointsmall.earning import activities, awards, tiers
+from pointsmall.earning import activities, awards, tiers, use_cases
 from pointsmall.earning.errors import invalid
-from pointsmall.earning.models import Activity, Attendance, Award, AwardBatch, EvaluationEntry
+from pointsmall.earning.models import (
+    Activity,
+    Attendance,
+    Award,
+    AwardBatch,
+    Evaluation,
+    EvaluationEntry,
+)
 from pointsmall.earning.views import me
 from pointsmall.extensions import ErrorSchema, UtcDateTime, db
 
@@ -403,9 +410,10 @@ class StaffAward(MethodView):
         Needs an Idempotency-Key header; a batch over the community's threshold waits
         for another staff member's approval (status pending).
         """
-        activity = activities.get_activity(db.session, activity_id, current_user.community_id)
-        batch = awards.award_activity(db.session, activity, body["volunteer_ids"],
-                                      key=f"{current_user.id}:{_key()}", by=current_user.id)
+        # Another community's activity is not found, before the key is checked.
+        activities.get_activity(db.session, activity_id, current_user.community_id)
+        batch = use_cases.award_attendees(db.session, current_user, activity_id,
+                                          body["volunteer_ids"], key=f"{current_user.id}:{_key()}")
         db.session.commit()
         return batch
 
@@ -429,8 +437,7 @@ class StaffApprove(MethodView):
     @bp.response(200, BatchSchema)
     def post(self, batch_id):
         """Approve and post a waiting batch; its maker cannot."""
-        batch = awards.approve_batch(db.session, batch_id, current_user.community_id,
-                                     by=current_user.id)
+        batch = use_cases.decide_batch(db.session, current_user, batch_id, "approve")
         db.session.commit()
         return batch
 
@@ -442,8 +449,7 @@ class StaffReject(MethodView):
     @bp.response(200, BatchSchema)
     def post(self, batch_id):
         """Reject a waiting batch; its volunteers may be awarded by a corrected one."""
-        batch = awards.reject_batch(db.session, batch_id, current_user.community_id,
-                                    by=current_user.id)
+        batch = use_cases.decide_batch(db.session, current_user, batch_id, "reject")
         db.session.commit()
         return batch
 
@@ -456,9 +462,9 @@ class StaffReverse(MethodView):
     @bp.alt_response(409, schema=ErrorSchema, description="Already reversed.")
     def post(self, body, award_id):
         """Take an award back with a reason (only what is left, if asked)."""
-        award = awards.reverse_award(db.session, award_id, current_user.community_id,
-                                     reason=body["reason"],
-                                     only_what_is_left=body["only_what_is_left"])
+        award = use_cases.reverse_award(db.session, current_user, award_id,
+                                        reason=body["reason"],
+                                        only_what_is_left=body["only_what_is_left"])
         db.session.commit()
         return award
 
@@ -479,9 +485,9 @@ class StaffAdjust(MethodView):
         A grant over the community's approval limit waits for another staff member's
         approval (202, status pending); nothing moves until then.
         """
-        found = awards.adjust(db.session, current_user.community_id, body["volunteer_id"],
-                              body["points"], reason=body["reason"],
-                              key=f"{current_user.id}:{_key()}", by=current_user.id)
+        found = use_cases.adjust_points(db.session, current_user, body["volunteer_id"],
+                                        body["points"], reason=body["reason"],
+                                        key=f"{current_user.id}:{_key()}")
         db.session.commit()
         return found, 202 if found.status == "pending" else 201
 
@@ -493,8 +499,8 @@ class StaffApproveAdjustment(MethodView):
     @bp.response(200, AdjustmentSchema)
     def post(self, adjustment_id):
         """Approve and post a waiting adjustment; its maker cannot."""
-        found = awards.approve_adjustment(db.session, adjustment_id, current_user.community_id,
-                                          by=current_user.id)
+        found = use_cases.decide_adjustment(db.session, current_user, adjustment_id,
+                                            "approve")
         db.session.commit()
         return found
 
@@ -506,8 +512,8 @@ class StaffRejectAdjustment(MethodView):
     @bp.response(200, AdjustmentSchema)
     def post(self, adjustment_id):
         """Reject a waiting adjustment: no points move."""
-        found = awards.reject_adjustment(db.session, adjustment_id, current_user.community_id,
-                                         by=current_user.id)
+        found = use_cases.decide_adjustment(db.session, current_user, adjustment_id,
+                                            "reject")
         db.session.commit()
         return found
 
@@ -556,8 +562,9 @@ class StaffEvaluations(MethodView):
     @bp.response(201, EvaluationSchema)
     def post(self, body):
         """Freeze the ranking for a period; it never changes afterwards."""
-        evaluation = tiers.evaluate(db.session, current_user.community_id, body["name"],
-                                    body["start"], body["end"], by=current_user.id)
+        # The API has always frozen any period it is sent, ended or not: the caller chose it.
+        evaluation = use_cases.freeze_evaluation(db.session, current_user, body["name"],
+                                                 body["start"], body["end"], early=True)
         db.session.commit()
         return evaluation
 
@@ -568,8 +575,6 @@ class StaffEvaluation(MethodView):
     @bp.response(200, EvaluationSchema)
     def get(self, evaluation_id):
         """Show a frozen evaluation."""
-        from pointsmall.earning.models import Evaluation
-
         found = db.session.get(Evaluation, evaluation_id)
         if found is None or found.community_id != current_user.community_id:
             raise NotFound("evaluation")

@@ -43,7 +43,8 @@ class Line:
 
 
 def award_activity(session: so.Session, activity: Activity, volunteer_ids: list[int] | None, *,
-                   key: str, by: int | None, now: datetime | None = None) -> AwardBatch:
+                   key: str, by: int | None, actor=None,
+                   now: datetime | None = None) -> AwardBatch:
     """Award an activity's points to its present attendees (or the ticked ones), once each."""
     # One award run per activity at a time: concurrent presses queue here, and the second
     # finds everyone already awarded.
@@ -70,15 +71,20 @@ def award_activity(session: so.Session, activity: Activity, volunteer_ids: list[
     lines = [Line(v, activity.points, activity.merit) for v in sorted(chosen - done)]
     if not lines:
         raise invalid("volunteer_ids", _("Everyone listed has already been awarded."))
-    return create_batch(session, activity.community_id, lines, key=key, by=by,
+    return create_batch(session, activity.community_id, lines, key=key, by=by, actor=actor,
                         activity=activity, title=activity.title, type_code=activity.type.code,
                         now=now)
 
 
 def create_batch(session: so.Session, community_id: int, lines: list[Line], *, key: str,
-                 by: int | None, title: str, type_code: str,
-                 activity: Activity | None = None, now: datetime | None = None) -> AwardBatch:
-    """Record a batch of awards and post it, unless it is big enough to need a checker."""
+                 by: int | None, title: str, type_code: str, actor=None,
+                 activity: Activity | None = None, now: datetime | None = None,
+                 audit_detail: dict | None = None) -> AwardBatch:
+    """Record a batch of awards and post it, unless it is big enough to need a checker.
+
+    The audit entry names `actor` (None: the signed-in user, or no one for the grid
+    platform and the command line), with `audit_detail` added to what it says.
+    """
     earlier = _batch_by_key(session, community_id, key)
     if earlier is not None:
         return earlier
@@ -98,30 +104,33 @@ def create_batch(session: so.Session, community_id: int, lines: list[Line], *, k
          "points": 0, "merit": line.merit, "reversed_points": 0, "reversed_merit": 0,
          "reversal_reason": ""} for line in lines])
     audit.record(session, "award.batch", f"batch:{batch.id}", community_id=community_id,
-                 people=len(lines), points=total, activity_id=batch.activity_id)
+                 actor=actor, people=len(lines), points=total, activity_id=batch.activity_id,
+                 **(audit_detail or {}))
     if needs_approval(rules, total, len(lines)):
         return batch
     return post_batch(session, batch, now=now)
 
 
 def approve_batch(session: so.Session, batch_id: int, community_id: int, *,
-                  by: int) -> AwardBatch:
+                  by: int, actor=None) -> AwardBatch:
     """Let a second staff member post a waiting batch; the maker cannot."""
     batch = _lock_batch(session, batch_id, community_id, by)
     batch.approved_by = by
-    audit.record(session, "award.approve", f"batch:{batch.id}", community_id=community_id)
+    audit.record(session, "award.approve", f"batch:{batch.id}", community_id=community_id,
+                 actor=actor)
     return post_batch(session, batch)
 
 
 def reject_batch(session: so.Session, batch_id: int, community_id: int, *,
-                 by: int) -> AwardBatch:
+                 by: int, actor=None) -> AwardBatch:
     """Turn down a waiting batch; its volunteers may be awarded by a new one."""
     batch = _lock_batch(session, batch_id, community_id, by)
     batch.status, batch.approved_by, batch.decided_at = "rejected", by, utcnow()
     # Free the (activity, volunteer) pairs for a corrected batch.
     for award in session.scalars(sa.select(Award).where(Award.batch_id == batch.id)):
         session.delete(award)
-    audit.record(session, "award.reject", f"batch:{batch.id}", community_id=community_id)
+    audit.record(session, "award.reject", f"batch:{batch.id}", community_id=community_id,
+                 actor=actor)
     session.flush()
     return batch
 
@@ -275,7 +284,8 @@ def _lock_batch(session: so.Session, batch_id: int, community_id: int, by: int) 
 
 
 def reverse_award(session: so.Session, award_id: int, community_id: int, *, reason: str,
-                  only_what_is_left: bool = False, now: datetime | None = None) -> Award:
+                  only_what_is_left: bool = False, actor=None,
+                  now: datetime | None = None) -> Award:
     """Take back an award (recorded by mistake), with a reason.
 
     Refused where the volunteer has spent some of the points, unless staff choose to take
@@ -310,8 +320,14 @@ def reverse_award(session: so.Session, award_id: int, community_id: int, *, reas
         award.reversal_reason = reason
         session.flush()
     audit.record(session, "award.reverse", f"award:{award.id}", community_id=community_id,
-                 reason=reason, points=points, merit=award.merit)
+                 actor=actor, reason=reason, points=points, merit=award.merit)
     return award
+
+
+def capped_in(session: so.Session, batch: AwardBatch) -> int:
+    """Count the awards of a batch that the earning caps cut."""
+    return session.scalar(sa.select(sa.func.count()).select_from(Award).where(
+        Award.batch_id == batch.id, Award.capped_by.is_not(None)))
 
 
 def needs_approval(rules, points: int, people: int = 1) -> bool:
@@ -321,7 +337,7 @@ def needs_approval(rules, points: int, people: int = 1) -> bool:
 
 
 def adjust(session: so.Session, community_id: int, volunteer_id: int, points: int, *,
-           reason: str, key: str, by: int | None = None,
+           reason: str, key: str, by: int | None = None, actor=None,
            now: datetime | None = None) -> Adjustment:
     """Grant (points > 0) or deduct (points < 0) POINTS with a reason; never overdraws.
 
@@ -354,13 +370,13 @@ def adjust(session: so.Session, community_id: int, volunteer_id: int, points: in
     session.flush()
     if points > 0 and needs_approval(ensure_rules(session, community_id), points):
         audit.record(session, "points.adjust_request", f"volunteer:{volunteer_id}",
-                     community_id=community_id, points=points, reason=reason,
+                     community_id=community_id, actor=actor, points=points, reason=reason,
                      adjustment_id=adjustment.id)
         return adjustment
-    return _post_adjustment(session, adjustment, now=now)
+    return _post_adjustment(session, adjustment, actor=actor, now=now)
 
 
-def _post_adjustment(session: so.Session, adjustment: Adjustment, *,
+def _post_adjustment(session: so.Session, adjustment: Adjustment, *, actor=None,
                      now: datetime | None = None) -> Adjustment:
     community_id, points = adjustment.community_id, adjustment.points
     tx = ledger.transfer(session, [
@@ -371,7 +387,8 @@ def _post_adjustment(session: so.Session, adjustment: Adjustment, *,
     adjustment.status, adjustment.transaction_id = "posted", tx.id
     adjustment.decided_at = now or utcnow()
     audit.record(session, "points.adjust", f"volunteer:{adjustment.volunteer_id}",
-                 community_id=community_id, points=points, reason=adjustment.reason)
+                 community_id=community_id, actor=actor, points=points,
+                 reason=adjustment.reason)
     session.flush()
     return adjustment
 
@@ -391,22 +408,24 @@ def _lock_adjustment(session: so.Session, adjustment_id: int, community_id: int,
 
 
 def approve_adjustment(session: so.Session, adjustment_id: int, community_id: int, *,
-                       by: int) -> Adjustment:
+                       by: int, actor=None) -> Adjustment:
     """Let a second staff member post a waiting adjustment; the maker cannot."""
     found = _lock_adjustment(session, adjustment_id, community_id, by)
     found.approved_by = by
     audit.record(session, "points.adjust_approve", f"volunteer:{found.volunteer_id}",
-                 community_id=community_id, points=found.points, adjustment_id=found.id)
-    return _post_adjustment(session, found)
+                 community_id=community_id, actor=actor, points=found.points,
+                 adjustment_id=found.id)
+    return _post_adjustment(session, found, actor=actor)
 
 
 def reject_adjustment(session: so.Session, adjustment_id: int, community_id: int, *,
-                      by: int) -> Adjustment:
+                      by: int, actor=None) -> Adjustment:
     """Turn down a waiting adjustment: no points move."""
     found = _lock_adjustment(session, adjustment_id, community_id, by)
     found.status, found.approved_by, found.decided_at = "rejected", by, utcnow()
     audit.record(session, "points.adjust_reject", f"volunteer:{found.volunteer_id}",
-                 community_id=community_id, points=found.points, adjustment_id=found.id)
+                 community_id=community_id, actor=actor, points=found.points,
+                 adjustment_id=found.id)
     session.flush()
     return found
 

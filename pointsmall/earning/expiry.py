@@ -13,7 +13,7 @@ import sqlalchemy.orm as so
 
 import ledger
 from ledger import Account, Posting, Transaction
-from pointsmall.core import clock
+from pointsmall.core import audit, clock
 from pointsmall.earning.models import EarningRules
 from pointsmall.people.communities import expired_address
 from pointsmall.people.models import Volunteer
@@ -69,14 +69,18 @@ def expiring_amounts(session: so.Session, community_id: int, cutoff: date,
 
 
 def expire_points(session: so.Session, community_id: int, *, today: date | None = None) -> int:
-    """Move expired POINTS to the community's expired account; safe to run twice at once."""
+    """Move expired POINTS to the community's expired account; safe to run twice at once.
+
+    What moved is audited once for the community, as the system (no one signs in to the
+    command line that runs it), with the counts; a run that moves nothing records nothing.
+    """
     rules = session.get(EarningRules, community_id)
     today = today or clock.local_today()
     cutoff = cutoff_for(rules, today) if rules else None
     if cutoff is None:
         return 0
     ledger.open_account(session, expired_address(community_id), "POINTS")
-    moved = 0
+    moved, people = 0, 0
     for volunteer_id in expiring_amounts(session, community_id, cutoff):
         address = f"volunteer:{volunteer_id}:points"
         with session.begin_nested():
@@ -92,7 +96,11 @@ def expire_points(session: so.Session, community_id: int, *, today: date | None 
                         key=f"expire:{volunteer_id}:{cutoff.isoformat()}:{posted}",
                         kind="expiry", memo=cutoff.isoformat(),
                         meta={"cutoff": cutoff.isoformat()})
-        moved += amount
+        moved, people = moved + amount, people + 1
+    if moved:
+        audit.record(session, "points.expire", f"community:{community_id}",
+                     community_id=community_id, people=people, points=moved,
+                     cutoff=cutoff.isoformat())
     return moved
 
 

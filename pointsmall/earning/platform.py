@@ -83,7 +83,8 @@ def award_task(session: so.Session, data: dict, body: bytes, *,
         with session.begin_nested():
             batch = awards.create_batch(
                 session, community_id, [awards.Line(volunteer_id, points, merit)],
-                key=f"task:{community_id}:{task_id}", by=None, title=title, type_code="task")
+                key=f"task:{community_id}:{task_id}", by=None, title=title, type_code="task",
+                audit_detail={"source": "platform", "task_id": task_id})
             award = session.scalar(sa.select(Award).where(Award.batch_id == batch.id))
             session.add(PlatformTask(community_id=community_id, task_id=task_id,
                                      body_hash=body_hash, award_id=award.id))

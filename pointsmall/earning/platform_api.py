@@ -6,6 +6,7 @@ from marshmallow import Schema, fields
 
 from pointsmall.core.api_conventions import MAX_ROW_ID, NOT_BLANK, SIGNED_HEADERS, ApiBlueprint
 from pointsmall.earning import platform
+from pointsmall.earning.models import AwardBatch
 from pointsmall.extensions import ErrorSchema, db
 
 bp = ApiBlueprint("api_platform", __name__, url_prefix="/api/v1/platform",
@@ -56,8 +57,6 @@ class TaskCompletions(MethodView):
                                        request.headers.get("X-Signature", ""))
         award, new = platform.award_task(db.session, data, body)
         db.session.commit()
-        from pointsmall.earning.models import AwardBatch
-
         batch = db.session.get(AwardBatch, award.batch_id)
         answer = {"award_id": award.id, "task_id": data["task_id"],
                   "volunteer_id": award.volunteer_id, "points": award.points,

@@ -2,7 +2,7 @@
 reversals, tiers, leaderboards and evaluations."""
 
 import uuid
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 import sqlalchemy as sa
 from flask import Blueprint, flash, redirect, render_template, request, url_for
@@ -22,7 +22,7 @@ from pointsmall.core import clock
 from pointsmall.core.errors import NotFound, ValidationFailed, describe
 from pointsmall.core.qr import qr_data_uri
 from pointsmall.core.shell import roles_required
-from pointsmall.earning import activities, awards, sheets, tiers
+from pointsmall.earning import activities, awards, sheets, tiers, use_cases
 from pointsmall.earning.errors import invalid
 from pointsmall.earning.models import (
     Activity,
@@ -204,18 +204,18 @@ def sheet(activity_id: int):
 @roles_required("staff")
 def award(activity_id: int):
     """Award everyone present (or the ticked ones): one request, all or nothing, once each."""
+    # Another community's activity is not found, even behind a form that fails its check.
     found = activities.get_activity(db.session, activity_id, _community_id())
     if not EmptyForm().validate_on_submit():
         return redirect(url_for("staff_earning.activity", activity_id=found.id))
     ids = [int(v) for v in request.form.getlist("volunteer_id") if v.isdigit()] or None
     key = (request.form.get('key') or uuid.uuid4().hex)[:64]
-    batch = awards.award_activity(db.session, found, ids, key=key, by=current_user.id)
+    batch = use_cases.award_attendees(db.session, current_user, found.id, ids, key=key)
     db.session.commit()
     if batch.status == "pending":
         flash(_("This batch needs a second staff member's approval before it posts."), "info")
     else:
-        capped = db.session.scalar(sa.select(sa.func.count()).select_from(Award).where(
-            Award.batch_id == batch.id, Award.capped_by.is_not(None)))
+        capped = awards.capped_in(db.session, batch)
         flash(ngettext("Awarded %(num)d volunteer.", "Awarded %(num)d volunteers.",
                        batch.people), "success")
         if capped:
@@ -282,8 +282,7 @@ def batch(batch_id: int):
 def decide(batch_id: int, verdict: str):
     """Approve or reject a batch someone else made."""
     if EmptyForm().validate_on_submit() and verdict in ("approve", "reject"):
-        decide_batch = awards.approve_batch if verdict == "approve" else awards.reject_batch
-        decide_batch(db.session, batch_id, _community_id(), by=current_user.id)
+        use_cases.decide_batch(db.session, current_user, batch_id, verdict)
         db.session.commit()
         flash(_("Approved and posted.") if verdict == "approve" else _("Rejected."), "success")
     return redirect(url_for("staff_earning.batch", batch_id=batch_id))
@@ -294,8 +293,8 @@ def decide(batch_id: int, verdict: str):
 def reverse(award_id: int):
     """Take an award back, with a reason; optionally only the points that are left."""
     if EmptyForm().validate_on_submit():
-        found = awards.reverse_award(
-            db.session, award_id, _community_id(), reason=request.form.get("reason", ""),
+        found = use_cases.reverse_award(
+            db.session, current_user, award_id, reason=request.form.get("reason", ""),
             only_what_is_left=request.form.get("partial") == "1")
         db.session.commit()
         flash(_("Reversed %(points)d points and %(merit)d merit.",
@@ -313,11 +312,11 @@ def adjust():
     if not form.validate_on_submit():
         return _awards_page(form, 422)
     try:
+        # The form names the volunteer by phone: read it as the volunteer's id.
         ids = sheets.volunteers_by_phone(db.session, _community_id(), [form.phone.data or ""])
-        found = awards.adjust(db.session, _community_id(), ids[0], form.points.data or 0,
-                              reason=form.reason.data,
-                              key=(request.form.get("key") or uuid.uuid4().hex)[:64],
-                              by=current_user.id)
+        found = use_cases.adjust_points(
+            db.session, current_user, ids[0], form.points.data or 0, reason=form.reason.data,
+            key=(request.form.get("key") or uuid.uuid4().hex)[:64])
     except ValidationFailed as error:
         db.session.rollback()
         _apply(form, error)
@@ -353,9 +352,7 @@ def adjustment(adjustment_id: int):
 def decide_adjustment(adjustment_id: int, verdict: str):
     """Approve (and post) or reject an adjustment someone else asked for."""
     if EmptyForm().validate_on_submit() and verdict in ("approve", "reject"):
-        decide_one = (awards.approve_adjustment if verdict == "approve"
-                      else awards.reject_adjustment)
-        decide_one(db.session, adjustment_id, _community_id(), by=current_user.id)
+        use_cases.decide_adjustment(db.session, current_user, adjustment_id, verdict)
         db.session.commit()
         flash(_("Approved and posted.") if verdict == "approve" else _("Rejected."), "success")
     return redirect(url_for("staff_earning.adjustment", adjustment_id=adjustment_id))
@@ -416,20 +413,16 @@ def evaluate():
     """Freeze the ranking for a period."""
     form = EvaluationForm(prefix="e")
     if form.validate_on_submit():
-        if form.end.data >= clock.local_today() and not form.early.data:
-            # Merit can still be earned in the period: freeze it only when asked to.
-            form.end.errors = [_("This period has not ended yet: its ranking can still "
-                                 "change. Tick the box below to freeze it anyway.")]
+        try:
+            found = use_cases.freeze_evaluation(
+                db.session, current_user, form.name.data, form.start.data, form.end.data,
+                early=form.early.data)
+        except ValidationFailed as error:
+            db.session.rollback()
+            _apply(form, error)
         else:
-            try:
-                found = tiers.evaluate(db.session, _community_id(), form.name.data,
-                                       form.start.data, form.end.data, by=current_user.id)
-            except ValidationFailed as error:
-                db.session.rollback()
-                _apply(form, error)
-            else:
-                db.session.commit()
-                return redirect(url_for("staff_earning.evaluation", evaluation_id=found.id))
+            db.session.commit()
+            return redirect(url_for("staff_earning.evaluation", evaluation_id=found.id))
     rules = ensure_rules(db.session, _community_id())
     thresholds = ThresholdForm(prefix="t", formdata=None)
     thresholds.bronze.data, thresholds.silver.data, thresholds.gold.data = (
@@ -454,8 +447,6 @@ def evaluation(evaluation_id: int):
 
 
 def _date_arg(name: str):
-    from datetime import date
-
     try:
         return date.fromisoformat(request.args.get(name, ""))
     except ValueError:

@@ -134,7 +134,7 @@ def leaderboard(session: so.Session, community_id: int, start: datetime, end: da
 
 
 def evaluate(session: so.Session, community_id: int, name: str, start: date, end: date, *,
-             by: int | None) -> Evaluation:
+             by: int | None, actor=None) -> Evaluation:
     """Freeze who was gold, silver and bronze at the end of a period; it never changes after."""
     name = (name or "").strip()
     if not name or len(name) > 40:
@@ -168,7 +168,7 @@ def evaluate(session: so.Session, community_id: int, name: str, start: date, end
     session.add_all(entries)
     session.flush()
     audit.record(session, "tiers.evaluate", f"evaluation:{evaluation.id}",
-                 community_id=community_id, name=name, people=len(entries))
+                 community_id=community_id, actor=actor, name=name, people=len(entries))
     return evaluation
 
 

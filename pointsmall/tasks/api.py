@@ -5,8 +5,9 @@ from datetime import UTC
 
 from flask import request
 from flask.views import MethodView
+from flask_babel import gettext as _
 from flask_login import current_user
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, ValidationError, fields, validate
 
 from pointsmall.core.api_conventions import SIGNED_HEADERS, ApiBlueprint, role_guard
 from pointsmall.core.errors import ValidationFailed
@@ -148,12 +149,6 @@ class WishQuerySchema(Schema):
         ["new", "published", "merged", "closed"]))
 
 
-def _key_message() -> str:
-    from flask_babel import gettext as _
-
-    return _("An Idempotency-Key header of at most 64 characters.")
-
-
 def _task_fields(body: dict) -> dict:
     fields_ = dict(body)
     if fields_.get("merit") is None:
@@ -257,14 +252,9 @@ class StaffTasks(MethodView):
         """Publish a task for a grid of the community."""
         key = (request.headers.get("Idempotency-Key") or "").strip()
         if len(key) > 64:
-            raise ValidationFailed({"Idempotency-Key": [_key_message()]})
-        if key:
-            task, _ = board.publish_once(db.session, current_user.community_id,
-                                         _task_fields(body), actor=current_user,
-                                         external_id=f"key:{current_user.id}:{key}")
-        else:
-            task = board.publish_task(db.session, current_user.community_id,
-                                      _task_fields(body), actor=current_user)
+            raise ValidationFailed({"Idempotency-Key": [
+                _("An Idempotency-Key header of at most 64 characters.")]})
+        task = board.publish_for_staff(db.session, current_user, _task_fields(body), key=key)
         commit_keeping()
         return task
 
@@ -394,8 +384,6 @@ class PlatformTasks(MethodView):
 
 def create_platform_task(data: dict) -> tuple[Task, bool]:
     """Publish the platform's task, or answer the one its task id already made."""
-    from marshmallow import ValidationError
-
     try:
         body = PlatformTaskSchema().load(data)
     except ValidationError as error:

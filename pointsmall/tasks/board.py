@@ -13,10 +13,12 @@ from sqlalchemy.exc import IntegrityError
 
 from ledger import utcnow
 from pointsmall.core import audit
-from pointsmall.core.errors import NotFound, ValidationFailed
+from pointsmall.core.errors import Conflict, NotFound, ValidationFailed
+from pointsmall.core.photos import save_item_photo
 from pointsmall.people.communities import Grid
 from pointsmall.people.models import Volunteer
 from pointsmall.tasks.errors import OutsideGrid, TaskFull, TaskNotOpen, WrongState, invalid
+from pointsmall.tasks.labels import STATE_LABELS
 from pointsmall.tasks.models import LIVE_STATES, Assignment, Task
 
 MAX_POINTS = 10_000
@@ -93,13 +95,21 @@ def publish_task(session: so.Session, community_id: int, raw: dict, *, actor=Non
     return task
 
 
+def publish_for_staff(session: so.Session, actor, raw: dict, *, key: str = "") -> Task:
+    """Publish a staff member's task for a grid of their community; with a request `key`
+    (a form's, or the API's Idempotency-Key), a retry answers the task it first made."""
+    if not key:
+        return publish_task(session, actor.community_id, raw, actor=actor)
+    task, _new = publish_once(session, actor.community_id, raw, actor=actor,
+                              external_id=f"key:{actor.id}:{key}")
+    return task
+
+
 def publish_once(session: so.Session, community_id: int, raw: dict, *, external_id: str,
                  actor=None, source: str = "staff", now: datetime | None = None,
                  retried: bool = False) -> tuple[Task, bool]:
     """Publish a task once per `external_id` (the platform's task id, or a client's request
     key); return it and whether it is new. The same id with other details is a conflict."""
-    from pointsmall.core.errors import Conflict
-
     digest = hashlib.sha256(json.dumps(raw, sort_keys=True, ensure_ascii=False,
                                        default=str).encode()).hexdigest()
     earlier = session.scalar(sa.select(Task).where(Task.community_id == community_id,
@@ -294,8 +304,6 @@ def start_task(session: so.Session, volunteer: Volunteer, task_id: int, *,
 def finish_task(session: so.Session, volunteer: Volunteer, task_id: int, *, note: str,
                 photos: list | None = None, now: datetime | None = None) -> Assignment:
     """Mark my task done with a note and photos (stored only once every check passed)."""
-    from pointsmall.core.photos import save_item_photo
-
     row = my_assignment(session, volunteer, task_id)
     if row.state not in ("claimed", "started"):
         raise WrongState(_("This task is not in your hands: it is %(state)s.",
@@ -362,6 +370,4 @@ def release_lapsed_claims(session: so.Session, *, now: datetime | None = None) -
 
 
 def state_label(state: str) -> str:
-    from pointsmall.tasks.labels import STATE_LABELS
-
     return str(STATE_LABELS.get(state, state))

@@ -49,8 +49,8 @@ def accept_task(session: so.Session, actor, assignment_id: int, *, rating: int,
         batch = awards.create_batch(
             session, task.community_id,
             [awards.Line(row.volunteer_id, task.points, task.merit)],
-            key=f"task-assignment:{row.id}", by=actor.id, title=task.title, type_code="task",
-            now=now)
+            key=f"task-assignment:{row.id}", by=actor.id, actor=actor, title=task.title,
+            type_code="task", now=now)
         row.award_id = session.scalar(sa.select(Award.id).where(Award.batch_id == batch.id))
     row.state, row.rating, row.comment = "accepted", rating, comment
     row.checked_at, row.checked_by = now, actor.id

@@ -11,7 +11,7 @@ from flask_login import current_user
 
 from pointsmall.auth.views import EmptyForm
 from pointsmall.core import clock
-from pointsmall.core.errors import ValidationFailed
+from pointsmall.core.errors import NotFound, ValidationFailed
 from pointsmall.core.qr import qr_data_uri
 from pointsmall.core.shell import roles_required
 from pointsmall.earning import sheets
@@ -67,14 +67,8 @@ def tasks_page():
     if form.validate_on_submit():
         try:
             # A second press of Publish replays the first (the form's key), not a twin task.
-            key = (request.form.get("key") or "")[:64]
-            if key:
-                task, _new = board.publish_once(
-                    db.session, current_user.community_id, task_fields(form),
-                    actor=current_user, external_id=f"key:{current_user.id}:{key}")
-            else:
-                task = board.publish_task(db.session, current_user.community_id,
-                                          task_fields(form), actor=current_user)
+            task = board.publish_for_staff(db.session, current_user, task_fields(form),
+                                           key=(request.form.get("key") or "")[:64])
         except ValidationFailed as error:
             db.session.rollback()
             for message in apply_errors(form, error):
@@ -260,8 +254,6 @@ def poster(grid_id: int):
     """Print the QR poster of a grid station: residents scan it to post a wish."""
     grid = wishes.grid_for_poster(db.session, grid_id)
     if grid.community_id != current_user.community_id:
-        from pointsmall.core.errors import NotFound
-
         raise NotFound("grid")
     link = url_for("tasks.post_wish", grid_id=grid.id, _external=True)
     return render_template("tasks/poster.html", grid=grid, link=link, qr=qr_data_uri(link),

@@ -11,7 +11,7 @@ from pointsmall.core.errors import NotFound, ValidationFailed
 from pointsmall.core.shell import roles_required
 from pointsmall.earning.views import me
 from pointsmall.extensions import db
-from pointsmall.tasks import board, hours, wishes
+from pointsmall.tasks import board, figures, hours, labels, wishes
 from pointsmall.tasks.forms import (
     DoneForm,
     FollowForm,
@@ -194,8 +194,6 @@ def rate(code: str):
 @bp.app_context_processor
 def task_labels():
     """Name the board's states on every page, in the reader's language."""
-    from pointsmall.tasks import labels
-
     def say(table):
         return lambda value: str(table.get(value, value))
 
@@ -210,8 +208,6 @@ def task_labels():
 @bp.app_context_processor
 def task_figures():
     """Let the dashboards' templates ask for the task board's figures."""
-    from pointsmall.tasks import figures
-
     def for_community(community_id, months):
         start = clock.utc_start_of(months[0])
         end = clock.utc_start_of(clock.next_month(months[-1]))

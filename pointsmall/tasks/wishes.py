@@ -14,7 +14,8 @@ from flask_babel import ngettext
 from ledger import utcnow
 from pointsmall.core import attempts, audit
 from pointsmall.core.errors import NotFound, TooManyAttempts, ValidationFailed
-from pointsmall.people.communities import Grid
+from pointsmall.core.photos import save_item_photo
+from pointsmall.people.communities import Grid, community_grids
 from pointsmall.tasks import board
 from pointsmall.tasks.errors import WrongState, invalid
 from pointsmall.tasks.models import Assignment, Wish
@@ -73,8 +74,6 @@ def post_wish(session: so.Session, grid_id: int, raw: dict, *, address: str,
     _count(session, "wish-address", address or "-", PER_ADDRESS)
     picture = None
     if photo:
-        from pointsmall.core.photos import save_item_photo
-
         picture = save_item_photo(photo, _("This file is not a picture we can read."))
     wish = Wish(community_id=grid.community_id, grid_id=grid.id, code=_new_code(), kind=kind,
                 name=name, phone=phone, text=text, photo=picture, created_at=now or utcnow())
@@ -213,6 +212,4 @@ def masked_phone(phone: str) -> str:
 
 def wishes_grids(session: so.Session, community_id: int) -> list[Grid]:
     """Return the community's grids, for their stations' posters."""
-    from pointsmall.people.communities import community_grids
-
     return community_grids(session, community_id)
