@@ -96,7 +96,7 @@ def _counter_page(form: CodeForm, status: int = 200, *, locked_for: int | None =
     unsettled = ledger.balance(db.session, merchant_address(current_user.merchant_id))
     unlock_at = (clock.local_now() + timedelta(seconds=locked_for)
                  if locked_for is not None else None)
-    return render_template("counter/index.html", form=form, merchant=_merchant(),
+    return render_template("market/counter/index.html", form=form, merchant=_merchant(),
                            todays=todays, today_points=sum(r.points for r in todays),
                            unsettled=unsettled.posted, locked=unlock_at is not None,
                            unlock_at=unlock_at, tries_left=tries_left,
@@ -132,7 +132,7 @@ def lookup():
         flash(_("Type or scan a redemption code."), "error")
         return redirect(url_for("counter.index"))
     found = actions.look_up(db.session, current_user, _typed(form.code.data))
-    return render_template("counter/lookup.html", redemption=found, form=CodeForm(),
+    return render_template("market/counter/lookup.html", redemption=found, form=CodeForm(),
                            refund_form=RefundForm(),
                            code=redemptions.format_code(found.code))
 
@@ -171,7 +171,7 @@ def month():
     first = _parse_month(request.args.get("month")) or clock.local_today().replace(day=1)
     after = (first + timedelta(days=32)).replace(day=1)
     rows = _fulfilled_between(clock.utc_start_of(first), clock.utc_start_of(after))
-    return render_template("counter/month.html", rows=rows, first=first,
+    return render_template("market/counter/month.html", rows=rows, first=first,
                            previous=(first - timedelta(days=1)).replace(day=1), after=after,
                            last=after - timedelta(days=1),
                            total=sum(r.points for r in rows if r.status == "fulfilled"),
@@ -191,7 +191,7 @@ def statement():
                                     clock.utc_start_of(end + timedelta(days=1)))
     if request.args.get("format") == "csv":
         return _statement_csv(lines, start, end)
-    return render_template("counter/statement.html", lines=lines, start=start, end=end,
+    return render_template("market/counter/statement.html", lines=lines, start=start, end=end,
                            merchant=_merchant(), total=sum(line.points for line in lines),
                            frozen=settlement.merchant_statements(db.session,
                                                                  current_user.merchant_id))

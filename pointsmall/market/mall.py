@@ -46,7 +46,7 @@ def index():
     merchants = db.session.scalars(
         sa.select(Merchant).where(item_service.serves(volunteer.community_id))
         .order_by(Merchant.name)).all()
-    return render_template("mall/index.html", page=page, balance=balance, merchants=merchants,
+    return render_template("market/mall/index.html", page=page, balance=balance, merchants=merchants,
                            categories=CATEGORIES, affordable=affordable)
 
 
@@ -62,7 +62,7 @@ def item(item_id: int):
     kept = session.pop(KEPT_QUANTITY, None)
     quantity = kept[1] if isinstance(kept, list) and kept[:1] == [item_id] else 1
     # A fresh key per rendered form: pressing the button twice redeems once.
-    return render_template("mall/item.html", item=found, balance=balance, form=EmptyForm(),
+    return render_template("market/mall/item.html", item=found, balance=balance, form=EmptyForm(),
                            key=uuid.uuid4().hex, refusal=refusal, most=most,
                            quantity=quantity)
 
@@ -132,7 +132,7 @@ def my_redemptions():
     """List the volunteer's redemptions, newest first."""
     volunteer = current_volunteer()
     rows = redemptions.volunteer_redemptions(db.session, volunteer.id, limit=100)
-    return render_template("mall/redemptions.html", rows=rows)
+    return render_template("market/mall/redemptions.html", rows=rows)
 
 
 @bp.get("/redemptions/<int:redemption_id>")
@@ -142,7 +142,7 @@ def redemption(redemption_id: int):
     volunteer = current_volunteer()
     found = redemptions.get_for_volunteer(db.session, volunteer.id, redemption_id)
     balance = ledger.balance(db.session, volunteer.account("POINTS"))
-    return render_template("mall/redemption.html", redemption=found, balance=balance,
+    return render_template("market/mall/redemption.html", redemption=found, balance=balance,
                            code=redemptions.format_code(found.code), qr=qr_data_uri(found.code),
                            form=EmptyForm())
 

@@ -132,7 +132,7 @@ def index():
             return redirect(url_for("market.index"))
     if request.method == "GET":
         rate.fen_per_point.data = community.fen_per_point
-    return render_template("market/index.html", form=form, rate=rate, merchants=_merchants(),
+    return render_template("market/staff/index.html", form=form, rate=rate, merchants=_merchants(),
                            items=item_service.community_items(db.session, community.id),
                            review_form=EmptyForm())
 
@@ -166,7 +166,7 @@ def item(item_id: int | None = None):
         else:
             flash(_("Saved."), "success")
             return redirect(url_for("market.index"))
-    return render_template("market/item.html", form=form, item=found), (
+    return render_template("market/staff/item.html", form=form, item=found), (
         422 if form.errors else 200)
 
 
@@ -195,7 +195,7 @@ def redemption_list():
         query = query.where(Redemption.status == status)
     page = db.paginate(query, page=request.args.get("page", 1, type=int), per_page=50,
                        error_out=False)
-    return render_template("market/redemptions.html", page=page, status=status,
+    return render_template("market/staff/redemptions.html", page=page, status=status,
                            form=EmptyForm())
 
 
@@ -230,7 +230,7 @@ def settle(merchant_id: int):
         return redirect(url_for("market.statement", statement_id=statement.id))
     lines = settlement.unsettled_lines(db.session, merchant.id,
                                        clock.utc_start_of(end + timedelta(days=1)))
-    return render_template("market/settle.html", merchant=merchant, form=form, lines=lines,
+    return render_template("market/staff/settle.html", merchant=merchant, form=form, lines=lines,
                            total=sum(line.points for line in lines),
                            statements=settlement.merchant_statements(db.session, merchant.id),
                            rate=_community().fen_per_point)
@@ -246,7 +246,7 @@ def statement(statement_id: int):
     lines = settlement.statement_lines(db.session, found)
     by_id = {r.id: r for r in db.session.scalars(
         sa.select(Redemption).where(Redemption.id.in_([line.redemption_id for line in lines])))}
-    return render_template("market/statement.html", statement=found, lines=lines, by_id=by_id)
+    return render_template("market/staff/statement.html", statement=found, lines=lines, by_id=by_id)
 
 
 

@@ -84,7 +84,7 @@ def index():
     filters = table.Filters.from_args(request.args)
     page = table.page(db.session, _community_id(), filters,
                       request.args.get("page", 1, type=int))
-    return render_template("volunteers/index.html", page=page, filters=filters,
+    return render_template("people/index.html", page=page, filters=filters,
                            q=filters.q, grid_id=filters.grid_id, status=filters.status,
                            grids=_grid_choices(micro_only=False), statuses=STATUS_LABELS,
                            tiers=table.TIERS)
@@ -105,9 +105,9 @@ def create():
             _apply_errors(form, error)
         else:
             db.session.commit()
-            return render_template("volunteers/password.html", volunteer=volunteer,
+            return render_template("people/password.html", volunteer=volunteer,
                                    password=password)
-    return render_template("volunteers/form.html", form=form, volunteer=None), (
+    return render_template("people/form.html", form=form, volunteer=None), (
         422 if form.errors else 200)
 
 
@@ -130,7 +130,7 @@ def edit(volunteer_id: int):
             db.session.commit()
             flash(_("Saved."), "success")
             return redirect(url_for("volunteers.edit", volunteer_id=volunteer.id))
-    return render_template("volunteers/form.html", form=form, volunteer=volunteer,
+    return render_template("people/form.html", form=form, volunteer=volunteer,
                            action_form=EmptyForm(), statuses=STATUS_LABELS,
                            overview=overview.points_overview(
                                db.session, volunteer, before=request.args.get("before", type=int))
@@ -158,7 +158,7 @@ def reset_password(volunteer_id: int):
         return redirect(url_for("volunteers.edit", volunteer_id=volunteer.id))
     password = service.reset_password(db.session, volunteer)
     db.session.commit()
-    return render_template("volunteers/password.html", volunteer=volunteer, password=password)
+    return render_template("people/password.html", volunteer=volunteer, password=password)
 
 
 @bp.route("/volunteers/import", methods=["GET", "POST"])
@@ -172,7 +172,7 @@ def import_volunteers():
         try:
             importer.check_upload(upload.filename or "", data)
         except importer.ImportRefused as refusal:
-            return render_template("volunteers/import.html", form=form, refusal=refusal,
+            return render_template("people/import.html", form=form, refusal=refusal,
                                    max_rows=importer.MAX_ROWS), 422
         if jobs.runs_as_job(db.session, "IMPORT_JOB_BYTES", len(data)):
             # A large file is checked and imported by a worker; its page shows the result.
@@ -188,7 +188,7 @@ def import_volunteers():
                                                  upload.filename or "", data)
         except importer.ImportRefused as refusal:
             db.session.rollback()
-            return render_template("volunteers/import.html", form=form, refusal=refusal,
+            return render_template("people/import.html", form=form, refusal=refusal,
                                    max_rows=importer.MAX_ROWS), 422
         codes = (service.first_sign_in_codes(db.session, _community_id(), created)
                  if form.codes.data else [])
@@ -200,9 +200,9 @@ def import_volunteers():
             flash(_("Not imported: the column(s) %(columns)s. Points Mall keeps no such "
                     "field; keep that list elsewhere.", columns="、".join(left_out)), "info")
         if codes:
-            return render_template("volunteers/codes.html", codes=codes)
+            return render_template("people/codes.html", codes=codes)
         return redirect(url_for("volunteers.index"))
-    return render_template("volunteers/import.html", form=form, refusal=None,
+    return render_template("people/import.html", form=form, refusal=None,
                            max_rows=importer.MAX_ROWS), 422 if form.errors else 200
 
 
@@ -263,7 +263,7 @@ def grids():
             db.session.commit()
             flash(_("Saved."), "success")
             return redirect(url_for("volunteers.grids"))
-    return render_template("volunteers/grids.html", form=form,
+    return render_template("people/grids.html", form=form,
                            grids=communities.community_grids(db.session, _community_id())), (
         422 if form.errors else 200)
 
