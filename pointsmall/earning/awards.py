@@ -5,7 +5,7 @@ the community's threshold (points or people) wait for a second staff member.
 """
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
@@ -428,7 +428,3 @@ def reject_adjustment(session: so.Session, adjustment_id: int, community_id: int
                  adjustment_id=found.id)
     session.flush()
     return found
-
-
-def recent_since(days: int) -> datetime:
-    return utcnow() - timedelta(days=days)

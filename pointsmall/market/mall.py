@@ -46,8 +46,8 @@ def index():
     merchants = db.session.scalars(
         sa.select(Merchant).where(item_service.serves(volunteer.community_id))
         .order_by(Merchant.name)).all()
-    return render_template("market/mall/index.html", page=page, balance=balance, merchants=merchants,
-                           categories=CATEGORIES, affordable=affordable)
+    return render_template("market/mall/index.html", page=page, balance=balance,
+                           merchants=merchants, categories=CATEGORIES, affordable=affordable)
 
 
 @bp.get("/items/<int:item_id>")
