@@ -5,7 +5,7 @@ import re
 
 import pytest
 import sqlalchemy as sa
-from builders import PASSWORD, bearer, csrf_token, sign_in
+from builders import PASSWORD, ask_token, bearer, csrf_token, sign_in
 
 import ledger
 from pointsmall.auth import limits
@@ -14,18 +14,8 @@ from pointsmall.extensions import db
 
 
 @pytest.fixture
-def place(make_community):
-    return make_community()
-
-
-@pytest.fixture
 def staff(place, make_staff):
     return make_staff(place, username="zhangwei")
-
-
-def ask_token(client, login, password=PASSWORD, address="10.1.1.1"):
-    return client.post("/api/v1/auth/tokens", json={"username": login, "password": password},
-                       environ_base={"REMOTE_ADDR": address})
 
 
 def assert_error_shape(response, status):

@@ -2,13 +2,7 @@
 again, values out of range are a 422, and behind a proxy the client's address counts."""
 
 import sqlalchemy as sa
-from builders import (  # noqa: F401
-    bearer,
-    make_community,
-    make_merchant_staff,
-    make_staff,
-    make_volunteer,
-)
+from builders import bearer
 from psycopg.errors import DeadlockDetected
 from psycopg.errors import SyntaxError as PostgresSyntaxError
 from sqlalchemy.exc import OperationalError, ProgrammingError
@@ -16,8 +10,6 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 import ledger
 from pointsmall import create_app
-
-# ruff: noqa: F811  (pytest fixtures imported from builders)
 
 
 def test_a_request_that_meets_a_deadlock_is_run_again_and_succeeds(

@@ -26,15 +26,6 @@ pytestmark = pytest.mark.postgres
 RACERS = 50
 
 
-@pytest.fixture
-def racing(engine) -> so.sessionmaker:
-    """Sessions that really commit, each on its own connection (no pool to queue on)."""
-    racers = sa.create_engine(engine.url.render_as_string(hide_password=False),
-                              poolclass=sa.pool.NullPool)
-    yield so.sessionmaker(bind=racers)
-    racers.dispose()
-
-
 def race(base_app, Session: so.sessionmaker, job: Callable[[so.Session], object],
          n: int = RACERS) -> Counter:
     """Run `job` in `n` threads at once; return how many ended in each way."""

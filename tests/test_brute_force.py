@@ -10,24 +10,13 @@ test_attempt_races.py; these tests close the ways around them.
 import math
 
 import pytest
-from builders import PASSWORD, bearer, enter_session, sign_in
+from builders import PASSWORD, ask_token, bearer, enter_session, sign_in
 
 import ledger
 from merchants import redemptions
 from merchants.models import Redemption
 from pointsmall.auth.models import User
 from pointsmall.extensions import db
-
-pytest_plugins = ["builders", "market_builders"]
-
-
-@pytest.fixture
-def no_csrf(app, monkeypatch):
-    monkeypatch.setitem(app.config, "WTF_CSRF_ENABLED", False)
-
-
-def ask_token(client, login, password):
-    return client.post("/api/v1/auth/tokens", json={"username": login, "password": password})
 
 
 def test_sign_in_failures_on_the_page_and_in_the_api_share_one_limit(app, place, make_staff):

@@ -1,7 +1,6 @@
 """Every link the office can reach answers: a crawl from the staff and admin home pages
 that follows each same-site link (pages, exports, reports, printouts) and fails on any
 4xx or 5xx. (The volunteer's and merchant's crawl is another file's.)"""
-# ruff: noqa: F811  (fixtures imported from market_builders)
 
 import re
 from datetime import timedelta
@@ -10,7 +9,6 @@ from urllib.parse import urljoin, urlparse
 
 import pytest
 from builders import enter_session
-from market_builders import make_item, make_shop, redeem  # noqa: F401
 
 from ledger.clock import utcnow
 from pointsmall.core import clock

@@ -1,5 +1,4 @@
 """Dashboards: figures from the ledger that reconcile, local month boundaries, who sees what."""
-# ruff: noqa: F811  (fixtures imported from market_builders)
 
 import re
 from datetime import date, datetime
@@ -7,7 +6,6 @@ from datetime import date, datetime
 import pytest
 import sqlalchemy as sa
 from builders import enter_session, serial
-from market_builders import make_item, make_shop, redeem  # noqa: F401
 
 import ledger
 from merchants import redemptions
@@ -49,7 +47,7 @@ def held_points(place) -> int:
 
 
 @pytest.fixture
-def history(make_community, make_volunteer, make_shop, make_item, redeem):  # noqa: F811
+def history(make_community, make_volunteer, make_shop, make_item, redeem):
     """A community's autumn: awards, a reversal, adjustments, redemptions, a refund, expiry.
 
     Local (Asia/Shanghai) times: 16:00 UTC is midnight of the next local day.

@@ -1,6 +1,5 @@
 """Earning: awards once and all-or-nothing, caps, maker-checker, reversals, adjustments,
 check-in, platform tasks, tiers, evaluations, leaderboards and expiry."""
-# ruff: noqa: F811  (pytest fixtures imported from builders)
 
 import json
 import time
@@ -8,7 +7,7 @@ from datetime import date, timedelta
 
 import pytest
 import sqlalchemy as sa
-from builders import make_community, make_staff, make_volunteer  # noqa: F401
+from builders import mark_present, merit, points
 
 import ledger
 from ledger.clock import utcnow
@@ -22,44 +21,15 @@ from pointsmall.earning.errors import (
     SignatureRefused,
 )
 from pointsmall.earning.models import Activity, Award, AwardBatch, EvaluationEntry
-from pointsmall.earning.rules import activity_type, ensure_rules
+from pointsmall.earning.rules import ensure_rules
 from pointsmall.extensions import db
-
-
-def points(volunteer) -> int:
-    return ledger.balance(db.session, volunteer.account("POINTS")).posted
-
-
-def merit(volunteer) -> int:
-    return ledger.balance(db.session, volunteer.account("MERIT")).posted
-
-
-@pytest.fixture
-def place(make_community):
-    return make_community()
-
-
-@pytest.fixture
-def make_activity(place):
-    def build(points=20, merit=20, starts=None, hours=2, capacity=None, code="service"):
-        kind = activity_type(db.session, place.id, code)
-        starts = starts or utcnow() - timedelta(minutes=10)
-        return activities.create_activity(db.session, place.id, {
-            "type_id": kind.id, "title": "环境整治", "starts_at": starts,
-            "ends_at": starts + timedelta(hours=hours), "points": points, "merit": merit,
-            "capacity": capacity}, by=None)
-    return build
-
-
-def present(activity, *volunteers):
-    activities.mark_present(db.session, activity, [v.id for v in volunteers])
 
 
 def test_an_award_credits_points_and_merit_to_everyone_present_once(
         place, make_activity, make_volunteer):
     a, b = make_volunteer(place), make_volunteer(place)
     activity = make_activity(points=20, merit=15)
-    present(activity, a, b)
+    mark_present(activity, a, b)
     batch = awards.award_activity(db.session, activity, None, key="k1", by=None)
     assert batch.status == "posted"
     assert (points(a), merit(a), points(b), merit(b)) == (20, 15, 20, 15)
@@ -74,9 +44,9 @@ def test_an_award_credits_points_and_merit_to_everyone_present_once(
 def test_a_volunteer_marked_present_later_is_awarded_alone(place, make_activity, make_volunteer):
     a, b = make_volunteer(place), make_volunteer(place)
     activity = make_activity()
-    present(activity, a)
+    mark_present(activity, a)
     awards.award_activity(db.session, activity, None, key="first", by=None)
-    present(activity, b)
+    mark_present(activity, b)
     batch = awards.award_activity(db.session, activity, None, key="second", by=None)
     assert batch.people == 1 and (points(a), points(b)) == (20, 20)
 
@@ -98,7 +68,7 @@ def test_a_batch_with_one_bad_volunteer_writes_nothing(place, make_activity, mak
 def test_awarding_volunteers_not_marked_present_is_refused(place, make_activity, make_volunteer):
     a, b = make_volunteer(place), make_volunteer(place)
     activity = make_activity()
-    present(activity, a)
+    mark_present(activity, a)
     with pytest.raises(ValidationFailed):
         awards.award_activity(db.session, activity, [a.id, b.id], key="k", by=None)
     assert points(a) == 0
@@ -114,10 +84,10 @@ def test_the_daily_cap_cuts_an_award_and_says_so(place, make_activity, make_volu
     ensure_rules(db.session, place.id).daily_cap = 50
     volunteer = make_volunteer(place)
     first = make_activity(points=earned_before, merit=5)
-    present(first, volunteer)
+    mark_present(first, volunteer)
     awards.award_activity(db.session, first, None, key="first", by=None)
     second = make_activity(points=award, merit=5)
-    present(second, volunteer)
+    mark_present(second, volunteer)
     batch = awards.award_activity(db.session, second, None, key="second", by=None)
     row = db.session.scalar(sa.select(Award).where(Award.batch_id == batch.id))
     assert (row.points, row.capped_by) == (given, capped)
@@ -142,7 +112,7 @@ def test_the_monthly_cap_counts_the_whole_local_month(place, make_activity, make
     volunteer = make_volunteer(place)
     for n in range(2):
         activity = make_activity(points=20)
-        present(activity, volunteer)
+        mark_present(activity, volunteer)
         awards.award_activity(db.session, activity, None, key=f"m{n}", by=None)
     assert points(volunteer) == 25
 
@@ -153,7 +123,7 @@ def test_a_big_batch_waits_for_a_second_staff_member(place, make_activity, make_
     maker, checker = make_staff(place), make_staff(place)
     a, b = make_volunteer(place), make_volunteer(place)
     activity = make_activity()
-    present(activity, a, b)
+    mark_present(activity, a, b)
     batch = awards.award_activity(db.session, activity, None, key="big", by=maker.id)
     assert batch.status == "pending" and points(a) == 0
     with pytest.raises(MakerCannotApprove):
@@ -169,7 +139,7 @@ def test_a_rejected_batch_frees_its_volunteers_for_a_corrected_one(
     maker, checker = make_staff(place), make_staff(place)
     volunteer = make_volunteer(place)
     activity = make_activity()
-    present(activity, volunteer)
+    mark_present(activity, volunteer)
     batch = awards.award_activity(db.session, activity, None, key="a", by=maker.id)
     awards.reject_batch(db.session, batch.id, place.id, by=checker.id)
     again = awards.award_activity(db.session, activity, None, key="b", by=maker.id)
@@ -181,7 +151,7 @@ def test_reversing_an_award_whose_points_were_spent_is_refused_unless_partial(
         place, make_activity, make_volunteer):
     volunteer = make_volunteer(place)
     activity = make_activity(points=30, merit=30)
-    present(activity, volunteer)
+    mark_present(activity, volunteer)
     batch = awards.award_activity(db.session, activity, None, key="k", by=None)
     award = db.session.scalar(sa.select(Award).where(Award.batch_id == batch.id))
     ledger.move(db.session, volunteer.account("POINTS"), place.community.account("POINTS"), 20,
@@ -200,7 +170,7 @@ def test_reversing_an_award_whose_points_were_spent_is_refused_unless_partial(
 def test_a_reversal_needs_a_reason(place, make_activity, make_volunteer):
     volunteer = make_volunteer(place)
     activity = make_activity()
-    present(activity, volunteer)
+    mark_present(activity, volunteer)
     batch = awards.award_activity(db.session, activity, None, key="k", by=None)
     award = db.session.scalar(sa.select(Award).where(Award.batch_id == batch.id))
     with pytest.raises(ValidationFailed):
@@ -339,7 +309,7 @@ def test_the_volunteer_standing_says_what_is_missing_and_spending_keeps_the_tier
     rules.merit_per_year = 0
     volunteer = make_volunteer(place)
     activity = make_activity(points=100, merit=100)
-    present(activity, volunteer)
+    mark_present(activity, volunteer)
     awards.award_activity(db.session, activity, None, key="k", by=None)
     standing = tiers.standing(db.session, volunteer)
     assert (standing.tier, standing.next_tier, standing.missing) == ("bronze", "silver", 200)
@@ -352,7 +322,7 @@ def test_an_evaluation_is_frozen_and_later_awards_do_not_change_it(
         place, make_activity, make_volunteer):
     volunteer = make_volunteer(place)
     activity = make_activity(points=10, merit=150)
-    present(activity, volunteer)
+    mark_present(activity, volunteer)
     awards.award_activity(db.session, activity, None, key="k", by=None)
     today = clock.local_today()
     evaluation = tiers.evaluate(db.session, place.id, "2026 H2", today.replace(day=1), today,
@@ -362,7 +332,7 @@ def test_an_evaluation_is_frozen_and_later_awards_do_not_change_it(
         EvaluationEntry.volunteer_id == volunteer.id))
     frozen = (entry.merit, entry.tier, entry.rank)
     more = make_activity(points=10, merit=500)
-    present(more, volunteer)
+    mark_present(more, volunteer)
     awards.award_activity(db.session, more, None, key="k2", by=None)
     db.session.expire_all()
     entry = db.session.get(EvaluationEntry, entry.id)
@@ -376,7 +346,7 @@ def test_the_leaderboard_masks_volunteers_who_opted_out(place, make_activity, ma
     hidden = make_volunteer(place, name="李秀英")
     hidden.show_on_leaderboard = False
     activity = make_activity(points=5, merit=40)
-    present(activity, shown, hidden)
+    mark_present(activity, shown, hidden)
     awards.award_activity(db.session, activity, None, key="k", by=None)
     now = utcnow()
     rows = tiers.leaderboard(db.session, place.id, now - timedelta(days=1),
@@ -436,7 +406,7 @@ def test_a_request_key_reused_for_another_list_of_volunteers_is_a_conflict(
         place, make_activity, make_volunteer):
     a, b = make_volunteer(place), make_volunteer(place)
     activity = make_activity()
-    present(activity, a, b)
+    mark_present(activity, a, b)
     awards.award_activity(db.session, activity, [a.id], key="k", by=None)
     with pytest.raises(Conflict):
         awards.award_activity(db.session, activity, [b.id], key="k", by=None)

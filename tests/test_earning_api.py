@@ -9,8 +9,7 @@ from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
-from builders import bearer
-from earning_helpers import count, mark_present, merit, points
+from builders import bearer, count, mark_present, merit, points
 
 import ledger
 from ledger.clock import utcnow
@@ -35,16 +34,6 @@ def english(client):
 
 
 @pytest.fixture
-def place(make_community):
-    return make_community()
-
-
-@pytest.fixture
-def staff(place, make_staff):
-    return make_staff(place)
-
-
-@pytest.fixture
 def as_staff(staff):
     return bearer(staff)
 
@@ -65,25 +54,6 @@ def as_volunteer(volunteer):
     return bearer(volunteer.user)
 
 
-@pytest.fixture
-def make_activity(place):
-    def build(community=None, title="环境整治", points=20, merit=20, starts=None, capacity=None):
-        community_id = (community or place).id
-        starts = starts or utcnow() - timedelta(minutes=10)
-        activity = activities.create_activity(db.session, community_id, {
-            "type_id": activity_type(db.session, community_id, "service").id, "title": title,
-            "place": "社区广场", "starts_at": starts, "ends_at": starts + timedelta(hours=2),
-            "points": points, "merit": merit, "capacity": capacity}, by=None)
-        db.session.commit()
-        return activity
-    return build
-
-
-@pytest.fixture
-def activity(make_activity):
-    return make_activity()
-
-
 def assert_error(response, status: int, code: str | None = None) -> dict:
     assert response.status_code == status, response.get_data(as_text=True)
     body = response.get_json()
@@ -92,14 +62,6 @@ def assert_error(response, status: int, code: str | None = None) -> dict:
     if code:
         assert body["code"] == code, body
     return body
-
-
-
-
-
-
-
-
 
 
 def keyed(headers, key):

@@ -3,14 +3,12 @@ and an award racing its reversal. The books must agree afterwards."""
 
 import itertools
 import random
-import threading
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
-import sqlalchemy.orm as so
+from racing import race
 
 import ledger
 from ledger.clock import utcnow
@@ -22,31 +20,6 @@ from pointsmall.people import service as volunteers
 
 pytestmark = [pytest.mark.postgres]
 _phones = itertools.count(random.randrange(10**7))
-
-
-@pytest.fixture
-def racing(engine):
-    racers = sa.create_engine(engine.url.render_as_string(hide_password=False),
-                              poolclass=sa.pool.NullPool)
-    yield so.sessionmaker(bind=racers)
-    racers.dispose()
-
-
-def race(app, Session, jobs):
-    """Run each job in its own thread, app context and committed session, together."""
-    barrier = threading.Barrier(len(jobs), timeout=60)
-
-    def run(job):
-        with app.app_context(), Session() as session:
-            session.connection()
-            barrier.wait()
-            try:
-                return ledger.run_in_transaction(session, job), None
-            except Exception as error:  # the outcome under test
-                return None, error
-
-    with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
-        return list(pool.map(run, jobs))
 
 
 @pytest.fixture

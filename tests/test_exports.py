@@ -1,8 +1,4 @@
-"""Exports: every table as CSV and XLSX, in the user's language, scoped, period-bounded, safe.
-
-The fixtures imported from market_builders are taken as parameters by name.
-"""
-# ruff: noqa: F811
+"""Exports: every table as CSV and XLSX, in the user's language, scoped, period-bounded, safe."""
 
 import csv
 import io
@@ -11,7 +7,6 @@ from datetime import datetime, timedelta
 import openpyxl
 import pytest
 from builders import build_staff, enter_session
-from market_builders import make_item, make_shop, redeem  # noqa: F401
 
 import ledger
 from ledger.clock import utcnow

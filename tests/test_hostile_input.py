@@ -21,15 +21,8 @@ from pointsmall.exports.cells import FORMULA_START
 from pointsmall.extensions import db
 from pointsmall.market.mall import redeemer_for
 
-pytest_plugins = ["builders", "market_builders"]
-
 SCRIPT = '<script>alert("x")</script>'
 IMG = "<img src=x onerror=alert(1)>"
-
-
-@pytest.fixture
-def no_csrf(app, monkeypatch):
-    monkeypatch.setitem(app.config, "WTF_CSRF_ENABLED", False)
 
 
 def page_of(client, user, url: str, method: str = "GET", **kwargs) -> str:

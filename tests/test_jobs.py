@@ -16,14 +16,10 @@ from itertools import islice
 import openpyxl
 import pytest
 import sqlalchemy as sa
-from builders import build_community, build_staff, build_volunteer, enter_session
-from conftest import _fresh_g, empty_database
-from flask import current_app, request_started
-from flask_migrate import upgrade
-from test_monthly_report import pdf_text
+from builders import build_community, build_staff, build_volunteer, enter_session, pdf_text
+from flask import current_app
 
 from ledger.clock import utcnow
-from pointsmall import create_app
 from pointsmall.extensions import db
 from pointsmall.jobs import queue, work
 from pointsmall.jobs.models import BackgroundJob
@@ -36,16 +32,10 @@ ZH_JOURNAL = ["交易编号", "时间", "类型", "摘要", "账户", "资产", 
 
 
 @pytest.fixture(scope="module")
-def jobs_app(server_url):
-    with empty_database(server_url, "jobs") as url:
-        app = create_app({"TESTING": True, "SECRET_KEY": "test-secret",
-                          "SQLALCHEMY_DATABASE_URI": url, "WTF_CSRF_ENABLED": False,
-                          "EXPORT_JOB_ROWS": ROWS, "IMPORT_JOB_BYTES": IMPORT_BYTES,
-                          "REPORT_JOB_VOLUNTEERS": REPORT_VOLUNTEERS})
-        with app.app_context():
-            upgrade()
-            db.session.remove()
-        request_started.connect(_fresh_g, app, weak=False)
+def jobs_app(own_database, make_app):
+    with own_database("jobs") as url:
+        app = make_app(url, WTF_CSRF_ENABLED=False, EXPORT_JOB_ROWS=ROWS,
+                       IMPORT_JOB_BYTES=IMPORT_BYTES, REPORT_JOB_VOLUNTEERS=REPORT_VOLUNTEERS)
         try:
             yield app
         finally:

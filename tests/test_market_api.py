@@ -13,9 +13,6 @@ from merchants.models import Item, Redemption
 from pointsmall.core import clock
 from pointsmall.extensions import db
 
-# The builder fixtures: make_community, make_volunteer, ... and make_shop, make_item, redeem.
-pytest_plugins = ["builders", "market_builders"]
-
 
 @pytest.fixture(autouse=True)
 def ledger_stays_consistent(app):

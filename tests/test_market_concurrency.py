@@ -52,18 +52,6 @@ class Outcome:
         return self.error is None
 
 
-@pytest.fixture
-def racing(engine) -> so.sessionmaker:
-    """Sessions that really commit, each on its own connection (no pool to queue on).
-
-    The app's pool holds 15 connections: 50 racers would queue for one at the start line.
-    """
-    racers = sa.create_engine(engine.url.render_as_string(hide_password=False),
-                              poolclass=sa.pool.NullPool)
-    yield so.sessionmaker(bind=racers)
-    racers.dispose()
-
-
 def race(Session: so.sessionmaker, jobs: list[Callable[[so.Session], object]]) -> list[Outcome]:
     """Run each job in its own thread and committed session, all started together."""
     barrier = threading.Barrier(len(jobs), timeout=60)

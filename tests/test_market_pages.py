@@ -10,7 +10,7 @@ from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
-from builders import csrf_token, enter_session
+from builders import csrf_token, enter_session, text
 from PIL import Image
 
 import ledger
@@ -19,9 +19,6 @@ from merchants.models import Item, Merchant, Redemption, Statement
 from pointsmall.core import clock
 from pointsmall.extensions import db
 from pointsmall.people.communities import Community
-
-# The builder fixtures: make_community, make_volunteer, ... and make_shop, make_item, redeem.
-pytest_plugins = ["builders", "market_builders"]
 
 
 @pytest.fixture(autouse=True)
@@ -47,10 +44,6 @@ def as_user(client, user):
 
 def token_from(client, url: str) -> str:
     return csrf_token(client.get(url).get_data(as_text=True))
-
-
-def text(response) -> str:
-    return response.get_data(as_text=True)
 
 
 def points(address: str) -> ledger.AccountBalance:
@@ -305,11 +298,6 @@ def item_form(token: str, merchant_id: int, **overrides) -> dict:
             "description": "", "category": "grocery", "price": "50", "stock": "30",
             "monthly_limit": "2", "min_tier": "", "valid_from": "", "valid_to": "",
             "active": "y", **overrides}
-
-
-@pytest.fixture
-def staff(place, make_staff):
-    return make_staff(place)
 
 
 def test_staff_add_a_merchant_and_an_item_with_a_photo_that_is_shrunk_and_served(

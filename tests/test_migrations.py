@@ -6,7 +6,6 @@ import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from conftest import empty_database
 from flask_migrate import downgrade, upgrade
 
 import ledger
@@ -32,9 +31,9 @@ def user_triggers(connection: sa.Connection) -> set[str]:
 
 
 @pytest.fixture
-def fresh_database_url(server_url) -> Iterator[str]:
+def fresh_database_url(own_database) -> Iterator[str]:
     """An empty database on the suite's server, dropped afterwards."""
-    with empty_database(server_url, "migrations") as url:
+    with own_database("migrations") as url:
         yield url
 
 

@@ -12,14 +12,19 @@ So March: issued 500, redeemed 60, expired 100, outstanding 550 -> 890; the year
 end of March: issued 1,050, redeemed 60, expired 100, 0 -> 890; held now 960.
 """
 
-import io
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
 import pytest
-from builders import build_admin, build_community, build_staff, build_volunteer, enter_session
-from pypdf import PdfReader
+from builders import (
+    build_admin,
+    build_community,
+    build_staff,
+    build_volunteer,
+    enter_session,
+    pdf_text,
+)
 
 import ledger
 from merchants import redemptions
@@ -29,8 +34,6 @@ from pointsmall.earning.rules import activity_types, ensure_rules
 from pointsmall.extensions import db
 from pointsmall.people.communities import expired_address
 from pointsmall.reports import monthly
-
-pytest_plugins = ["market_builders"]
 
 
 def local(text: str) -> datetime:
@@ -111,13 +114,6 @@ def row(page: str, name: str) -> list[str]:
     found = re.search(rf'<tr data-row="{name}">(.*?)</tr>', page, re.S)
     assert found, f"no row {name}"
     return re.findall(r"<td>([^<]*)</td>", found.group(1))
-
-
-def pdf_text(data: bytes) -> str:
-    """The PDF's text without white space (pypdf reads the two-byte codes of fpdf2's CID font
-    as NUL + character, poppler as the character: drop the NULs)."""
-    pages = PdfReader(io.BytesIO(data)).pages
-    return re.sub(r"[\s\x00]+", "", "".join(page.extract_text() for page in pages))
 
 
 def test_the_page_shows_the_months_points_and_the_year_to_date(client, seeded):

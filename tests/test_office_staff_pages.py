@@ -1,15 +1,12 @@
 """The office's pages as staff read them (issue 16, points 1-10): a volunteer's points on
 their staff page, the audit log in plain words and local time, the volunteer table. Pages
 are read in Chinese, the default language."""
-# ruff: noqa: F811  (fixtures imported from market_builders)
 
 import re
 from datetime import datetime
 
-import pytest
 import sqlalchemy as sa
 from builders import enter_session
-from market_builders import make_item, make_shop, redeem  # noqa: F401
 
 from pointsmall.core import audit
 from pointsmall.core.audit import AuditEntry
@@ -17,16 +14,6 @@ from pointsmall.core.clock import local_today, next_month
 from pointsmall.earning import awards
 from pointsmall.extensions import db
 from pointsmall.reports.models import LedgerCheck
-
-
-@pytest.fixture
-def place(make_community):
-    return make_community()
-
-
-@pytest.fixture
-def staff(place, make_staff):
-    return make_staff(place)
 
 
 def page_of(client, user, url: str) -> str:

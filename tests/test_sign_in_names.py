@@ -15,11 +15,6 @@ from pointsmall.people.models import Volunteer
 
 
 @pytest.fixture
-def no_csrf(app, monkeypatch):
-    monkeypatch.setitem(app.config, "WTF_CSRF_ENABLED", False)
-
-
-@pytest.fixture
 def ours(make_community):
     return make_community()
 

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 import sqlalchemy as sa
-from earning_helpers import merit, points
+from builders import merit, points
 from PIL import Image
 
 from ledger import utcnow
@@ -20,8 +20,6 @@ from pointsmall.people import communities
 from pointsmall.tasks import board, checks, hours
 from pointsmall.tasks.errors import AlreadyAccepted, NotDone, OutsideGrid, TaskFull
 from pointsmall.tasks.models import Assignment, Task
-
-pytest_plugins = ["task_builders"]
 
 
 def photo() -> io.BytesIO:

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
-from test_earning_concurrency import race, racing  # noqa: F401  (the fixture)
+from racing import race
 
 import ledger
 from ledger import utcnow
@@ -26,7 +26,7 @@ _phones = itertools.count(random.randrange(10**7))
 
 
 @pytest.fixture
-def board_world(base_app, racing):  # noqa: F811
+def board_world(base_app, racing):
     """A community with two staff, `people` volunteers and a task of `places` places."""
     def build(people: int, places: int, points: int = 20):
         tag = uuid.uuid4().hex[:8]
@@ -56,7 +56,7 @@ def board_world(base_app, racing):  # noqa: F811
 
 
 def test_two_volunteers_claiming_the_last_place_at_once_one_wins_the_other_is_told(
-        base_app, racing, board_world):  # noqa: F811
+        base_app, racing, board_world):
     _, task_id, ids, _ = board_world(people=2, places=1)
 
     def claim(volunteer_id):
@@ -78,7 +78,7 @@ def test_two_volunteers_claiming_the_last_place_at_once_one_wins_the_other_is_to
 
 
 def test_ten_volunteers_for_three_places_fill_exactly_three(
-        base_app, racing, board_world):  # noqa: F811
+        base_app, racing, board_world):
     _, task_id, ids, _ = board_world(people=10, places=3)
 
     def claim(volunteer_id):
@@ -92,7 +92,7 @@ def test_ten_volunteers_for_three_places_fill_exactly_three(
         assert s.get(Task, task_id).taken == 3
 
 
-def test_two_staff_accepting_at_once_award_once(base_app, racing, board_world):  # noqa: F811
+def test_two_staff_accepting_at_once_award_once(base_app, racing, board_world):
     community_id, task_id, ids, staff_ids = board_world(people=1, places=1, points=25)
     with base_app.app_context(), racing() as s:
         volunteer = s.get(Volunteer, ids[0])

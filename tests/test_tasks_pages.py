@@ -9,8 +9,7 @@ from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
-from builders import bearer, csrf_token, enter_session
-from earning_helpers import points
+from builders import bearer, csrf_token, enter_session, points
 from PIL import Image
 
 from ledger import utcnow
@@ -21,18 +20,6 @@ from pointsmall.earning.rules import ensure_rules
 from pointsmall.extensions import db
 from pointsmall.tasks import board, checks
 from pointsmall.tasks.models import Assignment, Task, Wish
-
-pytest_plugins = ["task_builders"]
-
-
-@pytest.fixture
-def place(make_community):
-    return make_community()
-
-
-@pytest.fixture
-def staff(place, make_staff):
-    return make_staff(place)
 
 
 @pytest.fixture

@@ -12,29 +12,36 @@ from datetime import date, datetime
 import openpyxl
 import pytest
 import sqlalchemy as sa
-from volunteer_staff import (  # noqa: F401
-    HEADER_ZH,
-    as_staff,
+from builders import (
     audit_actions,
     build_staff,
     csrf_token,
-    csv_bytes,
-    make_volunteer,
-    no_csrf,
-    other_place,
-    place,
     sign_in,
-    staff,
     text,
-    upload,
     volunteer_count,
 )
+from volunteer_staff import as_staff, other_place, place, staff  # noqa: F401
 
 import ledger
 from pointsmall.auth.models import User
 from pointsmall.extensions import db
 from pointsmall.people import importer
 from pointsmall.people.models import Volunteer
+
+HEADER_ZH = ["姓名", "手机号", "微网格", "加入日期", "是否上榜"]
+
+
+def csv_bytes(rows: list[list], *, header: list[str] = HEADER_ZH,
+              encoding: str = "utf-8") -> bytes:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\r\n").writerows([header, *rows])
+    return buffer.getvalue().encode(encoding)
+
+
+def upload(client, data: bytes, filename: str = "volunteers.csv", **extra):
+    return client.post("/staff/volunteers/import", content_type="multipart/form-data",
+                       data={"file": (io.BytesIO(data), filename), **extra})
+
 
 CLEAN_ROWS = [
     ["张伟", "13800000001", "1栋", "2024-03-01", "是"],
@@ -123,7 +130,7 @@ def test_english_headers_are_accepted(as_staff, place):
 
 def test_every_bad_row_is_listed_with_its_line_and_nothing_is_imported(
         as_staff, place, make_volunteer):
-    make_volunteer("老会员", "13900000000")
+    make_volunteer(place, name="老会员", phone="13900000000")
     rows = [
         ["好人", "13800000021", "1栋", "2024-03-01", "是"],      # line 2: fine
         ["重复库", "13900000000", "1栋", "2024-03-01", "是"],    # line 3: phone in the DB
@@ -235,7 +242,7 @@ def test_a_file_that_is_no_xlsx_is_refused(english, place):
 
 def test_an_import_goes_into_the_staffs_own_community_only(
         client, place, other_place, no_csrf):
-    intruder = build_staff(other_place, "staff_b")
+    intruder = build_staff(other_place, username="staff_b")
     sign_in(client, intruder.username)
     rows = [["张伟", "13800000061", "阳光社区的网格", "2024-03-01", "是"]]
     place.micro.name = "阳光社区的网格"
@@ -283,8 +290,8 @@ def test_an_upload_without_a_file_asks_for_one(as_staff, place):
 
 
 def test_export_lists_the_volunteers_with_chinese_headers(as_staff, place, make_volunteer):
-    make_volunteer("张伟", "13800000071")
-    make_volunteer("李娜", "13800000072", grid=place.micro2)
+    make_volunteer(place, name="张伟", phone="13800000071")
+    make_volunteer(place, name="李娜", phone="13800000072", grid=place.micro2)
 
     rows = exported(as_staff.get("/staff/volunteers/export.csv"))
 
@@ -296,7 +303,7 @@ def test_export_lists_the_volunteers_with_chinese_headers(as_staff, place, make_
 
 def test_export_has_english_headers_after_switching_language(as_staff, place,
                                                              make_volunteer):
-    make_volunteer("张伟", "13800000081")
+    make_volunteer(place, name="张伟", phone="13800000081")
     as_staff.get("/lang/en")
 
     rows = exported(as_staff.get("/staff/volunteers/export.csv"))
@@ -306,9 +313,9 @@ def test_export_has_english_headers_after_switching_language(as_staff, place,
 
 
 def test_export_honours_the_list_filters(as_staff, place, make_volunteer):
-    make_volunteer("张伟", "13800000091")
-    make_volunteer("张强", "13800000092", grid=place.micro2)
-    make_volunteer("李娜", "13800000093", status="suspended")
+    make_volunteer(place, name="张伟", phone="13800000091")
+    make_volunteer(place, name="张强", phone="13800000092", grid=place.micro2)
+    make_volunteer(place, name="李娜", phone="13800000093", status="suspended")
 
     def phones(query: str) -> list[str]:
         answer = as_staff.get(f"/staff/volunteers/export.csv?{query}")
@@ -321,8 +328,8 @@ def test_export_honours_the_list_filters(as_staff, place, make_volunteer):
 
 
 def test_export_neutralises_spreadsheet_formulas(as_staff, place, make_volunteer):
-    make_volunteer("=cmd()", "13800000101")
-    make_volunteer("@SUM(A1)", "13800000102")
+    make_volunteer(place, name="=cmd()", phone="13800000101")
+    make_volunteer(place, name="@SUM(A1)", phone="13800000102")
 
     names = sorted(r[0] for r in exported(as_staff.get("/staff/volunteers/export.csv"))[1:])
 
@@ -331,9 +338,9 @@ def test_export_neutralises_spreadsheet_formulas(as_staff, place, make_volunteer
 
 def test_export_shows_only_the_staffs_own_community(client, place, other_place,
                                                     make_volunteer, no_csrf):
-    make_volunteer("张伟", "13800000111")
-    make_volunteer("锦华人", "13800000112", on=other_place)
-    sign_in(client, build_staff(other_place, "staff_b").username)
+    make_volunteer(place, name="张伟", phone="13800000111")
+    make_volunteer(other_place, name="锦华人", phone="13800000112")
+    sign_in(client, build_staff(other_place, username="staff_b").username)
 
     rows = exported(client.get("/staff/volunteers/export.csv"))
 
@@ -341,7 +348,7 @@ def test_export_shows_only_the_staffs_own_community(client, place, other_place,
 
 
 def test_an_exported_file_can_be_imported_again(as_staff, place, make_volunteer):
-    make_volunteer("张伟", "13800000121")
+    make_volunteer(place, name="张伟", phone="13800000121")
     body = as_staff.get("/staff/volunteers/export.csv").get_data()
     rows = list(csv.reader(io.StringIO(body.decode("utf-8-sig"))))
     rows[1][1] = "13800000122"  # a new phone: the old one is taken

@@ -7,18 +7,8 @@ import re
 
 import pytest
 import sqlalchemy as sa
-from volunteer_staff import (  # noqa: F401
-    as_staff,
-    audit_actions,
-    build_staff,
-    make_volunteer,
-    no_csrf,
-    other_place,
-    place,
-    sign_in,
-    staff,
-    text,
-)
+from builders import audit_actions, build_staff, sign_in, text
+from volunteer_staff import as_staff, other_place, place, staff  # noqa: F401
 
 from pointsmall.auth.models import User
 from pointsmall.extensions import db
@@ -39,9 +29,9 @@ def shown_password(response) -> str:
 @pytest.fixture
 def three(make_volunteer, place):
     """张伟 (1栋), 张强 (2栋) and a suspended 李娜 (1栋)."""
-    return (make_volunteer("张伟", "13800000001"),
-            make_volunteer("张强", "13800000002", grid=place.micro2),
-            make_volunteer("李娜", "13800000003", status="suspended"))
+    return (make_volunteer(place, name="张伟", phone="13800000001"),
+            make_volunteer(place, name="张强", phone="13800000002", grid=place.micro2),
+            make_volunteer(place, name="李娜", phone="13800000003", status="suspended"))
 
 
 def test_the_list_finds_volunteers_by_name(as_staff, three):
@@ -68,9 +58,9 @@ def test_the_list_filters_by_status(as_staff, three):
         "张伟", "张强"]
 
 
-def test_fifty_five_volunteers_make_two_pages_of_the_office_table(as_staff, make_volunteer):
+def test_fifty_five_volunteers_make_two_pages_of_the_office_table(as_staff, place, make_volunteer):
     for n in range(55):
-        make_volunteer(f"志愿者{n:02d}")
+        make_volunteer(place, name=f"志愿者{n:02d}")
 
     first = as_staff.get("/staff/volunteers")
     second = as_staff.get("/staff/volunteers?page=2")
@@ -109,7 +99,7 @@ def test_adding_a_volunteer_with_bad_fields_shows_them_and_writes_nothing(as_sta
 
 
 def test_staff_change_a_volunteer(as_staff, place, make_volunteer):
-    volunteer = make_volunteer("张伟", "13800000011")
+    volunteer = make_volunteer(place, name="张伟", phone="13800000011")
 
     answer = as_staff.post(f"/staff/volunteers/{volunteer.id}", data={
         "name": "张伟伟", "phone": "13800000012", "grid_id": place.micro2.id,
@@ -123,8 +113,8 @@ def test_staff_change_a_volunteer(as_staff, place, make_volunteer):
     assert entry.target == f"volunteer:{volunteer.id}" and entry.detail["before"]["name"] == "张伟"
 
 
-def test_a_suspended_volunteer_cannot_sign_in(app, as_staff, make_volunteer):
-    volunteer = make_volunteer("张伟", "13800000021")
+def test_a_suspended_volunteer_cannot_sign_in(app, as_staff, place, make_volunteer):
+    volunteer = make_volunteer(place, name="张伟", phone="13800000021")
     password = shown_password(as_staff.post(f"/staff/volunteers/{volunteer.id}/reset-password"))
 
     answer = as_staff.post(f"/staff/volunteers/{volunteer.id}/status/suspended")
@@ -137,8 +127,8 @@ def test_a_suspended_volunteer_cannot_sign_in(app, as_staff, make_volunteer):
     assert (entry.detail["before"], entry.detail["after"]) == ("active", "suspended")
 
 
-def test_a_reset_password_replaces_the_old_one(app, as_staff, make_volunteer):
-    volunteer = make_volunteer("张伟", "13800000031")
+def test_a_reset_password_replaces_the_old_one(app, as_staff, place, make_volunteer):
+    volunteer = make_volunteer(place, name="张伟", phone="13800000031")
     first = shown_password(as_staff.post(f"/staff/volunteers/{volunteer.id}/reset-password"))
 
     second = shown_password(as_staff.post(f"/staff/volunteers/{volunteer.id}/reset-password"))
@@ -157,9 +147,9 @@ def test_a_reset_password_replaces_the_old_one(app, as_staff, make_volunteer):
 ])
 def test_staff_of_another_community_get_404_and_change_nothing(
         client, place, other_place, make_volunteer, no_csrf, method, path):
-    volunteer = make_volunteer("张伟", "13800000041")
+    volunteer = make_volunteer(place, name="张伟", phone="13800000041")
     password_hash = volunteer.user.password_hash
-    sign_in(client, build_staff(other_place, "staff_b").username)
+    sign_in(client, build_staff(other_place, username="staff_b").username)
 
     answer = getattr(client, method)(path.format(id=volunteer.id), data={
         "name": "改名", "phone": "13800000042", "grid_id": other_place.micro.id,
@@ -174,8 +164,8 @@ def test_staff_of_another_community_get_404_and_change_nothing(
 
 def test_staff_of_another_community_do_not_see_its_volunteers(
         client, place, other_place, make_volunteer, no_csrf):
-    make_volunteer("张伟", "13800000051")
-    sign_in(client, build_staff(other_place, "staff_b").username)
+    make_volunteer(place, name="张伟", phone="13800000051")
+    sign_in(client, build_staff(other_place, username="staff_b").username)
 
     assert listed_names(client.get("/staff/volunteers")) == []
     assert listed_names(client.get("/staff/volunteers?q=张伟")) == []
@@ -184,8 +174,8 @@ def test_staff_of_another_community_do_not_see_its_volunteers(
 @pytest.mark.parametrize("path", ["/staff/volunteers", "/staff/volunteers/import",
                                   "/staff/volunteers/import/template.csv",
                                   "/staff/volunteers/export.csv"])
-def test_a_volunteer_may_not_open_staff_pages(client, make_volunteer, no_csrf, path):
-    make_volunteer("张伟", "13800000061")  # signs in with the test password
+def test_a_volunteer_may_not_open_staff_pages(client, place, make_volunteer, no_csrf, path):
+    make_volunteer(place, name="张伟", phone="13800000061")  # signs in with the test password
     assert sign_in(client, "13800000061").status_code == 302
 
     assert client.get(path).status_code == 403

@@ -12,11 +12,6 @@ from pointsmall.people.models import Volunteer
 
 
 @pytest.fixture
-def place(make_community):
-    return make_community()
-
-
-@pytest.fixture
 def staff(place, make_staff):
     return bearer(make_staff(place))
 

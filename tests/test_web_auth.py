@@ -4,7 +4,7 @@ import re
 
 import pytest
 import sqlalchemy as sa
-from builders import PASSWORD, csrf_token, sign_in
+from builders import PASSWORD, csrf_token, sign_in, text
 
 from pointsmall.auth import limits, picture
 from pointsmall.auth import models as auth_models
@@ -15,11 +15,6 @@ from pointsmall.core.audit import AuditEntry
 from pointsmall.extensions import db
 from pointsmall.people.communities import Community, Grid
 from pointsmall.people.models import Volunteer
-
-
-@pytest.fixture
-def place(make_community):
-    return make_community()
 
 
 @pytest.fixture
@@ -36,10 +31,6 @@ def volunteer(place, make_volunteer):
 def english(client):
     client.set_cookie("lang", "en")
     return client
-
-
-def text(response) -> str:
-    return response.get_data(as_text=True)
 
 
 def signed_in_as(client) -> str | None:
