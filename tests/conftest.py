@@ -31,7 +31,7 @@ PG_URL = os.environ.get("TEST_DATABASE_URL")
 
 # Builder fixtures (make_community, make_staff, make_volunteer, ...) and the racers' sessions
 # for every module.
-pytest_plugins = ["builders", "racing"]
+pytest_plugins = ["tests.builders", "tests.racing"]
 
 
 @pytest.fixture(scope="session")

@@ -21,16 +21,6 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask
 from flask_migrate import upgrade
-from test_phone_flows import (  # noqa: F401
-    CHROMIUM,
-    CHROMIUM_ARGS,
-    SCREENSHOTS,
-    chromium,
-    expect,
-    live_database,
-    sign_in,
-    sync_api,
-)
 from werkzeug.security import generate_password_hash
 from werkzeug.serving import make_server
 
@@ -45,6 +35,16 @@ from pointsmall.earning.models import Activity
 from pointsmall.extensions import db
 from pointsmall.market import mall
 from pointsmall.people.models import Volunteer
+from tests.browser.test_phone_flows import (  # noqa: F401
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    SCREENSHOTS,
+    chromium,
+    expect,
+    live_database,
+    sign_in,
+    sync_api,
+)
 
 SCREENS = {"390": {"width": 390, "height": 844}, "1366": {"width": 1366, "height": 768}}
 MARKET, NOODLES = "渝能爱心超市", "老街牛肉面"

@@ -4,7 +4,8 @@ redeem in the mall, show the code, have the counter confirm it, see it fulfilled
 
 import re
 
-from test_phone_flows import (  # noqa: F401
+from pointsmall.core.clock import zone
+from tests.browser.test_phone_flows import (  # noqa: F401
     chromium,
     expect,
     live_database,
@@ -13,8 +14,6 @@ from test_phone_flows import (  # noqa: F401
     screenshot,
     sign_in,
 )
-
-from pointsmall.core.clock import zone
 
 
 def _available(page) -> int:
