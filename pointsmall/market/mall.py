@@ -18,7 +18,8 @@ from merchants.items import CATEGORIES
 from merchants.models import TIERS, Item, Merchant, Redemption
 from pointsmall.auth.views import EmptyForm
 from pointsmall.core import clock
-from pointsmall.core.shell import TIER_LABELS, roles_required
+from pointsmall.core.labels import TIER_LABELS
+from pointsmall.core.shell import roles_required
 from pointsmall.earning import tiers
 from pointsmall.extensions import db
 from pointsmall.people.models import Volunteer
@@ -143,7 +144,7 @@ def redeem(item_id: int):
     volunteer = current_volunteer()
     quantity = request.form.get("quantity", type=int) or 0
     session[KEPT_QUANTITY] = [item_id, quantity if 1 <= quantity <= 99 else 1]
-    key = (request.form.get("key") or "")[:64] or uuid.uuid4().hex
+    key = (request.form.get("key") or "")[:ledger.REQUEST_KEY_LEN] or uuid.uuid4().hex
     start, _end = clock.local_month_bounds(clock.local_today())
     redemption = redemptions.reserve(
         db.session, redeemer_for(volunteer), item_id, quantity, key=key,

@@ -27,8 +27,9 @@ from merchants.models import Merchant, Redemption, Statement
 from pointsmall.auth.views import EmptyForm
 from pointsmall.core import audit, clock
 from pointsmall.core.errors import ValidationFailed
+from pointsmall.core.labels import CATEGORY_LABELS, TIER_LABELS
 from pointsmall.core.photos import save_item_photo
-from pointsmall.core.shell import CATEGORY_LABELS, TIER_LABELS, roles_required
+from pointsmall.core.shell import roles_required
 from pointsmall.extensions import db
 from pointsmall.people.communities import Community
 

@@ -14,7 +14,7 @@ from fontTools.ttLib import TTFont
 from fpdf import FPDF
 from fpdf.fonts import FontFace
 
-from pointsmall.core.shell import CATEGORY_LABELS, TIER_LABELS
+from pointsmall.core.labels import CATEGORY_LABELS, TIER_LABELS
 from pointsmall.reports.monthly import MonthlyReport
 
 FONT = Path(__file__).resolve().parent.parent / "static" / "vendor" / "fonts" / \

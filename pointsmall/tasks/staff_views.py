@@ -9,6 +9,7 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
 
+from ledger import REQUEST_KEY_LEN
 from pointsmall.auth.views import EmptyForm
 from pointsmall.core import clock
 from pointsmall.core.errors import ValidationFailed
@@ -67,7 +68,7 @@ def tasks_page():
     if form.validate_on_submit():
         try:
             # A second press of Publish replays the first (the form's key), not a twin task.
-            key = (request.form.get("key") or "")[:64]
+            key = (request.form.get("key") or "")[:REQUEST_KEY_LEN]
             if key:
                 task, _new = board.publish_once(
                     db.session, current_user.community_id, task_fields(form),
