@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/upload_bombs.py [--timeout 60] [--memory-limit-mb 3000]
 
 Builds a SQLite database with the app's migrations in a temporary folder (one community),
-then runs each bomb of tests/bombs.py (and, for scale, a plain sheet of 10,000 rows of 8
+then runs each bomb of tests/exports/bombs.py (and, for scale, a plain sheet of 10,000 rows of 8
 columns) through each upload, the volunteer import (importer.import_volunteers) and the
 sign-in sheet (sheets.read_sign_in_sheet), each in a subprocess of its own that loads the
 app as a worker does. It prints the call's wall time, the process's peak RSS
@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests" / "exports"))
 
 import bombs  # noqa: E402
 

@@ -17,7 +17,7 @@ from ledger.chain import request_hash
 from ledger.clock import utcnow
 from ledger.db import is_retryable, run_in_transaction
 from ledger.errors import *  # noqa: F403
-from ledger.flows import DayFlow, period_index
+from ledger.flows import DEFAULT_ZONE, DayFlow, period_index
 from ledger.flows import daily as daily_flows
 from ledger.flows import periods as period_flows
 from ledger.flows import rebuild as rebuild_flows
@@ -35,6 +35,7 @@ from ledger.holds import (
 from ledger.models import (
     KEY_LEN,
     MAX_AMOUNT,
+    REQUEST_KEY_LEN,
     Account,
     Asset,
     Balance,
@@ -50,8 +51,9 @@ from ledger.verify import Report, Violation, verify
 from ledger.writes import Leg, attach, check_key
 
 __all__ = [
+    "DEFAULT_ZONE", "KEY_LEN", "MAX_AMOUNT", "REQUEST_KEY_LEN",
     "Account", "AccountBalance", "Asset", "Balance", "Base", "DayFlow", "Flow", "HistoryEntry",
-    "HistoryPage", "Hold", "KEY_LEN", "Leg", "MAX_AMOUNT", "Posting", "Report", "Transaction",
+    "HistoryPage", "Hold", "Leg", "Posting", "Report", "Transaction",
     "TransferRequest", "Violation", "attach", "balance", "balances", "check_key", "daily_flows",
     "define_asset", "expire_holds", "find_hold", "flow_zone", "get_account", "get_hold", "history",
     "hold", "is_retryable", "lock_account", "move", "open_account", "open_accounts",

@@ -290,7 +290,7 @@ class Driver:
             return self.raw.execute(sql, params, prepare=True).fetchall()
         except BaseException as error:
             # SQLAlchemy's handling, through the one method that holds it (private, stable
-            # across 2.0 and 2.1; tests/test_ledger_transfers.py checks what it does here).
+            # across 2.0 and 2.1; tests/ledger/test_ledger_transfers.py checks what it does here).
             self.connection._handle_dbapi_exception(error, sql, params, None, None)
 
     def transfer(self, legs: Sequence[tuple[str, int]], values: dict, *, pick: int,

@@ -7,7 +7,7 @@ the postings themselves: a row per (scope, asset, kind, local day, slot). A scop
 the application gives accounts when it opens them (`community:3` for a community's
 volunteers, `merchant:7` for a merchant's till); accounts without one are not summed.
 
-The day is the local day in the flow zone (Asia/Shanghai unless `set_zone` says otherwise),
+The day is the local day in the flow zone (DEFAULT_ZONE unless `set_zone` says otherwise),
 so months and days in reports have exact boundaries. A row is spread over a few slots
 so that concurrent writers to one scope do not queue on one row; readers add the slots up.
 
@@ -28,7 +28,9 @@ from sqlalchemy.dialects import postgresql
 from ledger.models import Account, Flow, Posting, Transaction
 
 SLOTS = 4
-_zone = ZoneInfo("Asia/Shanghai")
+# The deployment's time zone unless configured (the app's POINTSMALL_TIMEZONE).
+DEFAULT_ZONE = "Asia/Shanghai"
+_zone = ZoneInfo(DEFAULT_ZONE)
 _FLOWS = Flow.__table__
 
 

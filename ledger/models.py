@@ -21,6 +21,10 @@ NAMING_CONVENTION = {
 MAX_AMOUNT = 10**12
 HASH_LEN = 64
 KEY_LEN = 200
+# A client's own request key (an API's Idempotency-Key header, a page's form key) is 1 to
+# REQUEST_KEY_LEN characters: with the prefix that scopes it (`redemption:volunteer:42:`)
+# it fits in KEY_LEN, and in the key columns of the ledger's callers.
+REQUEST_KEY_LEN = 64
 
 
 def covers(posted: str, pending: str, allow_negative: str = "allow_negative") -> str:

@@ -1,5 +1,7 @@
 """Refusals of the marketplace; each carries a stable code the app turns into a message."""
 
+from ledger import REQUEST_KEY_LEN
+
 
 class MarketError(Exception):
     """Base of every marketplace refusal; nothing was written when one is raised."""
@@ -141,4 +143,5 @@ class InvalidKey(MarketError):
     code = "invalid_key"
 
     def __init__(self):
-        super().__init__("a request key is a text of 1 to 100 characters")
+        super().__init__(f"a request key is a text of 1 to {REQUEST_KEY_LEN} characters",
+                         limit=REQUEST_KEY_LEN)

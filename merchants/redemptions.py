@@ -19,7 +19,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm.attributes import set_committed_value
 
 import ledger
-from ledger import attach, check_key, request_hash, utcnow
+from ledger import REQUEST_KEY_LEN, attach, check_key, request_hash, utcnow
 from merchants.errors import (
     InvalidKey,
     InvalidQuantity,
@@ -93,7 +93,7 @@ def reserve(session: so.Session, redeemer: Redeemer, item_id: int, quantity: int
     now = now or utcnow()
     today = today or now.date()
     month_start = month_start or now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    if not isinstance(key, str) or not key.strip() or len(key) > 100:
+    if not isinstance(key, str) or not key.strip() or len(key) > REQUEST_KEY_LEN:
         raise InvalidKey()
     full_key = f"volunteer:{redeemer.id}:{check_key(key)}"
     fingerprint = request_hash("redeem", item_id=item_id, quantity=quantity)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+import ledger
 from pointsmall.core import embedded_db
 
 
@@ -71,7 +72,7 @@ def from_environment(instance_path: str, overrides: dict | None = None) -> dict:
         "MAX_URL_LENGTH": int(env.get("MAX_URL_LENGTH", "4096")),
         "WTF_CSRF_TIME_LIMIT": None,
         "BABEL_DEFAULT_LOCALE": "zh_CN",
-        "BABEL_DEFAULT_TIMEZONE": env.get("POINTSMALL_TIMEZONE", "Asia/Shanghai"),
+        "BABEL_DEFAULT_TIMEZONE": env.get("POINTSMALL_TIMEZONE", ledger.DEFAULT_ZONE),
         "API_TITLE": "Points Mall API",
         "API_VERSION": "v1",
         "OPENAPI_VERSION": "3.0.3",

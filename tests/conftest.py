@@ -6,6 +6,7 @@ one, otherwise on an embedded server started for this run in a temporary folder 
 and deleted at the end).
 """
 
+import functools
 import os
 import shutil
 import tempfile
@@ -28,8 +29,9 @@ from pointsmall.extensions import db
 
 PG_URL = os.environ.get("TEST_DATABASE_URL")
 
-# Builder fixtures (make_community, make_staff, make_volunteer, ...) for every module.
-pytest_plugins = ["builders"]
+# Builder fixtures (make_community, make_staff, make_volunteer, ...) and the racers' sessions
+# for every module.
+pytest_plugins = ["tests.builders", "tests.racing"]
 
 
 @pytest.fixture(scope="session")
@@ -59,8 +61,14 @@ def empty_database(server_url: str, prefix: str) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def database_url(server_url) -> Iterator[str]:
-    with empty_database(server_url, "test") as url:
+def own_database(server_url):
+    """Make a database of a test's own: `with own_database("jobs") as url:` (dropped after)."""
+    return functools.partial(empty_database, server_url)
+
+
+@pytest.fixture(scope="session")
+def database_url(own_database) -> Iterator[str]:
+    with own_database("test") as url:
         yield url
 
 
@@ -76,19 +84,31 @@ def pgdata() -> Iterator[Path]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
-def base_app(database_url, tmp_path_factory):
-    """The app, with its schema built by the migrations as in production."""
+def migrated_app(database_url: str, **config):
+    """Build a test app on `database_url`, its schema built by the migrations as in production."""
     app = create_app({
         "TESTING": True,
         "SECRET_KEY": "test-secret",
         "SQLALCHEMY_DATABASE_URI": database_url,
+        **config,
     })
     with app.app_context():
         upgrade()
         db.session.remove()
     request_started.connect(_fresh_g, app, weak=False)
     return app
+
+
+@pytest.fixture(scope="session")
+def make_app():
+    """Build an app of a test's own: `make_app(url, **config)` (see migrated_app)."""
+    return migrated_app
+
+
+@pytest.fixture(scope="session")
+def base_app(database_url, tmp_path_factory):
+    """The app the tests share."""
+    return migrated_app(database_url)
 
 
 def _fresh_g(sender, **extra) -> None:

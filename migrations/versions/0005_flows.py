@@ -57,7 +57,7 @@ def upgrade():
             scopes.append({"id": account_id, "scope": f"merchant:{number}"})
     if scopes:
         bind.execute(sa.text("UPDATE ledger_accounts SET scope = :scope WHERE id = :id"), scopes)
-    flows.set_zone(os.environ.get("POINTSMALL_TIMEZONE", "Asia/Shanghai"))
+    flows.set_zone(os.environ.get("POINTSMALL_TIMEZONE", flows.DEFAULT_ZONE))
     session = so.Session(bind=bind)
     flows.rebuild(session)
     session.flush()

@@ -1,4 +1,4 @@
-"""Local time: the deployment's time zone (Asia/Shanghai by default) for days and months.
+"""Local time: the deployment's time zone (ledger.DEFAULT_ZONE by default) for days and months.
 
 The database keeps naive UTC; people think in local days. Period boundaries are local
 midnights converted to UTC.
@@ -9,11 +9,11 @@ from zoneinfo import ZoneInfo
 
 from flask import current_app
 
-from ledger import utcnow
+from ledger import DEFAULT_ZONE, utcnow
 
 
 def zone() -> ZoneInfo:
-    return ZoneInfo(current_app.config.get("BABEL_DEFAULT_TIMEZONE", "Asia/Shanghai"))
+    return ZoneInfo(current_app.config.get("BABEL_DEFAULT_TIMEZONE", DEFAULT_ZONE))
 
 
 def local_now() -> datetime:

@@ -13,7 +13,7 @@ from werkzeug.exceptions import HTTPException
 import ledger
 from merchants.errors import MarketError
 from pointsmall.core import attempts
-from pointsmall.core.shell import STATUS_LABELS
+from pointsmall.core.labels import MARKET_STATUS_LABELS
 from pointsmall.extensions import db
 
 
@@ -104,7 +104,7 @@ MARKET_MESSAGES = {
     "period_already_closed": _l("This period overlaps one that is already settled."),
     "invalid_item": _l("Please correct the marked fields."),
     "reason_required": _l("A reason is required."),
-    "invalid_key": _l("A request key is a text of 1 to 100 characters."),
+    "invalid_key": _l("A request key is a text of 1 to %(limit)d characters."),
 }
 LEDGER_MESSAGES = {
     "insufficient_funds": _l("Not enough points: %(available)s available, %(needed)s needed."),
@@ -121,7 +121,8 @@ def describe(error: Exception) -> str:
         return getattr(error, "message", str(error))
     details = dict(getattr(error, "details", {}))
     if code == "redemption_not_reserved":
-        details["current"] = STATUS_LABELS.get(details.get("current"), details.get("current"))
+        current = details.get("current")
+        details["current"] = MARKET_STATUS_LABELS.get(current, current)
     try:
         return str(template) % details
     except (KeyError, TypeError, ValueError):

@@ -8,6 +8,13 @@ from flask_babel import refresh as forget_locale
 from flask_login import current_user
 
 from pointsmall.core.clock import to_local
+from pointsmall.core.labels import (
+    BATCH_LABELS,
+    CATEGORY_LABELS,
+    KIND_LABELS,
+    MARKET_STATUS_LABELS,
+    TIER_LABELS,
+)
 from pointsmall.extensions import login_manager
 
 LANGUAGES = {"zh_CN": "中文", "en": "English"}
@@ -47,25 +54,6 @@ NAV = {
               ("admin.communities_page", _l("Communities")),
               ("admin.audit_page", _l("Audit log"))],
 }
-
-
-STATUS_LABELS = {
-    "reserved": _l("Reserved"), "fulfilled": _l("Fulfilled"), "cancelled": _l("Cancelled"),
-    "expired": _l("Expired"), "refunded": _l("Refunded"), "proposed": _l("Proposed"),
-    "approved": _l("Approved"), "rejected": _l("Rejected"),
-}
-CATEGORY_LABELS = {
-    "food": _l("Food and drink"), "grocery": _l("Groceries"), "education": _l("Education"),
-    "service": _l("Services"), "daily": _l("Daily goods"), "other": _l("Other"),
-}
-KIND_LABELS = {
-    "award": _l("Award"), "redemption": _l("Redemption"), "refund": _l("Refund"),
-    "reversal": _l("Reversal"), "adjustment": _l("Adjustment"), "expiry": _l("Expired"),
-    "settlement": _l("Settlement"),
-}
-BATCH_LABELS = {"pending": _l("Waiting for approval"), "posted": _l("Posted"),
-                "rejected": _l("Rejected")}
-TIER_LABELS = {"bronze": _l("Bronze"), "silver": _l("Silver"), "gold": _l("Gold")}
 
 
 def select_locale() -> str:
@@ -127,7 +115,7 @@ def register(app: Flask) -> None:
 
     @app.context_processor
     def labels():
-        return {"status_label": lambda s: str(STATUS_LABELS.get(s, s)),
+        return {"status_label": lambda s: str(MARKET_STATUS_LABELS.get(s, s)),
                 "category_label": lambda c: str(CATEGORY_LABELS.get(c, c)),
                 "tier_label": lambda t: str(TIER_LABELS.get(t, t or "")),
                 "kind_label": lambda k: str(KIND_LABELS.get(k, k)),

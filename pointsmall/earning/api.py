@@ -44,8 +44,10 @@ staff_only = role_guard(bp, "staff")
 
 IDEMPOTENCY_HEADER = {
     "in": "header", "name": "Idempotency-Key", "required": True,
-    "schema": {"type": "string", "minLength": 1, "maxLength": 64, "pattern": NOT_BLANK},
-    "description": "1-64 characters; the same key with the same body answers the first result"}
+    "schema": {"type": "string", "minLength": 1, "maxLength": ledger.REQUEST_KEY_LEN,
+               "pattern": NOT_BLANK},
+    "description": f"1-{ledger.REQUEST_KEY_LEN} characters; the same key with the same body "
+                   "answers the first result"}
 
 
 def _keyed(view):
@@ -66,9 +68,10 @@ def _decides(view):
 
 def _key() -> str:
     key = (request.headers.get("Idempotency-Key") or "").strip()
-    if not key or len(key) > 64:
+    if not key or len(key) > ledger.REQUEST_KEY_LEN:
         raise invalid("Idempotency-Key",
-                      _("An Idempotency-Key header (1-64 characters) is required."))
+                      _("An Idempotency-Key header (1-%(n)d characters) is required.",
+                        n=ledger.REQUEST_KEY_LEN))
     return key
 
 
@@ -359,7 +362,8 @@ class StaffActivities(MethodView):
 
     @staff_only
     @bp.doc(parameters=[{**IDEMPOTENCY_HEADER, "required": False, "description":
-                         "Optional, 1-64 characters: the same key answers the first activity"}])
+                         f"Optional, 1-{ledger.REQUEST_KEY_LEN} characters: the same key "
+                         "answers the first activity"}])
     @bp.alt_response(409, schema=ErrorSchema,
                      description="The key was used for another activity.")
     @bp.arguments(ActivityCreateSchema)

@@ -13,7 +13,7 @@ from flask_babel import gettext as _
 from flask_babel import ngettext
 
 import ledger
-from ledger import utcnow
+from ledger import REQUEST_KEY_LEN, utcnow
 from pointsmall.core import audit, clock
 from pointsmall.core.errors import Conflict, NotFound
 from pointsmall.earning.errors import (
@@ -30,6 +30,7 @@ from pointsmall.people.models import Volunteer, volunteer_address
 
 MAX_BATCH = 5000
 _AWARDS = Award.__table__
+_BATCH_KEY_LEN = AwardBatch.__table__.c.idempotency_key.type.length
 MAX_AWARD = 100_000
 
 
@@ -264,7 +265,9 @@ def _scoped(community_id: int, key: str) -> str:
 
 
 def _batch_by_key(session: so.Session, community_id: int, key: str) -> AwardBatch | None:
-    if not isinstance(key, str) or not key or len(key) > 100:
+    # `key` is scoped already (`activity:7:<the client's key>`); scoped once more, it must fit
+    # the column that stores it.
+    if not isinstance(key, str) or not key or len(_scoped(community_id, key)) > _BATCH_KEY_LEN:
         raise invalid("key", _("A request key is required."))
     return session.scalar(sa.select(AwardBatch).where(
         AwardBatch.idempotency_key == _scoped(community_id, key)))
@@ -351,7 +354,7 @@ def adjust(session: so.Session, community_id: int, volunteer_id: int, points: in
     if isinstance(points, bool) or not isinstance(points, int) or points == 0 or abs(
             points) > MAX_AWARD:
         raise invalid("points", _("Points are whole numbers from 0 to %(n)d.", n=MAX_AWARD))
-    if not isinstance(key, str) or not key or len(key) > 120:
+    if not isinstance(key, str) or not key or len(key) > REQUEST_KEY_LEN:
         raise invalid("key", _("A request key is required."))
     volunteer = session.get(Volunteer, volunteer_id)
     if volunteer is None or volunteer.community_id != community_id:

@@ -209,7 +209,7 @@ def award(activity_id: int):
     if not EmptyForm().validate_on_submit():
         return redirect(url_for("staff_earning.activity", activity_id=found.id))
     ids = [int(v) for v in request.form.getlist("volunteer_id") if v.isdigit()] or None
-    key = (request.form.get('key') or uuid.uuid4().hex)[:64]
+    key = (request.form.get('key') or uuid.uuid4().hex)[:ledger.REQUEST_KEY_LEN]
     batch = use_cases.award_attendees(db.session, current_user, found.id, ids, key=key)
     db.session.commit()
     if batch.status == "pending":
@@ -248,7 +248,7 @@ def _awards_page(adjust_form: AdjustForm, status: int = 200):
     names = _user_names({b.created_by for b, _ in rows} | {a.created_by for a, _ in waiting})
     # The key makes a second press of the adjustment's Save button a replay, not a second
     # grant; a form drawn again after an error keeps its key.
-    key = (request.form.get("key") or "")[:64] or uuid.uuid4().hex
+    key = (request.form.get("key") or "")[:ledger.REQUEST_KEY_LEN] or uuid.uuid4().hex
     return render_template("earning/batches.html", batches=rows, waiting=waiting, names=names,
                            adjust_form=adjust_form, key=key), status
 
@@ -316,7 +316,7 @@ def adjust():
         ids = sheets.volunteers_by_phone(db.session, _community_id(), [form.phone.data or ""])
         found = use_cases.adjust_points(
             db.session, current_user, ids[0], form.points.data or 0, reason=form.reason.data,
-            key=(request.form.get("key") or uuid.uuid4().hex)[:64])
+            key=(request.form.get("key") or uuid.uuid4().hex)[:ledger.REQUEST_KEY_LEN])
     except ValidationFailed as error:
         db.session.rollback()
         _apply(form, error)

@@ -19,8 +19,6 @@ from pointsmall.people.models import Volunteer
 
 bp = Blueprint("earning", __name__)
 
-KIND_LABELS = {}
-
 # The default activity types (models.DEFAULT_TYPES) by code, in words Babel translates:
 # a community's own types, or renamed ones, show the name staff gave them.
 TYPE_LABELS = {

@@ -8,7 +8,7 @@ import sqlalchemy.orm as so
 from ledger import Account, Posting, Transaction
 from merchants.models import Merchant
 from pointsmall.core.export_query import LocalTime, Period, Scope, keyset
-from pointsmall.core.shell import KIND_LABELS
+from pointsmall.core.labels import KIND_LABELS
 from pointsmall.people.models import Volunteer
 
 

@@ -12,7 +12,7 @@ from flask_babel import lazy_gettext as _l
 from merchants.models import Item, Merchant, Redemption, Statement
 from pointsmall.auth.models import User
 from pointsmall.core.export_query import LocalTime, Period, Scope, keyset
-from pointsmall.core.shell import BATCH_LABELS, STATUS_LABELS
+from pointsmall.core.labels import BATCH_LABELS, MARKET_STATUS_LABELS
 from pointsmall.earning.models import Activity, ActivityType, Attendance, Award, AwardBatch
 from pointsmall.people import communities
 from pointsmall.people.models import Volunteer
@@ -115,7 +115,7 @@ def redemptions(session: so.Session, scope: Scope, period: Period) -> Iterator[l
     for (id_, created_at, merchant, item, quantity, unit_price, points, volunteer, status,
          fulfilled_at, closed_at, reason) in keyset(session, query):
         yield [id_, local(created_at), merchant, item, quantity, unit_price, points, volunteer,
-               _label(STATUS_LABELS, status), local(fulfilled_at), local(closed_at), reason]
+               _label(MARKET_STATUS_LABELS, status), local(fulfilled_at), local(closed_at), reason]
 
 
 def statements(session: so.Session, scope: Scope, period: Period) -> Iterator[list]:

@@ -9,9 +9,9 @@ from flask_babel import get_locale
 from flask_babel import lazy_gettext as _l
 
 from pointsmall.core.export_query import Period, Scope
+from pointsmall.core.labels import VOLUNTEER_STATUS_LABELS
 from pointsmall.exports import journal, rows
 from pointsmall.people import export, table
-from pointsmall.people.views import STATUS_LABELS
 from pointsmall.tasks import export as task_export
 
 Rows = Callable[[so.Session, Scope, Period], Iterator[list]]
@@ -42,7 +42,7 @@ def _volunteer_rows(session: so.Session, scope: Scope, period: Period) -> Iterat
     # The list page's filters, tier and points included.
     query = table.export_query(session, scope.community_id, table.Filters.from_args(request.args))
     return export.volunteer_rows(session, scope.community_id, query, language(),
-                                 {k: str(v) for k, v in STATUS_LABELS.items()})
+                                 {k: str(v) for k, v in VOLUNTEER_STATUS_LABELS.items()})
 
 
 def language() -> str:

@@ -18,8 +18,8 @@ bp = Blueprint("jobs", __name__)
 ROLES = ("staff", "admin", "merchant")
 # Seconds between two refreshes of an unfinished job's page.
 REFRESH = 2
-STATUS_LABELS = {"queued": _l("Waiting for a worker"), "running": _l("Running"),
-                 "done": _l("Ready"), "failed": _l("Failed")}
+JOB_STATUS_LABELS = {"queued": _l("Waiting for a worker"), "running": _l("Running"),
+                     "done": _l("Ready"), "failed": _l("Failed")}
 
 
 def started(job: BackgroundJob) -> Response:
@@ -32,7 +32,7 @@ def started(job: BackgroundJob) -> Response:
 def index():
     """List my jobs whose files are still kept."""
     return render_template("jobs/index.html", jobs=service.own_jobs(db.session, current_user.id),
-                           labels=STATUS_LABELS)
+                           labels=JOB_STATUS_LABELS)
 
 
 @bp.get("/jobs/<int:job_id>")
@@ -40,7 +40,7 @@ def index():
 def show(job_id: int):
     """Show my job's progress (the page refreshes itself), then its download or result."""
     job = service.own_job(db.session, job_id, current_user.id)
-    return render_template("jobs/show.html", job=job, labels=STATUS_LABELS,
+    return render_template("jobs/show.html", job=job, labels=JOB_STATUS_LABELS,
                            refresh=None if job.finished else REFRESH)
 
 
@@ -50,7 +50,7 @@ def status(job_id: int):
     """Tell how far my job is, and where its file is once it is ready."""
     job = service.own_job(db.session, job_id, current_user.id)
     answer = jsonify({
-        "id": job.id, "status": job.status, "label": str(STATUS_LABELS[job.status]),
+        "id": job.id, "status": job.status, "label": str(JOB_STATUS_LABELS[job.status]),
         "done": job.done, "total": job.total, "percent": job.percent,
         "download": url_for("jobs.download", job_id=job.id) if job.size else None,
         "result": job.result})
@@ -64,7 +64,7 @@ def download(job_id: int):
     """Download my job's file."""
     job = service.own_job(db.session, job_id, current_user.id)
     if job.status != "done" or not job.size:
-        return render_template("jobs/show.html", job=job, labels=STATUS_LABELS,
+        return render_template("jobs/show.html", job=job, labels=JOB_STATUS_LABELS,
                                refresh=None if job.finished else REFRESH,
                                not_ready=_("The file is not ready yet.")), 409
     disposition = "inline" if job.content_type == "application/pdf" else "attachment"

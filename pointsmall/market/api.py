@@ -99,7 +99,7 @@ class RedeemSchema(Schema):
 
 class IdempotencyHeaderSchema(Schema):
     key = fields.String(required=True, data_key="Idempotency-Key",
-                        validate=validate.Length(min=1, max=100),
+                        validate=validate.Length(min=1, max=ledger.REQUEST_KEY_LEN),
                         metadata={"description": "The same key answers the same redemption",
                                   "pattern": NOT_BLANK})
 

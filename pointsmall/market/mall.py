@@ -14,8 +14,9 @@ from merchants.items import CATEGORIES
 from merchants.models import TIERS, Item, Merchant, Redemption
 from pointsmall.auth.views import EmptyForm
 from pointsmall.core import clock
+from pointsmall.core.labels import TIER_LABELS
 from pointsmall.core.qr import qr_data_uri
-from pointsmall.core.shell import TIER_LABELS, roles_required
+from pointsmall.core.shell import roles_required
 from pointsmall.earning import tiers
 from pointsmall.extensions import db
 from pointsmall.market import actions
@@ -120,7 +121,7 @@ def redeem(item_id: int):
         return redirect(url_for("mall.item", item_id=item_id))
     quantity = request.form.get("quantity", type=int) or 0
     session[KEPT_QUANTITY] = [item_id, quantity if 1 <= quantity <= 99 else 1]
-    key = (request.form.get("key") or "")[:64] or uuid.uuid4().hex
+    key = (request.form.get("key") or "")[:ledger.REQUEST_KEY_LEN] or uuid.uuid4().hex
     redemption = actions.redeem(db.session, current_user, item_id, quantity, key=key)
     session.pop(KEPT_QUANTITY, None)
     return redirect(url_for("mall.redemption", redemption_id=redemption.id))

@@ -27,7 +27,8 @@ from merchants.models import Merchant, Redemption, Statement
 from pointsmall.auth.views import EmptyForm
 from pointsmall.core import clock
 from pointsmall.core.errors import NotFound, ValidationFailed
-from pointsmall.core.shell import CATEGORY_LABELS, TIER_LABELS, roles_required
+from pointsmall.core.labels import CATEGORY_LABELS, TIER_LABELS
+from pointsmall.core.shell import roles_required
 from pointsmall.extensions import db
 from pointsmall.market import actions, staff_actions
 from pointsmall.people.communities import Community

@@ -25,6 +25,7 @@ from pointsmall.auth.views import EmptyForm
 from pointsmall.core import audit
 from pointsmall.core.clock import local_today
 from pointsmall.core.errors import ValidationFailed
+from pointsmall.core.labels import VOLUNTEER_STATUS_LABELS
 from pointsmall.core.shell import roles_required
 from pointsmall.extensions import db
 from pointsmall.jobs import service as jobs
@@ -34,8 +35,6 @@ from pointsmall.people import communities, export, importer, overview, service, 
 from pointsmall.people.models import STATUSES
 
 bp = Blueprint("volunteers", __name__, url_prefix="/staff")
-
-STATUS_LABELS = {"active": _l("Active"), "suspended": _l("Suspended"), "left": _l("Left")}
 
 
 class VolunteerForm(FlaskForm):
@@ -86,7 +85,7 @@ def index():
                       request.args.get("page", 1, type=int))
     return render_template("people/index.html", page=page, filters=filters,
                            q=filters.q, grid_id=filters.grid_id, status=filters.status,
-                           grids=_grid_choices(micro_only=False), statuses=STATUS_LABELS,
+                           grids=_grid_choices(micro_only=False), statuses=VOLUNTEER_STATUS_LABELS,
                            tiers=table.TIERS)
 
 
@@ -131,7 +130,7 @@ def edit(volunteer_id: int):
             flash(_("Saved."), "success")
             return redirect(url_for("volunteers.edit", volunteer_id=volunteer.id))
     return render_template("people/form.html", form=form, volunteer=volunteer,
-                           action_form=EmptyForm(), statuses=STATUS_LABELS,
+                           action_form=EmptyForm(), statuses=VOLUNTEER_STATUS_LABELS,
                            overview=overview.points_overview(
                                db.session, volunteer, before=request.args.get("before", type=int))
                            ), (422 if form.errors else 200)
@@ -145,7 +144,7 @@ def set_status(volunteer_id: int, status: str):
     if EmptyForm().validate_on_submit() and status in STATUSES:
         service.set_status(db.session, volunteer, status)
         db.session.commit()
-        flash(_("Status changed to %(status)s.", status=STATUS_LABELS[status]), "success")
+        flash(_("Status changed to %(status)s.", status=VOLUNTEER_STATUS_LABELS[status]), "success")
     return redirect(url_for("volunteers.edit", volunteer_id=volunteer.id))
 
 
@@ -239,7 +238,7 @@ def export_volunteers():
                                table.Filters.from_args(request.args))
     language = "zh" if str(get_locale() or "zh").startswith("zh") else "en"
     lines = export.volunteer_lines(db.session, _community_id(), query, language,
-                                   {k: str(v) for k, v in STATUS_LABELS.items()})
+                                   {k: str(v) for k, v in VOLUNTEER_STATUS_LABELS.items()})
     return Response(stream_with_context(lines), mimetype="text/csv", headers={
         "Content-Disposition": f"attachment; filename=volunteers-{local_today():%Y%m%d}.csv"})
 

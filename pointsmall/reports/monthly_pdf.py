@@ -15,7 +15,7 @@ from fontTools.ttLib import TTFont
 from fpdf import FPDF
 from fpdf.fonts import FontFace
 
-from pointsmall.core.shell import CATEGORY_LABELS, TIER_LABELS
+from pointsmall.core.labels import CATEGORY_LABELS, TIER_LABELS
 
 if TYPE_CHECKING:  # monthly imports this module (lazily, for fpdf2's memory): no cycle
     from pointsmall.reports.monthly import MonthlyReport

@@ -11,7 +11,8 @@ from flask_login import current_user
 
 from merchants.models import Merchant
 from pointsmall.core import clock
-from pointsmall.core.shell import CATEGORY_LABELS, TIER_LABELS, roles_required
+from pointsmall.core.labels import CATEGORY_LABELS, TIER_LABELS
+from pointsmall.core.shell import roles_required
 from pointsmall.earning.views import me
 from pointsmall.extensions import db
 from pointsmall.people.communities import Community

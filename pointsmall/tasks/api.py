@@ -9,6 +9,7 @@ from flask_babel import gettext as _
 from flask_login import current_user
 from marshmallow import Schema, ValidationError, fields, validate
 
+from ledger import REQUEST_KEY_LEN
 from pointsmall.core.api_conventions import SIGNED_HEADERS, ApiBlueprint, role_guard
 from pointsmall.core.errors import ValidationFailed
 from pointsmall.earning import platform
@@ -246,14 +247,14 @@ class StaffTasks(MethodView):
     @bp.doc(parameters=[{
         "in": "header", "name": "Idempotency-Key", "required": False,
         "schema": {"type": "string"},
-        "description": "1-64 characters; the same key with the same body answers the first "
-                       "task, with another body 409"}])
+        "description": f"1-{REQUEST_KEY_LEN} characters; the same key with the same body "
+                       "answers the first task, with another body 409"}])
     def post(self, body):
         """Publish a task for a grid of the community."""
         key = (request.headers.get("Idempotency-Key") or "").strip()
-        if len(key) > 64:
+        if len(key) > REQUEST_KEY_LEN:
             raise ValidationFailed({"Idempotency-Key": [
-                _("An Idempotency-Key header of at most 64 characters.")]})
+                _("An Idempotency-Key header of at most %(n)d characters.", n=REQUEST_KEY_LEN)]})
         task = board.publish_for_staff(db.session, current_user, _task_fields(body), key=key)
         commit_keeping()
         return task

@@ -9,6 +9,7 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
 
+from ledger import REQUEST_KEY_LEN
 from pointsmall.auth.views import EmptyForm
 from pointsmall.core import clock
 from pointsmall.core.errors import NotFound, ValidationFailed
@@ -68,7 +69,7 @@ def tasks_page():
         try:
             # A second press of Publish replays the first (the form's key), not a twin task.
             task = board.publish_for_staff(db.session, current_user, task_fields(form),
-                                           key=(request.form.get("key") or "")[:64])
+                                           key=(request.form.get("key") or "")[:REQUEST_KEY_LEN])
         except ValidationFailed as error:
             db.session.rollback()
             for message in apply_errors(form, error):

@@ -21,16 +21,6 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask
 from flask_migrate import upgrade
-from test_phone_flows import (  # noqa: F401
-    CHROMIUM,
-    CHROMIUM_ARGS,
-    SCREENSHOTS,
-    chromium,
-    expect,
-    live_database,
-    sign_in,
-    sync_api,
-)
 from werkzeug.security import generate_password_hash
 from werkzeug.serving import make_server
 
@@ -45,6 +35,16 @@ from pointsmall.earning.models import Activity
 from pointsmall.extensions import db
 from pointsmall.market import actions
 from pointsmall.people.models import Volunteer
+from tests.browser.test_phone_flows import (  # noqa: F401
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    SCREENSHOTS,
+    chromium,
+    expect,
+    live_database,
+    sign_in,
+    sync_api,
+)
 
 SCREENS = {"390": {"width": 390, "height": 844}, "1366": {"width": 1366, "height": 768}}
 MARKET, NOODLES = "渝能爱心超市", "老街牛肉面"
@@ -281,8 +281,7 @@ def test_13_the_lockout_shows_on_reopening_with_its_end_and_the_field_shut(
     expect(page.locator(".flash-error")).to_have_text(UNKNOWN_CODE_SAYS)
     screenshot(page, "1-another-shops-code")
 
-    first = datetime.now(ZoneInfo(site.app.config.get("BABEL_DEFAULT_TIMEZONE",
-                                                      "Asia/Shanghai")))
+    first = datetime.now(ZoneInfo(site.app.config["BABEL_DEFAULT_TIMEZONE"]))
     for n in range(9):
         look_up(page, f"ABCDE-2345{n % 8 + 2}")
     expect(page.get_by_test_id("locked")).to_be_visible()

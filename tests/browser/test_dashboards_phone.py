@@ -3,7 +3,7 @@
 
 import re
 
-from test_phone_flows import (  # noqa: F401
+from tests.browser.test_phone_flows import (  # noqa: F401
     chromium,
     expect,
     live_database,

@@ -3,8 +3,12 @@ redeem in the mall, show the code, have the counter confirm it, see it fulfilled
 # ruff: noqa: F811  (fixtures shared with test_phone_flows)
 
 import re
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
-from test_phone_flows import (  # noqa: F401
+import ledger
+from pointsmall.core.clock import zone
+from tests.browser.test_phone_flows import (  # noqa: F401
     chromium,
     expect,
     live_database,
@@ -14,8 +18,6 @@ from test_phone_flows import (  # noqa: F401
     sign_in,
 )
 
-from pointsmall.core.clock import zone
-
 
 def _available(page) -> int:
     return int(page.get_by_test_id("available").inner_text())
@@ -23,8 +25,6 @@ def _available(page) -> int:
 
 def test_a_volunteer_checks_in_by_the_qr_link_and_sees_the_points_after_the_award(
         chromium, live_url, screenshot):
-    from datetime import datetime
-
     staff = chromium.new_context(viewport={"width": 390, "height": 844}, base_url=live_url)
     volunteer = chromium.new_context(viewport={"width": 390, "height": 844}, base_url=live_url)
     office, mobile = staff.new_page(), volunteer.new_page()
@@ -103,10 +103,8 @@ def test_a_volunteer_redeems_and_the_counter_confirms_the_typed_code(
 
 
 def zone_of_app():
-    """The app's time zone (Asia/Shanghai unless configured), outside an app context."""
-    from zoneinfo import ZoneInfo
-
+    """The app's time zone (ledger.DEFAULT_ZONE unless configured), outside an app context."""
     try:
         return zone()
     except RuntimeError:
-        return ZoneInfo("Asia/Shanghai")
+        return ZoneInfo(ledger.DEFAULT_ZONE)

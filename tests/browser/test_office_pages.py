@@ -10,7 +10,8 @@ from pathlib import Path
 from urllib.parse import urljoin, urlparse
 
 import pytest
-from test_phone_flows import (  # noqa: F401
+
+from tests.browser.test_phone_flows import (  # noqa: F401
     SCREENSHOTS,
     chromium,
     expect,

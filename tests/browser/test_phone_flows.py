@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import empty_database
 from flask_migrate import upgrade
 from werkzeug.serving import make_server
 
@@ -53,9 +52,9 @@ def chromium() -> Iterator["sync_api.Browser"]:
 
 
 @pytest.fixture(scope="module")
-def live_database(server_url) -> Iterator[str]:
+def live_database(own_database) -> Iterator[str]:
     """A database for the served app alone, dropped afterwards."""
-    with empty_database(server_url, "browser") as url:
+    with own_database("browser") as url:
         yield url
 
 

@@ -8,7 +8,8 @@ import re
 
 import pytest
 from PIL import Image
-from test_phone_flows import (  # noqa: F401  (fixtures)
+
+from tests.browser.test_phone_flows import (  # noqa: F401  (fixtures)
     SCREENSHOTS,
     chromium,
     expect,
