@@ -316,6 +316,22 @@ def no_csrf(app, monkeypatch):
     monkeypatch.setitem(app.config, "WTF_CSRF_ENABLED", False)
 
 
+@pytest.fixture
+def ledger_stays_consistent(app):
+    """After the test, every ledger invariant still holds (use with
+    `pytestmark = pytest.mark.usefixtures("ledger_stays_consistent")`)."""
+    yield
+    report = ledger.verify(db.session)
+    assert report.ok, [str(v) for v in report.violations]
+
+
+def enter_as(client, user: User, lang: str = "en"):
+    """Sign `user` in on `client` (no password round trip), pages in `lang`."""
+    client.set_cookie("lang", lang)
+    enter_session(client, user)
+    return client
+
+
 def csrf_token(html: str) -> str:
     """Return the CSRF token of the (first) form in a page."""
     tag = re.search(r'<input[^>]*name="(?:\w+-)?csrf_token"[^>]*>', html)

@@ -19,12 +19,7 @@ from pointsmall.earning.rules import activity_type, ensure_rules
 from pointsmall.extensions import db
 from tests.builders import bearer, count, enter_session, mark_present, merit, points
 
-
-@pytest.fixture(autouse=True)
-def ledger_stays_consistent(app):
-    yield
-    report = ledger.verify(db.session)
-    assert report.ok, [str(v) for v in report.violations]
+pytestmark = pytest.mark.usefixtures("ledger_stays_consistent")
 
 
 @pytest.fixture(autouse=True)

@@ -25,21 +25,7 @@ from tests.builders import bearer, csrf_token, enter_session
 WAYS = ["page", "api"]
 
 
-@pytest.fixture(autouse=True)
-def ledger_stays_consistent(app):
-    yield
-    report = ledger.verify(db.session)
-    assert report.ok, [str(v) for v in report.violations]
-
-
-@pytest.fixture
-def place(make_community):
-    return make_community()
-
-
-@pytest.fixture
-def staff(place, make_staff):
-    return make_staff(place)
+pytestmark = pytest.mark.usefixtures("ledger_stays_consistent")
 
 
 @pytest.fixture

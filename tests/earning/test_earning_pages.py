@@ -33,31 +33,20 @@ from tests.builders import (
     PASSWORD,
     count,
     csrf_token,
-    enter_session,
+    enter_as,
     mark_present,
     merit,
     points,
     text,
 )
 
-
-@pytest.fixture(autouse=True)
-def ledger_stays_consistent(app):
-    yield
-    report = ledger.verify(db.session)
-    assert report.ok, [str(v) for v in report.violations]
+pytestmark = pytest.mark.usefixtures("ledger_stays_consistent")
 
 
 @pytest.fixture
 def checker(place, make_staff):
     """A second staff member of the same community."""
     return make_staff(place)
-
-
-def as_user(client, user):
-    client.set_cookie("lang", "en")
-    enter_session(client, user)
-    return client
 
 
 def token_of(client, url: str) -> str:
@@ -77,7 +66,7 @@ def award_key(html: str) -> str:
 
 
 def test_staff_create_an_activity_in_local_time_and_it_is_stored_in_utc(client, place, staff):
-    token = token_of(as_user(client, staff), "/staff/activities")
+    token = token_of(enter_as(client, staff), "/staff/activities")
     kind = activity_type(db.session, place.id, "training")
 
     answer = client.post("/staff/activities", data={
@@ -103,7 +92,7 @@ def test_staff_create_an_activity_in_local_time_and_it_is_stored_in_utc(client, 
 ])
 def test_a_bad_activity_form_shows_field_errors_and_writes_nothing(
         client, place, staff, change, field, message):
-    token = token_of(as_user(client, staff), "/staff/activities")
+    token = token_of(enter_as(client, staff), "/staff/activities")
     kind = activity_type(db.session, place.id, "meeting")
     form = {"csrf_token": token, "type_id": kind.id, "title": "居民议事会", "place": "",
             "day": "2030-05-01", "start": "09:00", "end": "10:00", **change}
@@ -118,7 +107,7 @@ def test_a_bad_activity_form_shows_field_errors_and_writes_nothing(
 
 
 def test_the_activity_page_shows_a_venue_qr_and_a_check_in_link(client, staff, activity):
-    page = text(as_user(client, staff).get(f"/staff/activities/{activity.id}"))
+    page = text(enter_as(client, staff).get(f"/staff/activities/{activity.id}"))
 
     assert re.search(r'<img class="venue-qr" src="data:image/svg\+xml;base64,[^"]+"', page)
     link = re.search(r'data-testid="check-in-link">([^<]+)<', page).group(1)
@@ -127,7 +116,7 @@ def test_the_activity_page_shows_a_venue_qr_and_a_check_in_link(client, staff, a
 
 def check_in_path(client, staff, activity) -> str:
     staff_client = client.application.test_client()
-    page = text(as_user(staff_client, staff).get(f"/staff/activities/{activity.id}"))
+    page = text(enter_as(staff_client, staff).get(f"/staff/activities/{activity.id}"))
     link = re.search(r'data-testid="check-in-link">([^<]+)<', page).group(1)
     return link.removeprefix("http://localhost")
 
@@ -136,7 +125,7 @@ def test_a_volunteer_opens_the_venue_link_and_checks_in(
         client, place, staff, activity, make_volunteer):
     volunteer = make_volunteer(place)
     path = check_in_path(client, staff, activity)
-    as_user(client, volunteer.user)
+    enter_as(client, volunteer.user)
 
     page = client.get(path)
     assert page.status_code == 200 and "环境整治" in text(page)
@@ -172,7 +161,7 @@ def test_a_volunteer_of_another_community_cannot_check_in(
     stranger = make_volunteer(make_community())
     path = check_in_path(client, staff, activity)
 
-    answer = as_user(client, stranger.user).get(path)
+    answer = enter_as(client, stranger.user).get(path)
 
     assert answer.status_code == 422
     assert "This activity belongs to another community." in text(answer)
@@ -184,7 +173,7 @@ def test_checking_in_outside_the_window_says_so_and_writes_nothing(
     tomorrow = make_activity(starts=utcnow() + timedelta(days=1))
     volunteer = make_volunteer(place)
     path = check_in_path(client, staff, tomorrow)
-    as_user(client, volunteer.user)
+    enter_as(client, volunteer.user)
 
     refused = client.post(path, data={"csrf_token": token_of(client, path)})
 
@@ -201,7 +190,7 @@ def test_a_tampered_check_in_link_is_refused(
     signature = path.rsplit(".", 1)[1]
     other = base64.urlsafe_b64encode(json.dumps({"a": second.id}).replace(" ", "").encode())
     forged = f"/check-in/{other.decode().rstrip('=')}.{signature}"  # first's signature
-    as_user(client, volunteer.user)
+    enter_as(client, volunteer.user)
 
     for url in (forged, path[:-3] + "AAA", "/check-in/nonsense"):
         answer = client.get(url)
@@ -218,7 +207,7 @@ def test_staff_tick_signed_up_volunteers_present(client, place, staff, activity,
     for volunteer in (came, stayed_home):
         activities.sign_up(db.session, activity, volunteer)
     db.session.commit()
-    page = text(as_user(client, staff).get(f"/staff/activities/{activity.id}"))
+    page = text(enter_as(client, staff).get(f"/staff/activities/{activity.id}"))
     # The ticks that belong to the attendance form (the award form's carry form="award-form").
     ticks = re.findall(r'<input type="checkbox" name="volunteer_id" value="(\d+)">', page)
     assert ticks == [str(came.id), str(stayed_home.id)]
@@ -234,7 +223,7 @@ def test_staff_mark_present_by_pasted_phone_numbers(
         client, place, staff, activity, make_volunteer):
     a = make_volunteer(place, phone="13911110001")
     b = make_volunteer(place, phone="13911110002")
-    token = token_of(as_user(client, staff), f"/staff/activities/{activity.id}")
+    token = token_of(enter_as(client, staff), f"/staff/activities/{activity.id}")
 
     saved = client.post(f"/staff/activities/{activity.id}/attendance", data={
         "csrf_token": token, "phones": "13911110001\r\n 139-1111-0002 \r\n"},
@@ -248,7 +237,7 @@ def test_an_unknown_phone_number_is_named_and_nobody_is_marked(
         client, place, staff, activity, make_volunteer, make_community):
     make_volunteer(place, phone="13911110001")
     make_volunteer(make_community(), phone="13911119999")  # of another community
-    token = token_of(as_user(client, staff), f"/staff/activities/{activity.id}")
+    token = token_of(enter_as(client, staff), f"/staff/activities/{activity.id}")
 
     refused = client.post(f"/staff/activities/{activity.id}/attendance", data={
         "csrf_token": token, "phones": "13911110001\n13911119999"})
@@ -259,7 +248,7 @@ def test_an_unknown_phone_number_is_named_and_nobody_is_marked(
 
 
 def test_saving_attendance_with_nobody_ticked_or_typed_says_so(client, staff, activity):
-    token = token_of(as_user(client, staff), f"/staff/activities/{activity.id}")
+    token = token_of(enter_as(client, staff), f"/staff/activities/{activity.id}")
 
     answer = client.post(f"/staff/activities/{activity.id}/attendance",
                          data={"csrf_token": token, "phones": "  "})
@@ -268,7 +257,7 @@ def test_saving_attendance_with_nobody_ticked_or_typed_says_so(client, staff, ac
 
 
 def test_importing_without_a_file_says_so(client, staff, activity):
-    token = token_of(as_user(client, staff), f"/staff/activities/{activity.id}")
+    token = token_of(enter_as(client, staff), f"/staff/activities/{activity.id}")
 
     answer = client.post(f"/staff/activities/{activity.id}/sheet", data={"csrf_token": token},
                          follow_redirects=True)
@@ -290,7 +279,7 @@ def test_staff_import_a_csv_sign_in_sheet_in_utf8_or_gbk(
     b = make_volunteer(place, name="李娜", phone="13911110002")
     sheet = "姓名,手机号,签到时间\r\n张伟,13911110001,09:05\r\n李娜,13911110002,09:10\r\n"
 
-    answer = sheet_upload(as_user(client, staff), activity, sheet.encode(encoding), "签到表.csv")
+    answer = sheet_upload(enter_as(client, staff), activity, sheet.encode(encoding), "签到表.csv")
 
     assert "2 volunteers marked present from the sheet." in text(answer)
     assert present_ids(activity) == {a.id, b.id}
@@ -307,7 +296,7 @@ def test_staff_import_an_xlsx_sign_in_sheet_with_numeric_phone_cells(
     buffer = io.BytesIO()
     book.save(buffer)
 
-    answer = sheet_upload(as_user(client, staff), activity, buffer.getvalue(), "签到表.xlsx")
+    answer = sheet_upload(enter_as(client, staff), activity, buffer.getvalue(), "签到表.xlsx")
 
     assert "2 volunteers marked present from the sheet." in text(answer)
     assert present_ids(activity) == {a.id, b.id}
@@ -317,7 +306,7 @@ def test_a_sign_in_sheet_without_a_phone_column_is_refused(
         client, place, staff, activity, make_volunteer):
     make_volunteer(place, phone="13911110001")
 
-    answer = sheet_upload(as_user(client, staff), activity, "姓名\r\n张伟\r\n".encode(),
+    answer = sheet_upload(enter_as(client, staff), activity, "姓名\r\n张伟\r\n".encode(),
                           "签到表.csv")
 
     assert "The sheet needs a column named 手机号 (phone)." in text(answer)
@@ -332,7 +321,7 @@ def test_staff_award_everyone_present_and_pressing_again_awards_nothing_more(
     activity = make_activity(points=20, merit=15)
     a, b = make_volunteer(place), make_volunteer(place)
     mark_present(activity, a, b)
-    page = text(as_user(client, staff).get(f"/staff/activities/{activity.id}"))
+    page = text(enter_as(client, staff).get(f"/staff/activities/{activity.id}"))
     form = {"csrf_token": csrf_token(page), "key": award_key(page)}
 
     first = client.post(f"/staff/activities/{activity.id}/award", data=form,
@@ -350,7 +339,7 @@ def test_a_new_press_after_everyone_was_awarded_says_so(
         client, place, staff, activity, make_volunteer):
     volunteer = make_volunteer(place)
     mark_present(activity, volunteer)
-    as_user(client, staff)
+    enter_as(client, staff)
     for _ in range(2):
         page = text(client.get(f"/staff/activities/{activity.id}"))
         answer = client.post(f"/staff/activities/{activity.id}/award", data={
@@ -370,7 +359,7 @@ def test_the_daily_cap_cuts_an_award_and_the_batch_page_says_so(
     mark_present(afternoon, volunteer)
     awards.award_activity(db.session, morning, None, key="morning", by=staff.id)
     db.session.commit()
-    page = text(as_user(client, staff).get(f"/staff/activities/{afternoon.id}"))
+    page = text(enter_as(client, staff).get(f"/staff/activities/{afternoon.id}"))
 
     answer = client.post(f"/staff/activities/{afternoon.id}/award", data={
         "csrf_token": csrf_token(page), "key": award_key(page)}, follow_redirects=True)
@@ -398,7 +387,7 @@ def test_a_batch_over_the_threshold_waits_and_its_maker_cannot_approve_it(
     a, b = make_volunteer(place), make_volunteer(place)
     mark_present(activity, a, b)
     ensure_rules(db.session, place.id).approval_points = 30
-    page = text(as_user(client, staff).get(f"/staff/activities/{activity.id}"))
+    page = text(enter_as(client, staff).get(f"/staff/activities/{activity.id}"))
 
     made = client.post(f"/staff/activities/{activity.id}/award", data={
         "csrf_token": csrf_token(page), "key": award_key(page)}, follow_redirects=True)
@@ -423,7 +412,7 @@ def test_a_second_staff_member_approves_and_the_points_arrive(
         client, place, staff, checker, activity, make_volunteer):
     a, b = make_volunteer(place), make_volunteer(place)
     batch = big_batch(place, staff, activity, a, b)
-    listing = text(as_user(client, checker).get("/staff/awards"))
+    listing = text(enter_as(client, checker).get("/staff/awards"))
     assert f"/staff/awards/{batch.id}/approve" not in listing  # decided on the batch's page
     assert "Open to approve or reject" in listing
     assert f"/staff/awards/{batch.id}/approve" in text(client.get(f"/staff/awards/{batch.id}"))
@@ -444,7 +433,7 @@ def test_a_second_staff_member_rejects_and_nothing_arrives(
         client, place, staff, checker, activity, make_volunteer):
     a, b = make_volunteer(place), make_volunteer(place)
     batch = big_batch(place, staff, activity, a, b)
-    listing = text(as_user(client, checker).get("/staff/awards"))
+    listing = text(enter_as(client, checker).get("/staff/awards"))
 
     rejected = client.post(f"/staff/awards/{batch.id}/reject",
                            data={"csrf_token": csrf_token(listing)}, follow_redirects=True)
@@ -477,7 +466,7 @@ def test_staff_reverse_an_award_with_a_reason_from_the_batch_page(
     volunteer = make_volunteer(place)
     award = awarded(place, staff, activity, volunteer)
 
-    answer = reverse_from_batch_page(as_user(client, staff), award, reason="误记签到")
+    answer = reverse_from_batch_page(enter_as(client, staff), award, reason="误记签到")
 
     assert "Reversed 20 points and 20 merit." in text(answer)
     assert "Reversed 20: 误记签到" in text(answer)
@@ -490,7 +479,7 @@ def test_a_reversal_without_a_reason_is_refused(client, place, staff, activity, 
     volunteer = make_volunteer(place)
     award = awarded(place, staff, activity, volunteer)
 
-    answer = reverse_from_batch_page(as_user(client, staff), award, reason="  ")
+    answer = reverse_from_batch_page(enter_as(client, staff), award, reason="  ")
 
     assert answer.status_code == 422 and "A reason is required." in text(answer)
     assert points(volunteer) == 20
@@ -502,7 +491,7 @@ def test_reversing_spent_points_is_refused_unless_only_what_is_left_is_ticked(
     award = awarded(place, staff, activity, volunteer)
     awards.adjust(db.session, place.id, volunteer.id, -15, reason="兑换大米", key="spent")
     db.session.commit()
-    as_user(client, staff)
+    enter_as(client, staff)
 
     refused = reverse_from_batch_page(client, award, reason="误记签到")
     assert refused.status_code == 409
@@ -529,21 +518,21 @@ def adjust_form(client, **fields):
 def test_staff_grant_points_with_a_reason_and_the_volunteer_sees_it_in_history(
         client, app, place, staff, make_volunteer):
     volunteer = make_volunteer(place, phone="13911110001", points=10)
-    as_user(client, staff)
+    enter_as(client, staff)
 
     answer = client.post("/staff/adjustments", follow_redirects=True, data=adjust_form(
         client, phone="13911110001", points="8", reason="协助疫苗接种登记"))
 
     assert "Adjusted." in text(answer)
     assert points(volunteer) == 18
-    history = text(as_user(app.test_client(), volunteer.user).get("/history"))
+    history = text(enter_as(app.test_client(), volunteer.user).get("/history"))
     assert "协助疫苗接种登记" in history and "+8" in history
 
 
 def test_pressing_save_twice_on_the_same_adjustment_form_adjusts_once(
         client, place, staff, make_volunteer):
     volunteer = make_volunteer(place, phone="13911110001", points=10)
-    form = adjust_form(as_user(client, staff), phone="13911110001", points="8", reason="奖励")
+    form = adjust_form(enter_as(client, staff), phone="13911110001", points="8", reason="奖励")
 
     client.post("/staff/adjustments", data=form)
     client.post("/staff/adjustments", data=form)
@@ -554,7 +543,7 @@ def test_pressing_save_twice_on_the_same_adjustment_form_adjusts_once(
 def test_deducting_more_than_the_balance_is_refused_and_the_balance_stays(
         client, place, staff, make_volunteer):
     volunteer = make_volunteer(place, phone="13911110001", points=10)
-    form = adjust_form(as_user(client, staff), phone="13911110001", points="-11",
+    form = adjust_form(enter_as(client, staff), phone="13911110001", points="-11",
                        reason="重复发放")
 
     answer = client.post("/staff/adjustments", data=form, follow_redirects=True)
@@ -575,7 +564,7 @@ def test_a_bad_adjustment_says_why_and_writes_nothing(
         client, place, staff, make_volunteer, fields, message):
     volunteer = make_volunteer(place, phone="13911110001", points=10)
 
-    answer = client.post("/staff/adjustments", data=adjust_form(as_user(client, staff), **fields))
+    answer = client.post("/staff/adjustments", data=adjust_form(enter_as(client, staff), **fields))
 
     assert answer.status_code == 422 and message in text(answer)
     assert points(volunteer) == 10
@@ -607,7 +596,7 @@ def tier_form(page: str, bronze, silver, gold, **extra) -> dict:
 
 def test_a_threshold_preview_shows_who_moves_and_confirming_saves(
         client, place, staff, ranked):
-    page = text(as_user(client, staff).get("/staff/tiers"))
+    page = text(enter_as(client, staff).get("/staff/tiers"))
 
     preview = text(client.post("/staff/tiers", data=tier_form(page, 100, 400, 600)))
 
@@ -623,7 +612,7 @@ def test_a_threshold_preview_shows_who_moves_and_confirming_saves(
 
 
 def test_thresholds_with_gold_below_silver_are_refused(client, place, staff, ranked):
-    page = text(as_user(client, staff).get("/staff/tiers"))
+    page = text(enter_as(client, staff).get("/staff/tiers"))
 
     for confirm in ("", "1"):
         answer = client.post("/staff/tiers", data=tier_form(page, 100, 400, 300,
@@ -642,7 +631,7 @@ def test_the_leaderboard_ranks_by_merit_and_masks_those_who_opted_out(
     give_merit(place, shown, 50, "shown")
     give_merit(place, hidden, 80, "hidden")
 
-    page = text(as_user(client, staff).get("/staff/tiers"))
+    page = text(enter_as(client, staff).get("/staff/tiers"))
 
     board = re.search(r'data-testid="board">(.*?)</ol>', page, re.S).group(1)
     assert re.findall(r"(\d)\. (\S+)", board) == [("1", "欧***"), ("2", "王芳")]
@@ -651,7 +640,7 @@ def test_the_leaderboard_ranks_by_merit_and_masks_those_who_opted_out(
 
 def test_staff_freeze_an_evaluation_and_print_it(client, place, staff, ranked):
     wang, li = ranked
-    page = text(as_user(client, staff).get("/staff/tiers"))
+    page = text(enter_as(client, staff).get("/staff/tiers"))
     today = clock.local_today()
 
     frozen = client.post("/staff/evaluations", data={
@@ -671,7 +660,7 @@ def test_staff_freeze_an_evaluation_and_print_it(client, place, staff, ranked):
 
 
 def test_an_evaluation_name_used_before_is_refused(client, place, staff, ranked):
-    page = text(as_user(client, staff).get("/staff/tiers"))
+    page = text(enter_as(client, staff).get("/staff/tiers"))
     form = {"e-csrf_token": csrf_token(page), "e-name": "2026 H2", "e-start": "2026-07-01",
             "e-end": "2026-09-30"}
 
@@ -689,7 +678,7 @@ def test_the_volunteer_home_shows_tier_and_what_is_missing_for_the_next(
         client, place, ranked):
     wang, li = ranked
 
-    page = text(as_user(client, li.user).get("/"))
+    page = text(enter_as(client, li.user).get("/"))
 
     assert 'data-testid="tier">Bronze<' in page
     assert "150 more merit to reach Silver." in page
@@ -707,7 +696,7 @@ def test_the_volunteer_home_warns_of_points_expiring_within_30_days(
     ledger.move(db.session, issuance, account, 25, key="new", kind="award")
     db.session.commit()
 
-    page = text(as_user(client, volunteer.user).get("/"))
+    page = text(enter_as(client, volunteer.user).get("/"))
 
     found = re.search(r'data-testid="expiring">(\d+) points expire on (\d{4}-\d\d-\d\d)\.', page)
     assert found, page
@@ -720,7 +709,7 @@ def test_the_volunteer_home_says_nothing_of_expiry_when_points_never_expire(
         client, place, make_volunteer):
     volunteer = make_volunteer(place, points=40)
 
-    page = text(as_user(client, volunteer.user).get("/"))
+    page = text(enter_as(client, volunteer.user).get("/"))
 
     assert 'data-testid="available">40<' in page and "expiring" not in page
 
@@ -746,7 +735,7 @@ def rules_form(page: str, **change) -> dict:
 def test_the_admin_saves_caps_expiry_and_activity_type_points(
         client, place, make_admin):
     url = f"/admin/communities/{place.id}/rules"
-    page = text(as_user(client, make_admin()).get(url))
+    page = text(enter_as(client, make_admin()).get(url))
     training = activity_type(db.session, place.id, "training")
 
     saved = client.post(url, follow_redirects=True, data=rules_form(
@@ -765,7 +754,7 @@ def test_the_admin_saves_caps_expiry_and_activity_type_points(
 
 def test_bad_rules_show_field_errors_and_save_nothing(client, place, make_admin):
     url = f"/admin/communities/{place.id}/rules"
-    page = text(as_user(client, make_admin()).get(url))
+    page = text(enter_as(client, make_admin()).get(url))
 
     answer = client.post(url, data=rules_form(page, daily_cap="-1", expiry_months="0"))
 
@@ -788,7 +777,7 @@ def test_a_new_platform_secret_makes_the_old_one_fail(
         client, app, place, make_admin, make_volunteer):
     volunteer = make_volunteer(place)
     url = f"/admin/communities/{place.id}/rules"
-    page = text(as_user(client, make_admin()).get(url))
+    page = text(enter_as(client, make_admin()).get(url))
     old = re.search(r'data-testid="secret">([0-9a-f]+)<', page).group(1)
 
     rotated = client.post(f"{url}/rotate-secret", data={"csrf_token": csrf_token(page)},
@@ -836,7 +825,7 @@ def test_the_expire_command_moves_expired_points_once(app, place, make_volunteer
 def test_an_adjustment_over_the_limit_waits_on_its_page_until_another_staff_member_approves(
         client, app, place, staff, checker, make_volunteer):
     volunteer = make_volunteer(place, phone="13911110001", points=10)
-    as_user(client, staff)
+    enter_as(client, staff)
 
     asked = client.post("/staff/adjustments", follow_redirects=True, data=adjust_form(
         client, phone="13911110001", points="6000", reason="年度表彰"))
@@ -847,7 +836,7 @@ def test_an_adjustment_over_the_limit_waits_on_its_page_until_another_staff_memb
     adjustment = db.session.scalar(sa.select(Adjustment).where(
         Adjustment.community_id == place.id))
     assert adjustment.status == "pending"
-    second = as_user(app.test_client(), checker)
+    second = enter_as(app.test_client(), checker)
     listing = text(second.get("/staff/awards"))
     assert "年度表彰" in listing and "Open to approve or reject" in listing
     page = text(second.get(f"/staff/adjustments/{adjustment.id}"))
@@ -863,7 +852,7 @@ def test_an_adjustment_over_the_limit_waits_on_its_page_until_another_staff_memb
 def test_a_bad_adjustment_is_shown_again_with_what_was_typed_and_the_reason_beside_it(
         client, place, staff, make_volunteer):
     make_volunteer(place, phone="13911110001", points=10)
-    as_user(client, staff)
+    enter_as(client, staff)
 
     answer = client.post("/staff/adjustments", data=adjust_form(
         client, phone="13900000000", points="25", reason="协助疫苗接种登记"))
@@ -880,7 +869,7 @@ def test_one_unknown_phone_among_many_keeps_every_typed_number_and_names_the_wro
         client, place, staff, activity, make_volunteer):
     known = [make_volunteer(place, phone=f"1391111{n:04d}") for n in range(3)]
     typed = "\n".join([v.phone for v in known] + ["13999999999"])
-    page = text(as_user(client, staff).get(f"/staff/activities/{activity.id}"))
+    page = text(enter_as(client, staff).get(f"/staff/activities/{activity.id}"))
 
     answer = client.post(f"/staff/activities/{activity.id}/attendance", data={
         "csrf_token": csrf_token(page), "phones": typed})
@@ -894,7 +883,7 @@ def test_one_unknown_phone_among_many_keeps_every_typed_number_and_names_the_wro
 def test_staff_tick_a_volunteer_who_did_not_sign_up_from_the_community_list(
         client, place, staff, activity, make_volunteer):
     walked_in = make_volunteer(place, name="赵敏")
-    page = text(as_user(client, staff).get(f"/staff/activities/{activity.id}"))
+    page = text(enter_as(client, staff).get(f"/staff/activities/{activity.id}"))
     assert "赵敏" in page
 
     client.post(f"/staff/activities/{activity.id}/attendance", data={
@@ -906,7 +895,7 @@ def test_staff_tick_a_volunteer_who_did_not_sign_up_from_the_community_list(
 
 def test_an_evaluation_whose_end_is_before_its_start_is_shown_again_with_the_dates_kept(
         client, place, staff):
-    page = text(as_user(client, staff).get("/staff/tiers"))
+    page = text(enter_as(client, staff).get("/staff/tiers"))
 
     answer = client.post("/staff/evaluations", data={
         "e-csrf_token": csrf_token(page), "e-name": "2026 上半年", "e-start": "2026-06-30",
@@ -920,7 +909,7 @@ def test_an_evaluation_whose_end_is_before_its_start_is_shown_again_with_the_dat
 
 def test_freezing_a_period_that_has_not_ended_asks_first_and_the_printout_names_its_last_day(
         client, place, staff, ranked):
-    page = text(as_user(client, staff).get("/staff/tiers"))
+    page = text(enter_as(client, staff).get("/staff/tiers"))
     form = {"e-csrf_token": csrf_token(page), "e-name": "今年", "e-start": "2026-01-01",
             "e-end": (clock.local_today() + timedelta(days=30)).isoformat()}
 

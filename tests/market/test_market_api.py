@@ -13,12 +13,7 @@ from pointsmall.core import clock
 from pointsmall.extensions import db
 from tests.builders import bearer, csrf_token, enter_session
 
-
-@pytest.fixture(autouse=True)
-def ledger_stays_consistent(app):
-    yield
-    report = ledger.verify(db.session)
-    assert report.ok, [str(v) for v in report.violations]
+pytestmark = pytest.mark.usefixtures("ledger_stays_consistent")
 
 
 @pytest.fixture

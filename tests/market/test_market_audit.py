@@ -14,25 +14,9 @@ from merchants.models import Redemption
 from pointsmall.core import clock
 from pointsmall.core.audit import AuditEntry
 from pointsmall.extensions import db
-from tests.builders import bearer, csrf_token, enter_session
+from tests.builders import bearer, csrf_token, enter_as
 
-
-@pytest.fixture(autouse=True)
-def ledger_stays_consistent(app):
-    yield
-    report = ledger.verify(db.session)
-    assert report.ok, [str(v) for v in report.violations]
-
-
-@pytest.fixture
-def staff(place, make_staff):
-    return make_staff(place)
-
-
-def signed_in(client, user):
-    client.set_cookie("lang", "en")
-    enter_session(client, user)
-    return client
+pytestmark = pytest.mark.usefixtures("ledger_stays_consistent")
 
 
 def token_from(client, url: str) -> str:
@@ -68,7 +52,7 @@ def handed_over(shop, redemption: Redemption) -> Redemption:
 def test_a_redemption_on_the_mall_page_and_its_cancel_are_audited_as_the_volunteer(
         client, place, volunteer, noodles):
     user = volunteer.user
-    signed_in(client, user)
+    enter_as(client, user)
     page = client.get(f"/mall/items/{noodles.id}").get_data(as_text=True)
     form = {"csrf_token": csrf_token(page), "quantity": "2",
             "key": re.search(r'name="key" value="([0-9a-f]+)"', page).group(1)}
@@ -87,7 +71,7 @@ def test_a_redemption_on_the_mall_page_and_its_cancel_are_audited_as_the_volunte
 def test_a_redemption_the_mall_page_refuses_writes_no_audit_row_and_no_ledger_row(
         client, volunteer, shop, make_item):
     feast = make_item(shop, name="金牌双人餐", price=500)
-    signed_in(client, volunteer.user)
+    enter_as(client, volunteer.user)
     url = f"/mall/items/{feast.id}"
     before = written()
 
@@ -105,7 +89,7 @@ def test_a_redemption_the_mall_page_refuses_writes_no_audit_row_and_no_ledger_ro
 def test_a_staff_refund_on_the_market_page_is_audited_as_the_staff_member(
         client, place, volunteer, staff, shop, noodles, redeem):
     redemption = handed_over(shop, redeem(volunteer, noodles))
-    signed_in(client, staff)
+    enter_as(client, staff)
 
     refunded = client.post(f"/staff/market/redemptions/{redemption.id}/refund", data={
         "csrf_token": token_from(client, "/staff/market/redemptions"), "reason": "顾客投诉"})
@@ -119,7 +103,7 @@ def test_a_staff_refund_the_market_page_refuses_writes_no_audit_row_and_no_ledge
         client, volunteer, staff, shop, noodles, redeem):
     reserved = redeem(volunteer, noodles)
     done = handed_over(shop, redeem(volunteer, noodles))
-    signed_in(client, staff)
+    enter_as(client, staff)
     token = token_from(client, "/staff/market/redemptions")
     before = written()
 
@@ -139,7 +123,7 @@ def test_closing_a_period_on_the_staff_page_is_audited_and_closing_it_again_is_n
     redemptions.confirm(db.session, shop.id, redeem(volunteer, noodles, now=moment).code,
                         confirmed_by=shop.user.id, now=moment + timedelta(hours=1))
     db.session.commit()
-    signed_in(client, staff)
+    enter_as(client, staff)
     today = clock.local_today()
     form = {"csrf_token": token_from(client, "/staff/market/"),
             "start": str(today - timedelta(days=3)), "end": str(today - timedelta(days=1))}
@@ -161,7 +145,7 @@ def test_closing_a_period_on_the_staff_page_is_audited_and_closing_it_again_is_n
 def test_a_confirmation_and_a_refund_at_the_counter_are_audited_as_the_clerk(
         client, place, volunteer, staff, shop, noodles, redeem):
     redemption = redeem(volunteer, noodles)
-    signed_in(client, shop.user)
+    enter_as(client, shop.user)
     token = token_from(client, "/counter/")
 
     confirmed = client.post("/counter/confirm", data={"csrf_token": token,
@@ -174,7 +158,7 @@ def test_a_confirmation_and_a_refund_at_the_counter_are_audited_as_the_clerk(
              "127.0.0.1")
     assert audited("redemption.confirm") == [clerk]
     assert audited("redemption.refund") == [clerk]
-    signed_in(client, staff).set_cookie("lang", "zh_CN")
+    enter_as(client, staff).set_cookie("lang", "zh_CN")
     log = client.get("/staff/audit").get_data(as_text=True)
     assert "在柜台核销一笔兑换" in log and "退还一笔兑换" in log
 
@@ -185,14 +169,14 @@ def test_what_the_counter_refuses_writes_no_audit_row_and_no_ledger_row(
     cancelled = redeem(volunteer, noodles)
     redemptions.cancel(db.session, volunteer.id, cancelled.id)
     elsewhere = handed_over(shop, redeem(volunteer, noodles))
-    signed_in(client, make_shop(place, name="隔壁面馆").user)
+    enter_as(client, make_shop(place, name="隔壁面馆").user)
     token = token_from(client, "/counter/")
     before = written()
 
     client.post("/counter/confirm", data={"csrf_token": token, "code": reserved.code})
     client.post(f"/counter/redemptions/{elsewhere.id}/refund",
                 data={"csrf_token": token, "reason": "不是我家的"})
-    signed_in(client, shop.user)
+    enter_as(client, shop.user)
     client.post("/counter/confirm", data={"csrf_token": token, "code": cancelled.code})
     client.post(f"/counter/redemptions/{reserved.id}/refund",
                 data={"csrf_token": token, "reason": "还没领取"})

@@ -20,12 +20,7 @@ from pointsmall.extensions import db
 from pointsmall.people.communities import Community
 from tests.builders import csrf_token, enter_session, text
 
-
-@pytest.fixture(autouse=True)
-def ledger_stays_consistent(app):
-    yield
-    report = ledger.verify(db.session)
-    assert report.ok, [str(v) for v in report.violations]
+pytestmark = pytest.mark.usefixtures("ledger_stays_consistent")
 
 
 @pytest.fixture(autouse=True)

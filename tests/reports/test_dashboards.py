@@ -14,17 +14,11 @@ from pointsmall.extensions import db
 from pointsmall.people.communities import expired_address
 from pointsmall.reports import charts, figures
 from pointsmall.reports.models import LedgerCheck, record_check
-from tests.builders import enter_session, serial
+from tests.builders import enter_as, serial
 
 
 def text_of(response) -> str:
     return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", response.get_data(as_text=True)))
-
-
-def as_user(client, user, lang="en"):
-    client.set_cookie("lang", lang)
-    enter_session(client, user)
-    return client
 
 
 def award(place, volunteer, points, when, merit=0):
@@ -112,7 +106,7 @@ def test_the_community_dashboard_shows_the_month_and_the_reconciliation(
     place, *_ = history
     record_check(db.session, ledger.verify(db.session))
     db.session.commit()
-    page = as_user(client, make_staff(place)).get("/staff/dashboard?month=2026-11")
+    page = enter_as(client, make_staff(place)).get("/staff/dashboard?month=2026-11")
     assert page.status_code == 200
     text = text_of(page)
     assert "0 points issued 40 points redeemed 20 points expired 130 points outstanding" in text
@@ -130,7 +124,7 @@ def test_the_community_dashboard_shows_the_month_and_the_reconciliation(
 
 def test_the_month_boundary_is_local_midnight(client, history, make_staff):
     place, *_ = history
-    staff = as_user(client, make_staff(place))
+    staff = enter_as(client, make_staff(place))
     september = text_of(staff.get("/staff/dashboard?month=2026-09"))
     october = text_of(staff.get("/staff/dashboard?month=2026-10"))
     # The award at 23:59:59 on 30 September counts in September, the one a second later
@@ -144,7 +138,7 @@ def test_figures_show_with_a_warning_until_a_clean_verify_is_on_record(
     place, *_ = history
     db.session.execute(sa.delete(LedgerCheck))
     db.session.commit()
-    staff = as_user(client, make_staff(place))
+    staff = enter_as(client, make_staff(place))
     assert "has not been verified yet" in text_of(staff.get("/staff/dashboard"))
     result = app.test_cli_runner().invoke(args=["ledger", "verify"])
     assert result.exit_code == 0, result.output
@@ -166,7 +160,7 @@ def test_a_staff_member_sees_only_their_community(client, history, make_communit
                                                   make_staff, make_volunteer):
     other = make_community()
     make_volunteer(other, points=999)
-    page = as_user(client, make_staff(other)).get("/staff/dashboard")
+    page = enter_as(client, make_staff(other)).get("/staff/dashboard")
     assert page.status_code == 200
     text = text_of(page)
     # Funded today: this month's figures, not November's.
@@ -181,7 +175,7 @@ def test_the_district_dashboard_puts_communities_side_by_side_with_totals(
     place, *_ = history
     other = make_community()
     make_volunteer(other, points=70)
-    page = as_user(client, make_admin()).get("/admin/dashboard?month=2026-12")
+    page = enter_as(client, make_admin()).get("/admin/dashboard?month=2026-12")
     assert page.status_code == 200
     html = page.get_data(as_text=True)
     rows = {name: cells for name, cells in re.findall(
@@ -197,7 +191,7 @@ def test_the_district_dashboard_puts_communities_side_by_side_with_totals(
     outstanding = sum(figures.reconciliation(db.session, ids)[c].held for c in ids)
     assert re.findall(r"<td>([^<]*)</td>", footer)[6] == f"{outstanding:,}"
     # The admin opens any community's own dashboard from its row.
-    assert as_user(client, make_admin()).get(
+    assert enter_as(client, make_admin()).get(
         f"/admin/communities/{place.id}/dashboard").status_code == 200
     assert client.get("/admin/communities/999999/dashboard").status_code == 404
 
@@ -211,11 +205,11 @@ def test_the_merchant_report_counts_each_day_from_the_ledger(client, history, ma
     assert [(i.name, i.count, i.points) for i in found.items] == [("大米 5kg", 1, 40)]
     assert (found.received, found.settled, found.unsettled) == (40, 0, 40)
     assert found.reconciles
-    page = as_user(client, shop.user).get("/counter/report")
+    page = enter_as(client, shop.user).get("/counter/report")
     assert page.status_code == 200
     assert "40 points received 0 points settled 40 points waiting for settlement" in text_of(page)
     other = make_shop(place)
-    assert "40 points waiting" not in text_of(as_user(client, other.user).get("/counter/report"))
+    assert "40 points waiting" not in text_of(enter_as(client, other.user).get("/counter/report"))
 
 
 def test_a_volunteers_year_in_review(client, history, make_volunteer):
@@ -223,24 +217,24 @@ def test_a_volunteers_year_in_review(client, history, make_volunteer):
     review = figures.year_in_review(db.session, ann, 2026)
     assert (review.points_in, review.points_out) == (100 + 15 + 40, 80)
     assert [(r.name, r.count, r.points) for r in review.redeemed] == [("大米 5kg", 1, 40)]
-    page = as_user(client, ann.user).get("/me/year?year=2026")
+    page = enter_as(client, ann.user).get("/me/year?year=2026")
     assert page.status_code == 200
     assert "155 points in 80 points out" in text_of(page)
-    other = text_of(as_user(client, bob.user).get("/me/year?year=2026"))
+    other = text_of(enter_as(client, bob.user).get("/me/year?year=2026"))
     assert "大米 5kg" not in other
     assert client.get("/me/year?year=1999").status_code == 404
 
 
 def test_pages_speak_chinese_by_default(client, history, make_staff):
     place, *_ = history
-    page = as_user(client, make_staff(place), lang="zh_CN").get("/staff/dashboard")
+    page = enter_as(client, make_staff(place), lang="zh_CN").get("/staff/dashboard")
     assert "积分" in text_of(page)
     assert "points issued" not in text_of(page)
 
 
 def test_a_bad_month_is_refused(client, history, make_staff):
     place, *_ = history
-    staff = as_user(client, make_staff(place))
+    staff = enter_as(client, make_staff(place))
     for month in ("2026-13", "last", "2026-1-1"):
         assert staff.get(f"/staff/dashboard?month={month}").status_code == 400
 
