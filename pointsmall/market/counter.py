@@ -174,6 +174,7 @@ def month():
     return render_template("market/counter/month.html", rows=rows, first=first,
                            previous=(first - timedelta(days=1)).replace(day=1), after=after,
                            last=after - timedelta(days=1),
+                           has_next=after <= clock.local_today(),
                            total=sum(r.points for r in rows if r.status == "fulfilled"),
                            refund_form=RefundForm())
 

@@ -217,6 +217,20 @@ def test_pages_are_for_their_roles(client, volunteer, shop):
     assert client.get("/mall/").status_code == 403
 
 
+def test_the_counter_month_steps_back_but_not_into_months_to_come(client, shop):
+    as_user(client, shop.user)
+    first = clock.local_today().replace(day=1)
+    last_month = (first - timedelta(days=1)).replace(day=1)
+    next_month = (first + timedelta(days=32)).replace(day=1)
+
+    this_page = client.get("/counter/month").get_data(as_text=True)
+    last_page = client.get(f"/counter/month?month={last_month:%Y-%m}").get_data(as_text=True)
+
+    assert f"month={last_month:%Y-%m}" in this_page
+    assert f"month={next_month:%Y-%m}" not in this_page
+    assert f"month={first:%Y-%m}" in last_page
+
+
 def test_the_merchant_sees_the_month_the_statement_and_a_safe_csv(
         client, place, volunteer, shop, make_item, redeem):
     formula = make_item(shop, name="=HYPERLINK(\"http://x\")", price=10)
