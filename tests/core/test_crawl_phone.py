@@ -6,7 +6,6 @@ is meant to be refused; browsers also ask for /favicon.ico on their own.
 """
 
 import re
-import uuid
 from collections import deque
 from html.parser import HTMLParser
 from urllib.parse import urljoin, urlsplit
@@ -14,6 +13,8 @@ from urllib.parse import urljoin, urlsplit
 import pytest
 import sqlalchemy as sa
 
+from merchants import redemptions
+from merchants.models import Item
 from pointsmall.auth.models import User
 from pointsmall.cli import demo
 from pointsmall.extensions import db
@@ -76,6 +77,27 @@ def crawl(client, start: list[str]) -> dict[str, int]:
     return seen
 
 
+@pytest.fixture(scope="module")
+def crawl_app(own_database, make_app):
+    """The demo in a database of its own. The demo seeds only an empty database, and the
+    shared one may hold rows that tests of concurrent transactions committed for real."""
+    with own_database("crawl") as url:
+        app = make_app(url)
+        try:
+            yield app
+        finally:
+            with app.app_context():
+                db.session.remove()
+                db.engine.dispose()
+
+
+@pytest.fixture
+def app(crawl_app):
+    with crawl_app.app_context():
+        yield crawl_app
+        db.session.remove()
+
+
 @pytest.fixture
 def demo_site(app, client, tmp_path):
     app.config["UPLOAD_FOLDER"] = str(tmp_path)
@@ -83,13 +105,10 @@ def demo_site(app, client, tmp_path):
     # A code waiting at the counter: its page, with the QR code, is one of the links.
     volunteer = db.session.scalar(sa.select(Volunteer).join(User, Volunteer.user_id == User.id)
                                   .where(User.username == "vol2"))
-    from merchants.models import Item
-
     eggs = db.session.scalar(sa.select(Item).where(Item.name == "土鸡蛋 10 枚"))
-    from merchants import redemptions
-
+    # One key: each test of the module meets the same waiting code (the database is kept).
     redemptions.reserve(db.session, actions.redeemer_for(volunteer), eggs.id, 1,
-                        key=uuid.uuid4().hex)
+                        key="crawl:waiting-code")
     db.session.commit()
     return client
 
