@@ -78,16 +78,3 @@ class PointsApi(Api):
 
 api = PointsApi()
 
-
-def commit_keeping() -> None:
-    """Commit db.session without expiring the objects it holds.
-
-    For views that answer with the rows they have just written: the answer is built from
-    the values the transaction committed instead of reading every row back.
-    """
-    session = db.session()
-    session.expire_on_commit = False
-    try:
-        session.commit()
-    finally:
-        session.expire_on_commit = True

@@ -10,10 +10,8 @@ from flask_login import current_user
 from flask_wtf import FlaskForm
 from wtforms import PasswordField, SelectField, StringField
 
-from pointsmall.admin import audit_text
-from pointsmall.auth import names
+from pointsmall.admin import audit_text, use_cases
 from pointsmall.auth.models import User
-from pointsmall.auth.service import check_new_password
 from pointsmall.core import audit, clock
 from pointsmall.core.errors import ValidationFailed
 from pointsmall.core.shell import roles_required
@@ -46,26 +44,23 @@ def communities_page():
     staff_form.community_id.choices = [(c.id, c.name) for c in all_communities]
     if submitted(form):
         try:
-            community = communities.create_community(db.session, form.name.data,
-                                                     form.district.data or "")
+            use_cases.create_community(db.session, current_user, form.name.data,
+                                       form.district.data or "")
         except ValidationFailed as error:
-            db.session.rollback()
             form.name.errors = list(error.errors.get("name", []))
         else:
-            audit.record(db.session, "community.create", f"community:{community.id}",
-                         community_id=community.id, name=community.name)
-            db.session.commit()
             flash(_("Saved."), "success")
             return redirect(url_for("admin.communities_page"))
     if submitted(staff_form):
         try:
-            user = create_staff(staff_form)
+            user = use_cases.create_staff(
+                db.session, current_user, staff_form.community_id.data,
+                username=staff_form.username.data, name=staff_form.name.data,
+                password=staff_form.password.data)
         except ValidationFailed as error:
-            db.session.rollback()
             for field, messages in error.errors.items():
                 getattr(staff_form, field).errors = list(messages)
         else:
-            db.session.commit()
             flash(_("Staff account %(name)s created.", name=user.username), "success")
             return redirect(url_for("admin.communities_page"))
     staff = db.session.scalars(sa.select(User).where(User.role == "staff")
@@ -78,40 +73,6 @@ def submitted(form: FlaskForm) -> bool:
     """Tell whether this prefixed form, of several on the page, was submitted and is valid."""
     return (request.method == "POST" and f"{form._prefix}csrf_token" in request.form
             and form.validate_on_submit())
-
-
-def create_staff(form: StaffForm) -> User:
-    """Create a community staff account from the admin's form.
-
-    Its username must be a free sign-in name across the deployment, and no phone number.
-    """
-    errors = {}
-    username = (form.username.data or "").strip()
-    problem = names.username_problem(db.session, username)
-    if problem:
-        errors["username"] = [problem]
-    if not (form.name.data or "").strip():
-        errors["name"] = [_("A name is required.")]
-    if db.session.get(communities.Community, form.community_id.data or 0) is None:
-        errors["community_id"] = [_("Unknown community.")]
-    try:
-        check_new_password(form.password.data)
-    except ValidationFailed as error:
-        errors["password"] = error.errors["new"]
-    if errors:
-        raise ValidationFailed(errors)
-    user = User(username=username, name=form.name.data.strip(), role="staff",
-                community_id=form.community_id.data)
-    user.set_password(form.password.data)
-    db.session.add(user)
-    try:
-        db.session.flush()
-    except sa.exc.IntegrityError as error:
-        if not names.is_name_clash(error):
-            raise
-        raise ValidationFailed({"username": [_("This username is taken.")]}) from None
-    audit.record(db.session, "staff.create", f"user:{user.id}", community_id=user.community_id)
-    return user
 
 
 @bp.get("/audit")

@@ -9,9 +9,8 @@ from flask.views import MethodView
 from flask_login import current_user
 from marshmallow import Schema, fields, validate
 
-from pointsmall.auth import service as auth_service
+from pointsmall.auth import use_cases
 from pointsmall.core.api_conventions import ApiBlueprint
-from pointsmall.core.errors import AppError
 from pointsmall.core.shell import roles_required
 from pointsmall.extensions import ErrorSchema, db
 
@@ -46,14 +45,8 @@ class Tokens(MethodView):
         "(picture_required)."))
     def post(self, body):
         """Exchange a username (or phone) and password for a bearer token."""
-        try:
-            user = auth_service.authenticate(db.session, body["username"], body["password"],
-                                             request.remote_addr or "")
-        except AppError:
-            db.session.commit()  # the failure counts towards the limit
-            raise
-        token, raw = auth_service.create_token(db.session, user, body["name"])
-        db.session.commit()
+        token, raw = use_cases.issue_token(db.session, body["username"], body["password"],
+                                           request.remote_addr or "", name=body["name"])
         return {"id": token.id, "token": raw, "prefix": token.prefix, "name": token.name}
 
 
@@ -63,5 +56,4 @@ class TokenItem(MethodView):
     @auth_bp.response(204)
     def delete(self, token_id):
         """Revoke one of the caller's tokens."""
-        auth_service.revoke_token(db.session, current_user, token_id)
-        db.session.commit()
+        use_cases.revoke_token(db.session, current_user, token_id)

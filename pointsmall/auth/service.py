@@ -63,7 +63,7 @@ def authenticate(session: so.Session, login: str, password: str, address: str, *
 
     The attempt is counted and committed before the password is checked, so parallel
     guesses meet the limit exactly and do not wait on each other's hashing; a right password
-    gives its count back. The caller commits in every case.
+    gives its count back. `use_cases` commits in every case.
     """
     login = (login or "").strip()[:64]
     user = find_user(session, login)
@@ -87,7 +87,7 @@ def change_password(session: so.Session, user: User, current: str, new: str,
     """Change `user`'s password after checking the current one.
 
     Wrong current passwords count against the account's sign-in limit from this address, so
-    a borrowed session cannot guess the password here either. The caller commits in both
+    a borrowed session cannot guess the password here either. `use_cases` commits in both
     cases.
     """
     reserved = limits.reserve_sign_in(session, f"user:{user.id}", address, ceiling=False)

@@ -8,7 +8,7 @@ from flask_wtf import FlaskForm
 from wtforms import HiddenField, PasswordField, StringField
 from wtforms.validators import DataRequired, Length
 
-from pointsmall.auth import picture, service
+from pointsmall.auth import picture, service, use_cases
 from pointsmall.core.errors import TooManyAttempts, ValidationFailed
 from pointsmall.core.shell import is_local_path
 from pointsmall.extensions import db
@@ -42,12 +42,11 @@ def login():
     form = SignInForm()
     if form.validate_on_submit():
         try:
-            user = service.authenticate(db.session, form.login.data, form.password.data,
-                                        request.remote_addr or "",
-                                        picture_token=form.picture_token.data,
-                                        picture_answer=form.picture_answer.data)
+            user = use_cases.sign_in(db.session, form.login.data, form.password.data,
+                                     request.remote_addr or "",
+                                     picture_token=form.picture_token.data,
+                                     picture_answer=form.picture_answer.data)
         except service.PictureRequired:
-            db.session.commit()
             asked_before = bool(form.picture_token.data)
             flash(_("The characters did not match the picture. Please try this one.")
                   if asked_before else
@@ -55,12 +54,10 @@ def login():
                     "characters in the picture."), "error")
             return _login_page(form, picture.new_challenge()), 401
         except (service.SignInFailed, TooManyAttempts) as error:
-            db.session.commit()  # nothing is lost: the attempt was counted before the check
             flash(error.message, "error")
             status = 429 if isinstance(error, TooManyAttempts) else 401
             return _login_page(form), status
         login_user(user)
-        db.session.commit()
         return redirect(_safe_next(request.args.get("next")))
     return _login_page(form)
 
@@ -87,14 +84,12 @@ def account():
     form = PasswordForm()
     if form.validate_on_submit():
         try:
-            service.change_password(db.session, current_user, form.current.data, form.new.data,
-                                    request.remote_addr or "")
+            use_cases.change_password(db.session, current_user, form.current.data,
+                                      form.new.data, request.remote_addr or "")
         except ValidationFailed as error:
-            db.session.commit()  # remember a wrong current password: it counts as a failure
             for field, messages in error.errors.items():
                 getattr(form, field).errors = list(messages)
         else:
-            db.session.commit()
             login_user(current_user)  # the session id changed with the password
             flash(_("Your password has been changed."), "success")
             return redirect(url_for("auth.account"))
@@ -109,8 +104,7 @@ def revoke_token(token_id: int):
     """Revoke one of my API tokens."""
     form = EmptyForm()
     if form.validate_on_submit():
-        service.revoke_token(db.session, current_user, token_id)
-        db.session.commit()
+        use_cases.revoke_token(db.session, current_user, token_id)
         flash(_("The token has been revoked."), "success")
     return redirect(url_for("auth.account"))
 

@@ -1,17 +1,16 @@
 """Admin pages for a community's earning rules: activity types, caps, approvals, expiry."""
 
-import secrets
-
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
+from flask_login import current_user
 from flask_wtf import FlaskForm
 from wtforms import IntegerField, SelectField
 from wtforms.validators import NumberRange, Optional
 
 from pointsmall.auth.views import EmptyForm
-from pointsmall.core import audit
 from pointsmall.core.shell import roles_required
+from pointsmall.earning import use_cases
 from pointsmall.earning.rules import activity_types, ensure_rules
 from pointsmall.extensions import db
 from pointsmall.people.communities import get_community
@@ -57,35 +56,26 @@ def rules(community_id: int):
     types = activity_types(db.session, community.id)
     form = RulesForm(obj=found)
     if form.validate_on_submit():
-        before = {name: getattr(found, name) for name in RulesForm.FIELDS}
-        for name in RulesForm.FIELDS:
-            setattr(found, name, getattr(form, name).data)
-        changed_types = _update_types(types)
-        audit.record(db.session, "rules.update", f"community:{community.id}",
-                     community_id=community.id, before=before,
-                     after={name: getattr(found, name) for name in RulesForm.FIELDS},
-                     types=changed_types)
-        db.session.commit()
+        use_cases.update_rules(db.session, current_user, community.id,
+                               {name: getattr(form, name).data for name in RulesForm.FIELDS},
+                               _typed_types(types))
         flash(_("Saved."), "success")
         return redirect(url_for("rules.rules", community_id=community.id))
     return render_template("earning/rules.html", community=community, form=form, types=types,
                            rules=found, rotate_form=EmptyForm()), (422 if form.errors else 200)
 
 
-def _update_types(types) -> dict:
-    changed = {}
+def _typed_types(types) -> dict[int, tuple[int, int, bool]]:
+    """Read each type's points, merit and offered box; a type typed as no number is left."""
+    typed = {}
     for kind in types:
         try:
             points = int(request.form.get(f"type-{kind.id}-points", kind.points))
             merit = int(request.form.get(f"type-{kind.id}-merit", kind.merit))
         except ValueError:
             continue
-        if 0 <= points <= 100_000 and 0 <= merit <= 100_000:
-            if (points, merit) != (kind.points, kind.merit):
-                changed[kind.code] = [points, merit]
-            kind.points, kind.merit = points, merit
-        kind.active = request.form.get(f"type-{kind.id}-active") == "1"
-    return changed
+        typed[kind.id] = (points, merit, request.form.get(f"type-{kind.id}-active") == "1")
+    return typed
 
 
 @bp.post("/<int:community_id>/rules/rotate-secret")
@@ -94,9 +84,6 @@ def rotate_secret(community_id: int):
     """Give the grid platform a new signing secret (the old one stops working)."""
     community = get_community(db.session, community_id)
     if EmptyForm().validate_on_submit():
-        ensure_rules(db.session, community.id).platform_secret = secrets.token_hex(32)
-        audit.record(db.session, "rules.rotate_secret", f"community:{community.id}",
-                     community_id=community.id)
-        db.session.commit()
+        use_cases.rotate_platform_secret(db.session, current_user, community.id)
         flash(_("A new platform secret was made. Give it to the grid platform."), "success")
     return redirect(url_for("rules.rules", community_id=community.id))

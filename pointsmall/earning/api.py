@@ -328,10 +328,7 @@ class SignUp(MethodView):
     @bp.alt_response(422, schema=ErrorSchema, description="The activity is over or full.")
     def post(self, activity_id):
         """Sign me up for an activity (capacity enforced; twice is once)."""
-        volunteer = me()
-        activity = activities.get_activity(db.session, activity_id, volunteer.community_id)
-        row = activities.sign_up(db.session, activity, volunteer)
-        db.session.commit()
+        row = use_cases.sign_up(db.session, me(), activity_id)
         return row
 
 
@@ -342,9 +339,7 @@ class CheckIns(MethodView):
     @bp.response(201, AttendanceSchema)
     def post(self, body):
         """Check me in with the token of the venue's QR link."""
-        activity = activities.activity_for_token(db.session, body["token"])
-        row = activities.check_in(db.session, activity, me())
-        db.session.commit()
+        row = use_cases.check_in(db.session, me(), body["token"])
         return row
 
 
@@ -374,9 +369,7 @@ class StaffActivities(MethodView):
             if body[field].tzinfo is not None:
                 body[field] = body[field].astimezone(UTC).replace(tzinfo=None)
         key = _key() if "Idempotency-Key" in request.headers else None
-        activity = activities.create_activity(db.session, current_user.community_id, body,
-                                              by=current_user.id, key=key)
-        db.session.commit()
+        activity = use_cases.create_activity(db.session, current_user, body, key=key)
         return activity
 
 
@@ -395,11 +388,10 @@ class StaffAttendance(MethodView):
     @bp.response(200, AttendanceSchema(many=True))
     def post(self, body, activity_id):
         """Mark volunteers present (or not)."""
-        activity = activities.get_activity(db.session, activity_id, current_user.community_id)
-        activities.mark_present(db.session, activity, body["volunteer_ids"], body["present"])
-        db.session.commit()
+        use_cases.mark_attendance(db.session, current_user, activity_id, body["volunteer_ids"],
+                                  present=body["present"])
         return db.session.scalars(sa.select(Attendance).where(
-            Attendance.activity_id == activity.id).order_by(Attendance.id)).all()
+            Attendance.activity_id == activity_id).order_by(Attendance.id)).all()
 
 
 @bp.route("/staff/activities/<id:activity_id>/award")
@@ -418,7 +410,6 @@ class StaffAward(MethodView):
         activities.get_activity(db.session, activity_id, current_user.community_id)
         batch = use_cases.award_attendees(db.session, current_user, activity_id,
                                           body["volunteer_ids"], key=f"{current_user.id}:{_key()}")
-        db.session.commit()
         return batch
 
 
@@ -442,7 +433,6 @@ class StaffApprove(MethodView):
     def post(self, batch_id):
         """Approve and post a waiting batch; its maker cannot."""
         batch = use_cases.decide_batch(db.session, current_user, batch_id, "approve")
-        db.session.commit()
         return batch
 
 
@@ -454,7 +444,6 @@ class StaffReject(MethodView):
     def post(self, batch_id):
         """Reject a waiting batch; its volunteers may be awarded by a corrected one."""
         batch = use_cases.decide_batch(db.session, current_user, batch_id, "reject")
-        db.session.commit()
         return batch
 
 
@@ -469,7 +458,6 @@ class StaffReverse(MethodView):
         award = use_cases.reverse_award(db.session, current_user, award_id,
                                         reason=body["reason"],
                                         only_what_is_left=body["only_what_is_left"])
-        db.session.commit()
         return award
 
 
@@ -492,7 +480,6 @@ class StaffAdjust(MethodView):
         found = use_cases.adjust_points(db.session, current_user, body["volunteer_id"],
                                         body["points"], reason=body["reason"],
                                         key=f"{current_user.id}:{_key()}")
-        db.session.commit()
         return found, 202 if found.status == "pending" else 201
 
 
@@ -505,7 +492,6 @@ class StaffApproveAdjustment(MethodView):
         """Approve and post a waiting adjustment; its maker cannot."""
         found = use_cases.decide_adjustment(db.session, current_user, adjustment_id,
                                             "approve")
-        db.session.commit()
         return found
 
 
@@ -518,7 +504,6 @@ class StaffRejectAdjustment(MethodView):
         """Reject a waiting adjustment: no points move."""
         found = use_cases.decide_adjustment(db.session, current_user, adjustment_id,
                                             "reject")
-        db.session.commit()
         return found
 
 
@@ -541,8 +526,7 @@ class StaffThresholds(MethodView):
     @bp.response(200, ThresholdsSchema)
     def put(self, body):
         """Save new tier thresholds."""
-        tiers.save_thresholds(db.session, current_user.community_id, body)
-        db.session.commit()
+        use_cases.save_thresholds(db.session, current_user, body)
         return body
 
 
@@ -569,7 +553,6 @@ class StaffEvaluations(MethodView):
         # The API has always frozen any period it is sent, ended or not: the caller chose it.
         evaluation = use_cases.freeze_evaluation(db.session, current_user, body["name"],
                                                  body["start"], body["end"], early=True)
-        db.session.commit()
         return evaluation
 
 

@@ -5,7 +5,7 @@ from flask.views import MethodView
 from marshmallow import Schema, fields
 
 from pointsmall.core.api_conventions import MAX_ROW_ID, NOT_BLANK, SIGNED_HEADERS, ApiBlueprint
-from pointsmall.earning import platform
+from pointsmall.earning import platform, use_cases
 from pointsmall.earning.models import AwardBatch
 from pointsmall.extensions import ErrorSchema, db
 
@@ -55,8 +55,7 @@ class TaskCompletions(MethodView):
         body = request.get_data(cache=True)
         data = platform.verify_request(db.session, body, request.headers.get("X-Timestamp", ""),
                                        request.headers.get("X-Signature", ""))
-        award, new = platform.award_task(db.session, data, body)
-        db.session.commit()
+        award, new = use_cases.award_platform_task(db.session, data, body)
         batch = db.session.get(AwardBatch, award.batch_id)
         answer = {"award_id": award.id, "task_id": data["task_id"],
                   "volunteer_id": award.volunteer_id, "points": award.points,

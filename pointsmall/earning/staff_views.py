@@ -106,17 +106,15 @@ def activities_page():
         starts = _utc(form.day.data, form.start.data)
         ends = _utc(form.day.data, form.end.data)
         try:
-            activity = activities.create_activity(db.session, _community_id(), {
+            activity = use_cases.create_activity(db.session, current_user, {
                 "type_id": form.type_id.data, "title": form.title.data,
                 "place": form.place.data, "starts_at": starts, "ends_at": ends,
                 "capacity": form.capacity.data, "points": form.points.data,
-                "merit": form.merit.data}, by=current_user.id)
+                "merit": form.merit.data})
         except ValidationFailed as error:
-            db.session.rollback()
             _apply(form, error)
             refused = True
         else:
-            db.session.commit()
             return redirect(url_for("staff_earning.activity", activity_id=activity.id))
     listed = db.session.scalars(sa.select(Activity).where(
         Activity.community_id == _community_id()).order_by(Activity.starts_at.desc())
@@ -169,14 +167,12 @@ def mark(activity_id: int):
                 ids += sheets.volunteers_by_phone(db.session, _community_id(), phones)
             if not ids:
                 raise invalid("volunteer_id", _("Choose at least one volunteer."))
-            activities.mark_present(db.session, found, ids,
-                                    present=request.form.get("present", "1") == "1")
+            use_cases.mark_attendance(db.session, current_user, found.id, ids,
+                                      present=request.form.get("present", "1") == "1")
         except ValidationFailed as error:
             # Draw the page again with what was typed and ticked, the reason beside it.
-            db.session.rollback()
             return _activity_page(found, phones=typed, ticked=frozenset(ids),
                                   errors=error.errors, status=422)
-        db.session.commit()
         flash(_("Attendance saved."), "success")
     return redirect(url_for("staff_earning.activity", activity_id=found.id))
 
@@ -189,9 +185,8 @@ def sheet(activity_id: int):
     form = SheetForm()
     if form.validate_on_submit():
         if form.file.data:
-            ids = sheets.read_sign_in_sheet(db.session, _community_id(), form.file.data)
-            count = activities.mark_present(db.session, found, ids)
-            db.session.commit()
+            count = use_cases.mark_sheet_present(db.session, current_user, found.id,
+                                                 form.file.data)
             flash(ngettext("%(num)d volunteer marked present from the sheet.",
                            "%(num)d volunteers marked present from the sheet.", count),
                   "success")
@@ -211,7 +206,6 @@ def award(activity_id: int):
     ids = [int(v) for v in request.form.getlist("volunteer_id") if v.isdigit()] or None
     key = (request.form.get('key') or uuid.uuid4().hex)[:ledger.REQUEST_KEY_LEN]
     batch = use_cases.award_attendees(db.session, current_user, found.id, ids, key=key)
-    db.session.commit()
     if batch.status == "pending":
         flash(_("This batch needs a second staff member's approval before it posts."), "info")
     else:
@@ -283,7 +277,6 @@ def decide(batch_id: int, verdict: str):
     """Approve or reject a batch someone else made."""
     if EmptyForm().validate_on_submit() and verdict in ("approve", "reject"):
         use_cases.decide_batch(db.session, current_user, batch_id, verdict)
-        db.session.commit()
         flash(_("Approved and posted.") if verdict == "approve" else _("Rejected."), "success")
     return redirect(url_for("staff_earning.batch", batch_id=batch_id))
 
@@ -296,7 +289,6 @@ def reverse(award_id: int):
         found = use_cases.reverse_award(
             db.session, current_user, award_id, reason=request.form.get("reason", ""),
             only_what_is_left=request.form.get("partial") == "1")
-        db.session.commit()
         flash(_("Reversed %(points)d points and %(merit)d merit.",
                 points=found.reversed_points, merit=found.reversed_merit), "success")
         return redirect(url_for("staff_earning.batch", batch_id=found.batch_id))
@@ -318,14 +310,11 @@ def adjust():
             db.session, current_user, ids[0], form.points.data or 0, reason=form.reason.data,
             key=(request.form.get("key") or uuid.uuid4().hex)[:ledger.REQUEST_KEY_LEN])
     except ValidationFailed as error:
-        db.session.rollback()
         _apply(form, error)
         return _awards_page(form, 422)
     except ledger.InsufficientFunds as error:
-        db.session.rollback()
         form.points.errors = [describe(error)]
         return _awards_page(form, 422)
-    db.session.commit()
     if found.status == "pending":
         flash(_("Over the approval limit: this adjustment waits for a second staff member's "
                 "approval. No points have moved yet."), "info")
@@ -353,7 +342,6 @@ def decide_adjustment(adjustment_id: int, verdict: str):
     """Approve (and post) or reject an adjustment someone else asked for."""
     if EmptyForm().validate_on_submit() and verdict in ("approve", "reject"):
         use_cases.decide_adjustment(db.session, current_user, adjustment_id, verdict)
-        db.session.commit()
         flash(_("Approved and posted.") if verdict == "approve" else _("Rejected."), "success")
     return redirect(url_for("staff_earning.adjustment", adjustment_id=adjustment_id))
 
@@ -373,8 +361,7 @@ def tier_page():
                   "gold": form.gold.data}
         try:
             if request.form.get("confirm") == "1":
-                tiers.save_thresholds(db.session, _community_id(), wanted)
-                db.session.commit()
+                use_cases.save_thresholds(db.session, current_user, wanted)
                 flash(_("Thresholds saved."), "success")
                 return redirect(url_for("staff_earning.tier_page"))
             moves = tiers.preview_thresholds(db.session, _community_id(), wanted)
@@ -418,10 +405,8 @@ def evaluate():
                 db.session, current_user, form.name.data, form.start.data, form.end.data,
                 early=form.early.data)
         except ValidationFailed as error:
-            db.session.rollback()
             _apply(form, error)
         else:
-            db.session.commit()
             return redirect(url_for("staff_earning.evaluation", evaluation_id=found.id))
     rules = ensure_rules(db.session, _community_id())
     thresholds = ThresholdForm(prefix="t", formdata=None)

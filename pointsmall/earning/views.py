@@ -11,7 +11,7 @@ from ledger import utcnow
 from merchants.models import Redemption
 from pointsmall.auth.views import EmptyForm
 from pointsmall.core.shell import roles_required
-from pointsmall.earning import activities, expiry, tiers
+from pointsmall.earning import activities, expiry, tiers, use_cases
 from pointsmall.earning.errors import CheckInRefused
 from pointsmall.earning.models import DEFAULT_TYPES, Attendance
 from pointsmall.extensions import db
@@ -100,8 +100,7 @@ def sign_up(activity_id: int):
     volunteer = me()
     activity = activities.get_activity(db.session, activity_id, volunteer.community_id)
     if EmptyForm().validate_on_submit():
-        activities.sign_up(db.session, activity, volunteer)
-        db.session.commit()
+        use_cases.sign_up(db.session, volunteer, activity.id)
         flash(_("You are signed up for %(title)s.", title=activity.title), "success")
     return redirect(url_for("earning.activity_list"))
 
@@ -114,8 +113,7 @@ def check_in(token: str):
     volunteer = me()
     form = EmptyForm()
     if form.validate_on_submit():
-        activities.check_in(db.session, activity, volunteer)
-        db.session.commit()
+        use_cases.check_in(db.session, volunteer, token)
         flash(_("Checked in at %(title)s. Points follow once staff confirm.",
                 title=activity.title), "success")
         return redirect(url_for("home.index"))

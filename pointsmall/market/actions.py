@@ -10,8 +10,6 @@ An audit entry names the community that manages the merchant: its staff refund, 
 read the log of what happened at their merchants.
 """
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
@@ -25,32 +23,13 @@ from merchants.models import Merchant, Redemption
 from pointsmall.auth.models import User
 from pointsmall.core import attempts, audit, clock
 from pointsmall.core.errors import Forbidden
+from pointsmall.core.transactions import committed
 from pointsmall.earning import tiers
 from pointsmall.extensions import db
 from pointsmall.people.models import Volunteer
 
 CODE_LIMIT = 10  # wrong codes a merchant user may type in CODE_WINDOW before entry locks
 CODE_WINDOW = timedelta(minutes=10)
-
-
-@contextmanager
-def committed(session: so.Session) -> Iterator[None]:
-    """Commit an action's writes with its audit entry, or roll all back on a refusal.
-
-    The commit keeps the rows loaded: the page or the API answers from the values the
-    transaction has just written instead of reading each row back.
-    """
-    try:
-        yield
-    except BaseException:
-        session.rollback()
-        raise
-    real = session() if isinstance(session, so.scoped_session) else session
-    kept, real.expire_on_commit = real.expire_on_commit, False
-    try:
-        real.commit()
-    finally:
-        real.expire_on_commit = kept
 
 
 def mask_name(name: str) -> str:

@@ -18,7 +18,7 @@ from pointsmall.auth.models import User
 from pointsmall.core import audit, clock
 from pointsmall.core.errors import Forbidden, ValidationFailed
 from pointsmall.core.photos import save_item_photo
-from pointsmall.market.actions import committed
+from pointsmall.core.transactions import committed
 from pointsmall.people.communities import Community
 
 MAX_POINT_VALUE = 100_000  # fen (0.01 yuan) per point

@@ -14,7 +14,7 @@ from pointsmall.auth.api import ALL_ROLES
 from pointsmall.core.api_conventions import MAX_ROW_ID, NOT_BLANK, ROW_ID, ApiBlueprint, JsonBoolean
 from pointsmall.core.shell import roles_required
 from pointsmall.extensions import ErrorSchema, db
-from pointsmall.people import communities, service
+from pointsmall.people import communities, service, use_cases
 from pointsmall.people.models import STATUSES, Volunteer
 
 me_bp = ApiBlueprint("api_me", __name__, url_prefix="/api/v1", description="Who am I.")
@@ -170,9 +170,8 @@ class Volunteers(MethodView):
     @bp.response(201, NewVolunteerSchema)
     def post(self, body):
         """Add a volunteer; the answer holds their initial password, shown only once."""
-        volunteer, password = service.create_volunteer(db.session, _community_id(), body,
-                                                       username=body.get("username"))
-        db.session.commit()
+        volunteer, password = use_cases.add_volunteer(db.session, current_user, body,
+                                                      username=body.get("username"))
         return {"volunteer": with_balances([volunteer])[0], "password": password}
 
 
@@ -192,9 +191,7 @@ class VolunteerItem(MethodView):
     @bp.alt_response(404, schema=ErrorSchema, description="No such volunteer here.")
     def patch(self, body, volunteer_id):
         """Change the given fields of a volunteer."""
-        volunteer = service.get_volunteer(db.session, volunteer_id, _community_id())
-        service.change_volunteer(db.session, volunteer, body)
-        db.session.commit()
+        volunteer = use_cases.change_volunteer(db.session, current_user, volunteer_id, body)
         return with_balances([volunteer])[0]
 
 
@@ -206,9 +203,7 @@ class VolunteerStatus(MethodView):
     @bp.alt_response(404, schema=ErrorSchema, description="No such volunteer here.")
     def post(self, body, volunteer_id):
         """Suspend, reactivate or mark a volunteer as having left."""
-        volunteer = service.get_volunteer(db.session, volunteer_id, _community_id())
-        service.set_status(db.session, volunteer, body["status"])
-        db.session.commit()
+        volunteer = use_cases.set_status(db.session, current_user, volunteer_id, body["status"])
         return with_balances([volunteer])[0]
 
 
@@ -219,9 +214,7 @@ class VolunteerPassword(MethodView):
     @bp.alt_response(404, schema=ErrorSchema, description="No such volunteer here.")
     def post(self, volunteer_id):
         """Give a volunteer a new password (ending their sessions) and answer it once."""
-        volunteer = service.get_volunteer(db.session, volunteer_id, _community_id())
-        password = service.reset_password(db.session, volunteer)
-        db.session.commit()
+        password = use_cases.reset_password(db.session, current_user, volunteer_id)
         return {"password": password}
 
 

@@ -22,7 +22,6 @@ from wtforms import BooleanField, DateField, SelectField, StringField
 from wtforms.validators import Optional
 
 from pointsmall.auth.views import EmptyForm
-from pointsmall.core import audit
 from pointsmall.core.clock import local_today
 from pointsmall.core.errors import ValidationFailed
 from pointsmall.core.labels import VOLUNTEER_STATUS_LABELS
@@ -31,7 +30,15 @@ from pointsmall.extensions import db
 from pointsmall.jobs import service as jobs
 from pointsmall.jobs import views as job_views
 from pointsmall.jobs import work
-from pointsmall.people import communities, export, importer, overview, service, table
+from pointsmall.people import (
+    communities,
+    export,
+    importer,
+    overview,
+    service,
+    table,
+    use_cases,
+)
 from pointsmall.people.models import STATUSES
 
 bp = Blueprint("volunteers", __name__, url_prefix="/staff")
@@ -97,13 +104,10 @@ def create():
     form.grid_id.choices = _grid_choices()
     if form.validate_on_submit():
         try:
-            volunteer, password = service.create_volunteer(db.session, _community_id(),
-                                                           form.data)
+            volunteer, password = use_cases.add_volunteer(db.session, current_user, form.data)
         except ValidationFailed as error:
-            db.session.rollback()
             _apply_errors(form, error)
         else:
-            db.session.commit()
             return render_template("people/password.html", volunteer=volunteer,
                                    password=password)
     return render_template("people/form.html", form=form, volunteer=None), (
@@ -121,12 +125,10 @@ def edit(volunteer_id: int):
         form.name.data, form.phone.data = volunteer.name, volunteer.phone
     if form.validate_on_submit():
         try:
-            service.update_volunteer(db.session, volunteer, form.data)
+            use_cases.update_volunteer(db.session, current_user, volunteer.id, form.data)
         except ValidationFailed as error:
-            db.session.rollback()
             _apply_errors(form, error)
         else:
-            db.session.commit()
             flash(_("Saved."), "success")
             return redirect(url_for("volunteers.edit", volunteer_id=volunteer.id))
     return render_template("people/form.html", form=form, volunteer=volunteer,
@@ -142,8 +144,7 @@ def set_status(volunteer_id: int, status: str):
     """Suspend, reactivate or mark a volunteer as having left."""
     volunteer = service.get_volunteer(db.session, volunteer_id, _community_id())
     if EmptyForm().validate_on_submit() and status in STATUSES:
-        service.set_status(db.session, volunteer, status)
-        db.session.commit()
+        use_cases.set_status(db.session, current_user, volunteer.id, status)
         flash(_("Status changed to %(status)s.", status=VOLUNTEER_STATUS_LABELS[status]), "success")
     return redirect(url_for("volunteers.edit", volunteer_id=volunteer.id))
 
@@ -155,8 +156,7 @@ def reset_password(volunteer_id: int):
     volunteer = service.get_volunteer(db.session, volunteer_id, _community_id())
     if not EmptyForm().validate_on_submit():
         return redirect(url_for("volunteers.edit", volunteer_id=volunteer.id))
-    password = service.reset_password(db.session, volunteer)
-    db.session.commit()
+    password = use_cases.reset_password(db.session, current_user, volunteer.id)
     return render_template("people/password.html", volunteer=volunteer, password=password)
 
 
@@ -175,23 +175,15 @@ def import_volunteers():
                                    max_rows=importer.MAX_ROWS), 422
         if jobs.runs_as_job(db.session, "IMPORT_JOB_BYTES", len(data)):
             # A large file is checked and imported by a worker; its page shows the result.
-            job = jobs.start_job(
-                db.session, current_user.id, "import",
-                jobs.request_params(community_id=_community_id(),
-                                    filename=upload.filename or ""),
-                _("Import volunteers") + f" · {upload.filename or ''}", upload=data)
-            db.session.commit()
+            job = use_cases.start_import(db.session, current_user, upload.filename or "", data)
             return job_views.started(job)
         try:
-            created = importer.import_volunteers(db.session, _community_id(),
-                                                 upload.filename or "", data)
+            created, codes = use_cases.import_volunteers(
+                db.session, current_user, upload.filename or "", data,
+                with_codes=bool(form.codes.data))
         except importer.ImportRefused as refusal:
-            db.session.rollback()
             return render_template("people/import.html", form=form, refusal=refusal,
                                    max_rows=importer.MAX_ROWS), 422
-        codes = (service.first_sign_in_codes(db.session, _community_id(), created)
-                 if form.codes.data else [])
-        db.session.commit()
         flash(ngettext("%(num)d volunteer imported.", "%(num)d volunteers imported.",
                        len(created)), "success")
         left_out = importer.unknown_columns(upload.filename or "", data)
@@ -251,15 +243,11 @@ def grids():
     form.parent_id.choices = [(0, _("(a top-level grid)"))] + _grid_choices_top()
     if form.validate_on_submit():
         try:
-            communities.create_grid(db.session, _community_id(), form.name.data,
-                                    form.parent_id.data or None)
+            use_cases.add_grid(db.session, current_user, form.name.data,
+                               form.parent_id.data or None)
         except ValidationFailed as error:
-            db.session.rollback()
             _apply_errors(form, error)
         else:
-            audit.record(db.session, "grid.create", form.name.data,
-                         community_id=_community_id())
-            db.session.commit()
             flash(_("Saved."), "success")
             return redirect(url_for("volunteers.grids"))
     return render_template("people/grids.html", form=form,

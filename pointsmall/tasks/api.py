@@ -14,8 +14,8 @@ from pointsmall.core.api_conventions import SIGNED_HEADERS, ApiBlueprint, role_g
 from pointsmall.core.errors import ValidationFailed
 from pointsmall.earning import platform
 from pointsmall.earning.views import me
-from pointsmall.extensions import ErrorSchema, UtcDateTime, commit_keeping, db
-from pointsmall.tasks import board, checks, hours, wishes
+from pointsmall.extensions import ErrorSchema, UtcDateTime, db
+from pointsmall.tasks import board, checks, hours, use_cases, wishes
 from pointsmall.tasks.models import Task
 
 bp = ApiBlueprint("api_tasks", __name__, url_prefix="/api/v1",
@@ -176,8 +176,7 @@ class Claim(MethodView):
     @bp.response(200, AssignmentSchema)
     def post(self, task_id):
         """Claim a place on a task; claiming again answers the same claim."""
-        row = board.claim_task(db.session, me(), task_id)
-        commit_keeping()
+        row = use_cases.claim_task(db.session, me(), task_id)
         return row
 
 
@@ -188,8 +187,7 @@ class Start(MethodView):
     @bp.response(200, AssignmentSchema)
     def post(self, task_id):
         """Say I have started my task (it then stays mine)."""
-        row = board.start_task(db.session, me(), task_id)
-        commit_keeping()
+        row = use_cases.start_task(db.session, me(), task_id)
         return row
 
 
@@ -201,8 +199,7 @@ class Done(MethodView):
     @bp.response(200, AssignmentSchema)
     def post(self, body, task_id):
         """Mark my task done with a note."""
-        row = board.finish_task(db.session, me(), task_id, note=body["note"])
-        commit_keeping()
+        row = use_cases.finish_task(db.session, me(), task_id, note=body["note"])
         return row
 
 
@@ -214,8 +211,7 @@ class GiveBack(MethodView):
     @bp.response(200, AssignmentSchema)
     def post(self, body, task_id):
         """Give my task back with a reason; its place returns to the pool."""
-        row = board.give_back(db.session, me(), task_id, reason=body["reason"])
-        commit_keeping()
+        row = use_cases.give_back(db.session, me(), task_id, reason=body["reason"])
         return row
 
 
@@ -255,8 +251,7 @@ class StaffTasks(MethodView):
         if len(key) > REQUEST_KEY_LEN:
             raise ValidationFailed({"Idempotency-Key": [
                 _("An Idempotency-Key header of at most %(n)d characters.", n=REQUEST_KEY_LEN)]})
-        task = board.publish_for_staff(db.session, current_user, _task_fields(body), key=key)
-        commit_keeping()
+        task = use_cases.publish_task(db.session, current_user, _task_fields(body), key=key)
         return task
 
 
@@ -279,8 +274,8 @@ class Dispatch(MethodView):
     @bp.response(200, AssignmentSchema(many=True))
     def post(self, body, task_id):
         """Hand a task to named volunteers of the community, a place each."""
-        rows = board.dispatch_task(db.session, current_user, task_id, body["volunteer_ids"])
-        commit_keeping()
+        rows = use_cases.dispatch_task(db.session, current_user, task_id,
+                                       body["volunteer_ids"])
         return rows
 
 
@@ -292,9 +287,8 @@ class Accept(MethodView):
     @bp.response(200, AssignmentSchema)
     def post(self, body, assignment_id):
         """Accept a done task with a rating; its points and merit are awarded once."""
-        row = checks.accept_task(db.session, current_user, assignment_id,
-                                 rating=body["rating"], comment=body["comment"])
-        commit_keeping()
+        row = use_cases.accept_task(db.session, current_user, assignment_id,
+                                    rating=body["rating"], comment=body["comment"])
         return row
 
 
@@ -306,8 +300,8 @@ class SendBack(MethodView):
     @bp.response(200, AssignmentSchema)
     def post(self, body, assignment_id):
         """Send a done task back to the volunteer with a reason."""
-        row = checks.send_back(db.session, current_user, assignment_id, reason=body["reason"])
-        commit_keeping()
+        row = use_cases.send_back(db.session, current_user, assignment_id,
+                                  reason=body["reason"])
         return row
 
 
@@ -330,8 +324,7 @@ class PublishWish(MethodView):
     @bp.response(200, WishSchema)
     def post(self, body, wish_id):
         """Publish a wish as a task of its grid."""
-        wish = wishes.publish_wish(db.session, current_user, wish_id, _task_fields(body))
-        commit_keeping()
+        wish = use_cases.publish_wish(db.session, current_user, wish_id, _task_fields(body))
         return wish
 
 
@@ -343,8 +336,7 @@ class MergeWish(MethodView):
     @bp.response(200, WishSchema)
     def post(self, body, wish_id):
         """Merge a wish into another of the community."""
-        wish = wishes.merge_wish(db.session, current_user, wish_id, body["into_id"])
-        commit_keeping()
+        wish = use_cases.merge_wish(db.session, current_user, wish_id, body["into_id"])
         return wish
 
 
@@ -356,8 +348,7 @@ class CloseWish(MethodView):
     @bp.response(200, WishSchema)
     def post(self, body, wish_id):
         """Close a wish with a reason the resident reads at their link."""
-        wish = wishes.close_wish(db.session, current_user, wish_id, reason=body["reason"])
-        commit_keeping()
+        wish = use_cases.close_wish(db.session, current_user, wish_id, reason=body["reason"])
         return wish
 
 
@@ -379,7 +370,6 @@ class PlatformTasks(MethodView):
         data = platform.verify_request(db.session, body, request.headers.get("X-Timestamp", ""),
                                        request.headers.get("X-Signature", ""))
         task, new = create_platform_task(data)
-        commit_keeping()
         return task, 201 if new else 200
 
 
@@ -391,5 +381,5 @@ def create_platform_task(data: dict) -> tuple[Task, bool]:
         raise ValidationFailed({str(k): [str(m) for m in (v if isinstance(v, list) else [v])]
                                 for k, v in error.normalized_messages().items()}) from None
     community_id, task_id = body.pop("community_id"), body.pop("task_id").strip()
-    return board.publish_once(db.session, community_id, _task_fields(body),
-                              external_id=task_id[:64], source="platform")
+    return use_cases.publish_platform_task(db.session, community_id, _task_fields(body),
+                                           task_id=task_id)

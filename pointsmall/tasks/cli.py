@@ -5,7 +5,7 @@ from flask import Flask
 from flask.cli import AppGroup
 
 from pointsmall.extensions import db
-from pointsmall.tasks import board
+from pointsmall.tasks import use_cases
 
 group = AppGroup("tasks", help="The task board.")
 
@@ -13,8 +13,7 @@ group = AppGroup("tasks", help="The task board.")
 @group.command("release-lapsed")
 def release_lapsed_command() -> None:
     """Return to the pool every claim not started in time."""
-    count = board.release_lapsed_claims(db.session)
-    db.session.commit()
+    count = use_cases.release_lapsed_claims(db.session)
     click.echo(f"released {count} claim(s)")
 
 

@@ -19,7 +19,7 @@ from pointsmall.earning import sheets
 from pointsmall.earning.rules import activity_type
 from pointsmall.extensions import db
 from pointsmall.people.communities import community_grids
-from pointsmall.tasks import board, checks, wishes
+from pointsmall.tasks import board, checks, use_cases, wishes
 from pointsmall.tasks.forms import (
     CheckForm,
     DispatchForm,
@@ -68,15 +68,13 @@ def tasks_page():
     if form.validate_on_submit():
         try:
             # A second press of Publish replays the first (the form's key), not a twin task.
-            task = board.publish_for_staff(db.session, current_user, task_fields(form),
-                                           key=(request.form.get("key") or "")[:REQUEST_KEY_LEN])
+            task = use_cases.publish_task(db.session, current_user, task_fields(form),
+                                          key=(request.form.get("key") or "")[:REQUEST_KEY_LEN])
         except ValidationFailed as error:
-            db.session.rollback()
             for message in apply_errors(form, error):
                 flash(message, "error")
             status = 422
         else:
-            db.session.commit()
             flash(_("Task published."), "success")
             return redirect(url_for("staff_tasks.task", task_id=task.id))
     elif form.errors:
@@ -120,12 +118,10 @@ def dispatch(task_id: int):
             return _render_task(task_id, 422, dispatch_form=form)
         ids = sheets.volunteers_by_phone(db.session, current_user.community_id, phones)
         try:
-            board.dispatch_task(db.session, current_user, task_id, ids)
+            use_cases.dispatch_task(db.session, current_user, task_id, ids)
         except ValidationFailed as error:
-            db.session.rollback()
             form.phones.errors = [m for ms in error.errors.values() for m in ms]
             return _render_task(task_id, 422, dispatch_form=form)
-        db.session.commit()
         flash(_("Dispatched."), "success")
     return redirect(url_for("staff_tasks.task", task_id=task_id))
 
@@ -137,9 +133,8 @@ def accept(assignment_id: int):
     form = CheckForm(prefix="check")
     if not form.validate_on_submit():
         return redirect(url_for("staff_tasks.tasks_page"))
-    row = checks.accept_task(db.session, current_user, assignment_id, rating=form.rating.data,
-                             comment=form.comment.data or "")
-    db.session.commit()
+    row = use_cases.accept_task(db.session, current_user, assignment_id,
+                                rating=form.rating.data, comment=form.comment.data or "")
     flash(_("Accepted with %(n)d stars; the points are awarded.", n=row.rating), "success")
     return redirect(url_for("staff_tasks.task", task_id=row.task_id))
 
@@ -151,9 +146,8 @@ def send_back(assignment_id: int):
     form = ReasonForm(prefix="back")
     if not form.validate_on_submit():
         return redirect(url_for("staff_tasks.tasks_page"))
-    row = checks.send_back(db.session, current_user, assignment_id,
-                           reason=form.reason.data or "")
-    db.session.commit()
+    row = use_cases.send_back(db.session, current_user, assignment_id,
+                              reason=form.reason.data or "")
     flash(_("Sent back to the volunteer."), "success")
     return redirect(url_for("staff_tasks.task", task_id=row.task_id))
 
@@ -203,13 +197,11 @@ def publish(wish_id: int):
     form = PublishForm(prefix="p")
     if form.validate_on_submit():
         try:
-            found = wishes.publish_wish(db.session, current_user, wish_id, task_fields(form))
+            found = use_cases.publish_wish(db.session, current_user, wish_id, task_fields(form))
         except ValidationFailed as error:
-            db.session.rollback()
             for message in apply_errors(form, error):
                 flash(message, "error")
             return _render_wish(wish_id, 422, publish_form=form)
-        db.session.commit()
         flash(_("Published as a task."), "success")
         return redirect(url_for("staff_tasks.task", task_id=found.task_id))
     return _render_wish(wish_id, 422, publish_form=form)
@@ -222,12 +214,10 @@ def merge(wish_id: int):
     form = MergeForm(prefix="m")
     if form.validate_on_submit():
         try:
-            wishes.merge_wish(db.session, current_user, wish_id, form.into_id.data)
+            use_cases.merge_wish(db.session, current_user, wish_id, form.into_id.data)
         except ValidationFailed as error:
-            db.session.rollback()
             apply_errors(form, error)
             return _render_wish(wish_id, 422, merge_form=form)
-        db.session.commit()
         flash(_("Merged."), "success")
     return redirect(url_for("staff_tasks.wish", wish_id=wish_id))
 
@@ -239,12 +229,11 @@ def close(wish_id: int):
     form = ReasonForm(prefix="c")
     if form.validate_on_submit():
         try:
-            wishes.close_wish(db.session, current_user, wish_id, reason=form.reason.data or "")
+            use_cases.close_wish(db.session, current_user, wish_id,
+                                 reason=form.reason.data or "")
         except ValidationFailed as error:
-            db.session.rollback()
             apply_errors(form, error)
             return _render_wish(wish_id, 422, close_form=form)
-        db.session.commit()
         flash(_("Closed; the resident sees the reason."), "success")
     return redirect(url_for("staff_tasks.wish", wish_id=wish_id))
 

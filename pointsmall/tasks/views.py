@@ -11,7 +11,7 @@ from pointsmall.core.errors import NotFound, ValidationFailed
 from pointsmall.core.shell import roles_required
 from pointsmall.earning.views import me
 from pointsmall.extensions import db
-from pointsmall.tasks import board, figures, hours, labels, wishes
+from pointsmall.tasks import board, figures, hours, labels, use_cases, wishes
 from pointsmall.tasks.forms import (
     DoneForm,
     FollowForm,
@@ -43,8 +43,7 @@ def claim(task_id: int):
     """Claim a place on a task."""
     volunteer = me()
     if EmptyForm().validate_on_submit():
-        row = board.claim_task(db.session, volunteer, task_id)
-        db.session.commit()
+        row = use_cases.claim_task(db.session, volunteer, task_id)
         flash(_("You have claimed %(title)s. Start it within %(n)d hours.",
                 title=row.task.title, n=row.task.start_within_hours), "success")
     return redirect(url_for("tasks.task_page", task_id=task_id))
@@ -74,8 +73,7 @@ def start(task_id: int):
     """Say I have started my task."""
     volunteer = me()
     if EmptyForm().validate_on_submit():
-        board.start_task(db.session, volunteer, task_id)
-        db.session.commit()
+        use_cases.start_task(db.session, volunteer, task_id)
         flash(_("Started. Mark it done when you have finished."), "success")
     return redirect(url_for("tasks.task_page", task_id=task_id))
 
@@ -89,14 +87,13 @@ def done(task_id: int):
     if not form.validate_on_submit():
         return _render_task(volunteer, task_id, done_form=form, status=422)
     try:
-        board.finish_task(db.session, volunteer, task_id, note=form.note.data or "",
-                          photos=[f for f in request.files.getlist("done-photos") if f.filename])
+        use_cases.finish_task(
+            db.session, volunteer, task_id, note=form.note.data or "",
+            photos=[f for f in request.files.getlist("done-photos") if f.filename])
     except ValidationFailed as error:
-        db.session.rollback()
         for message in apply_errors(form, error):
             flash(message, "error")
         return _render_task(volunteer, task_id, done_form=form, status=422)
-    db.session.commit()
     flash(_("Marked done. Staff will check it and award the points."), "success")
     return redirect(url_for("tasks.task_page", task_id=task_id))
 
@@ -110,12 +107,10 @@ def give_back(task_id: int):
     if not form.validate_on_submit():
         return _render_task(volunteer, task_id, back_form=form, status=422)
     try:
-        board.give_back(db.session, volunteer, task_id, reason=form.reason.data or "")
+        use_cases.give_back(db.session, volunteer, task_id, reason=form.reason.data or "")
     except ValidationFailed as error:
-        db.session.rollback()
         apply_errors(form, error)
         return _render_task(volunteer, task_id, back_form=form, status=422)
-    db.session.commit()
     flash(_("Given back. Thank you for saying why."), "success")
     return redirect(url_for("tasks.board_page"))
 
@@ -129,17 +124,15 @@ def post_wish(grid_id: int):
     form, status = WishForm(), 200
     if form.validate_on_submit():
         try:
-            wish = wishes.post_wish(db.session, grid.id, {
+            wish = use_cases.post_wish(db.session, grid.id, {
                 "kind": form.kind.data, "name": form.name.data, "phone": form.phone.data,
                 "text": form.text.data}, address=request.remote_addr or "",
                 photo=form.photo.data or None)
         except ValidationFailed as error:
-            db.session.rollback()
             for message in apply_errors(form, error):
                 flash(message, "error")
             status = 422
         else:
-            db.session.commit()
             flash(_("Thank you. Keep this page's link or your code %(code)s to follow it.",
                     code=wish.code), "success")
             return redirect(url_for("tasks.follow", code=wish.code))
@@ -184,9 +177,8 @@ def rate(code: str):
     form = RateForm()
     if not form.validate_on_submit():
         return _render_follow(wish, form, 422)
-    wishes.rate_result(db.session, wish.code, rating=form.rating.data,
-                       comment=form.comment.data or "")
-    db.session.commit()
+    use_cases.rate_result(db.session, wish.code, rating=form.rating.data,
+                          comment=form.comment.data or "")
     flash(_("Thank you for your rating."), "success")
     return redirect(url_for("tasks.follow", code=wish.code))
 
