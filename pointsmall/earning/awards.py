@@ -13,7 +13,7 @@ from flask_babel import gettext as _
 from flask_babel import ngettext
 
 import ledger
-from ledger import REQUEST_KEY_LEN, utcnow
+from ledger import utcnow
 from pointsmall.core import audit, clock
 from pointsmall.core.errors import Conflict, NotFound
 from pointsmall.earning.errors import (
@@ -31,6 +31,8 @@ from pointsmall.people.models import Volunteer, volunteer_address
 MAX_BATCH = 5000
 _AWARDS = Award.__table__
 _BATCH_KEY_LEN = AwardBatch.__table__.c.idempotency_key.type.length
+# What the adjustment keeps: a client's key (REQUEST_KEY_LEN) with the API's "<user id>:" in front.
+_ADJUSTMENT_KEY_LEN = Adjustment.__table__.c.idempotency_key.type.length
 MAX_AWARD = 100_000
 
 
@@ -354,7 +356,7 @@ def adjust(session: so.Session, community_id: int, volunteer_id: int, points: in
     if isinstance(points, bool) or not isinstance(points, int) or points == 0 or abs(
             points) > MAX_AWARD:
         raise invalid("points", _("Points are whole numbers from 0 to %(n)d.", n=MAX_AWARD))
-    if not isinstance(key, str) or not key or len(key) > REQUEST_KEY_LEN:
+    if not isinstance(key, str) or not key or len(key) > _ADJUSTMENT_KEY_LEN:
         raise invalid("key", _("A request key is required."))
     volunteer = session.get(Volunteer, volunteer_id)
     if volunteer is None or volunteer.community_id != community_id:

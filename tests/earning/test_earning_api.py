@@ -551,6 +551,20 @@ def test_staff_grant_and_deduct_with_a_reason_and_the_same_key_adjusts_once(
         ("重复发放", -3), ("协助疫苗接种登记", 8)]
 
 
+def test_an_adjustment_takes_the_longest_key_the_api_allows(
+        client, as_staff, place, make_volunteer):
+    volunteer = make_volunteer(place, points=10)
+    key = "k" * ledger.REQUEST_KEY_LEN
+
+    first = adjust_api(client, as_staff, key=key, volunteer_id=volunteer.id, points=5,
+                       reason="奖励")
+    again = adjust_api(client, as_staff, key=key, volunteer_id=volunteer.id, points=5,
+                       reason="奖励")
+
+    assert first.status_code == again.status_code == 201
+    assert points(volunteer) == 15
+
+
 def test_the_same_adjustment_key_with_another_amount_is_a_conflict(
         client, as_staff, place, make_volunteer):
     volunteer = make_volunteer(place, points=10)
