@@ -49,6 +49,7 @@ ACTIONS = {
     "redemption.confirm": _l("Handed over a redemption at the counter"),
     "redemption.refund": _l("Refunded a redemption"),
     "redemption.expire": _l("Unclaimed redemptions expired"),
+    "ledger.expire_holds": _l("Held points past their deadline released"),
     "statement.close": _l("Closed a settlement period"),
     "user.change_password": _l("Changed their password"),
     "token.create": _l("Created an app token"),

@@ -11,6 +11,7 @@ from werkzeug.serving import run_simple
 
 import ledger
 from pointsmall.cli import demo
+from pointsmall.core import audit
 from pointsmall.earning.expiry import expire_points
 from pointsmall.extensions import db
 from pointsmall.jobs.cli import jobs_cli
@@ -49,8 +50,20 @@ def verify_command(batch: int) -> None:
 @click.option("--batch", default=1000, show_default=True, help="Holds released per commit.")
 def expire_holds_command(batch: int) -> None:
     """Release every open hold past its deadline; safe to run twice at once."""
-    total = drain(lambda s: ledger.expire_holds(s, limit=batch), batch)
+    total = drain(lambda s: expire_holds_audited(s, batch), batch)
     click.echo(f"released {total} expired hold(s)")
+
+
+def expire_holds_audited(session, batch: int) -> list[int]:
+    """Release one batch of holds past their deadline, audited as the system in the same
+    transaction: how many, and how many points went back to whom they were held for."""
+    released = ledger.expire_holds(session, limit=batch)
+    if released:
+        held = session.scalar(sa.select(sa.func.sum(ledger.Hold.amount))
+                              .where(ledger.Hold.id.in_(released)))
+        audit.record(session, "ledger.expire_holds", "", actor=None, count=len(released),
+                     points=int(held or 0))
+    return released
 
 
 @ledger_cli.command("rebuild-flows")

@@ -262,6 +262,21 @@ def test_the_expire_command_audits_each_community_as_the_system(
                        other.id: {"count": 1, "points": 20}}
 
 
+def test_the_ledger_hold_sweeper_audits_what_it_releases_as_the_system(
+        app, volunteer, noodles, redeem):
+    long_ago = clock.utcnow() - timedelta(days=8)
+    redeem(volunteer, noodles, now=long_ago)  # its hold's deadline has passed
+
+    ran = app.test_cli_runner().invoke(args=["ledger", "expire-holds"])
+
+    released = int(re.search(r"released (\d+) expired hold", ran.output).group(1))
+    assert released >= 1, ran.output
+    assert audited("ledger.expire_holds") == [(None, "", "", None, "cli")]
+    detail = db.session.scalar(sa.select(AuditEntry.detail)
+                               .where(AuditEntry.action == "ledger.expire_holds"))
+    assert detail["count"] == released and detail["points"] >= noodles.price
+
+
 def test_an_expire_run_with_nothing_due_writes_no_audit_row_and_no_ledger_row(
         app, volunteer, noodles, redeem):
     redeem(volunteer, noodles)
