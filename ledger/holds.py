@@ -239,13 +239,18 @@ def void_holds(session: so.Session, holds: Sequence[tuple[int, str]], *,
 
 
 def expire_holds(session: so.Session, *, now: datetime | None = None,
-                 limit: int = 1000) -> list[int]:
-    """Release open holds past their deadline; safe to run in several processes at once."""
+                 limit: int = 1000, leave_kinds: Sequence[str] = ()) -> list[int]:
+    """Release open holds past their deadline; safe to run in several processes at once.
+
+    Holds of `leave_kinds` are left to their owner, which releases them with its own record
+    (a redemption's hold goes with the redemption and its stock).
+    """
     now = check_now(now)
     with session.begin_nested():
         due = list(session.scalars(
             sa.select(Hold)
-            .where(Hold.status == "open", Hold.expires_at <= now)
+            .where(Hold.status == "open", Hold.expires_at <= now,
+                   Hold.kind.not_in(leave_kinds))
             .order_by(Hold.id)
             .limit(limit)
             .with_for_update(skip_locked=True)

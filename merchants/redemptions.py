@@ -48,6 +48,10 @@ _INSERT_UNLESS_TAKEN = (
     .on_conflict_do_nothing(index_elements=[Redemption.__table__.c.idempotency_key])
     .returning(Redemption.__table__.c.id))
 
+# The kind of a redemption's hold: released with the redemption (`expire_due`, `cancel`),
+# never by the ledger's own sweeper, so that the redemption and its stock go with it.
+HOLD_KIND = "redemption"
+
 
 @dataclass(frozen=True)
 class Redeemer:
@@ -176,7 +180,7 @@ def _hold_and_write(session, redeemer, item, quantity, points, full_key, fingerp
     # redemptions wait for us, so the monthly count below cannot be raced.
     held = ledger.hold(
         session, redeemer.account, merchant_address(item.merchant_id), points,
-        key=f"redemption:{full_key}", kind="redemption", memo=item.name,
+        key=f"redemption:{full_key}", kind=HOLD_KIND, memo=item.name,
         expires_at=now + timedelta(days=hold_days),
         meta={"item_id": item.id, "quantity": quantity}, now=now)
     values = {

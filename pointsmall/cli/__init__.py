@@ -10,6 +10,7 @@ from flask_migrate import upgrade
 from werkzeug.serving import run_simple
 
 import ledger
+from merchants import redemptions
 from pointsmall.cli import demo
 from pointsmall.core import audit
 from pointsmall.earning.expiry import expire_points
@@ -57,7 +58,8 @@ def expire_holds_command(batch: int) -> None:
 def expire_holds_audited(session, batch: int) -> list[int]:
     """Release one batch of holds past their deadline, audited as the system in the same
     transaction: how many, and how many points went back to whom they were held for."""
-    released = ledger.expire_holds(session, limit=batch)
+    released = ledger.expire_holds(session, limit=batch,
+                                   leave_kinds=(redemptions.HOLD_KIND,))
     if released:
         held = session.scalar(sa.select(sa.func.sum(ledger.Hold.amount))
                               .where(ledger.Hold.id.in_(released)))

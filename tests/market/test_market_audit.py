@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 import ledger
 from merchants import redemptions
-from merchants.models import Redemption
+from merchants.models import Redemption, merchant_address
 from pointsmall.core import clock
 from pointsmall.core.audit import AuditEntry
 from pointsmall.extensions import db
@@ -263,18 +263,42 @@ def test_the_expire_command_audits_each_community_as_the_system(
 
 
 def test_the_ledger_hold_sweeper_audits_what_it_releases_as_the_system(
-        app, volunteer, noodles, redeem):
+        app, volunteer, shop):
     long_ago = clock.utcnow() - timedelta(days=8)
-    redeem(volunteer, noodles, now=long_ago)  # its hold's deadline has passed
+    held = ledger.hold(db.session, volunteer.account("POINTS"), merchant_address(shop.id), 30,
+                       key=f"deposit:{volunteer.id}", kind="deposit",
+                       expires_at=long_ago + timedelta(days=1), now=long_ago)
 
     ran = app.test_cli_runner().invoke(args=["ledger", "expire-holds"])
 
     released = int(re.search(r"released (\d+) expired hold", ran.output).group(1))
     assert released >= 1, ran.output
+    assert ledger.get_hold(db.session, held.id).status == "expired"
     assert audited("ledger.expire_holds") == [(None, "", "", None, "cli")]
     detail = db.session.scalar(sa.select(AuditEntry.detail)
                                .where(AuditEntry.action == "ledger.expire_holds"))
-    assert detail["count"] == released and detail["points"] >= noodles.price
+    assert detail["count"] == released and detail["points"] >= 30
+
+
+def test_the_hold_sweeper_leaves_a_lapsed_redemption_to_the_redemption_command(
+        app, volunteer, noodles, redeem):
+    long_ago = clock.utcnow() - timedelta(days=8)
+    lapsed = redeem(volunteer, noodles, now=long_ago)
+    available = ledger.balance(db.session, volunteer.account("POINTS")).available
+
+    app.test_cli_runner().invoke(args=["ledger", "expire-holds"])
+    hold_after_sweep = ledger.get_hold(db.session, lapsed.hold_id).status
+    app.test_cli_runner().invoke(args=["redemptions", "expire"])
+
+    assert hold_after_sweep == "open"
+    db.session.expire_all()
+    assert db.session.get(Redemption, lapsed.id).status == "expired"
+    assert ledger.get_hold(db.session, lapsed.hold_id).status == "voided"
+    assert db.session.get(type(noodles), noodles.id).stock == 5
+    assert ledger.balance(db.session, volunteer.account("POINTS")).available == (
+        available + noodles.price)
+    assert [row[2] for row in audited("redemption.expire")] == [
+        f"community:{volunteer.community_id}"]
 
 
 def test_an_expire_run_with_nothing_due_writes_no_audit_row_and_no_ledger_row(
