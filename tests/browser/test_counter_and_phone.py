@@ -337,7 +337,9 @@ def test_15_a_mall_card_opens_as_a_whole_and_shows_the_item_photo(page, screen, 
     card = page.get_by_test_id("item-card").filter(has_text=EGGS)
     photo = card.locator("img")
     expect(photo).to_be_visible()
-    assert photo.evaluate("img => img.complete && img.naturalWidth") > 0
+    # decode() waits for the picture (a busy machine may still be loading it) and fails
+    # on a broken one.
+    assert photo.evaluate("img => img.decode().then(() => img.naturalWidth)") > 0
     box = card.bounding_box()
     assert box["height"] >= 150 and box["width"] >= 150, box
     screenshot(page, "1-mall")

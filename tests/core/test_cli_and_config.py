@@ -36,9 +36,9 @@ def test_expire_holds_releases_holds_past_their_deadline_and_a_second_run_releas
         app, session, make_account):
     volunteer, merchant = make_account(points=100), make_account()
     past = utcnow() - timedelta(days=2)
-    due = [ledger.hold(session, volunteer, merchant, n, key=key(), kind="redemption",
+    due = [ledger.hold(session, volunteer, merchant, n, key=key(), kind="deposit",
                        now=past, expires_at=past + timedelta(hours=1)) for n in (10, 20)]
-    on_time = ledger.hold(session, volunteer, merchant, 30, key=key(), kind="redemption",
+    on_time = ledger.hold(session, volunteer, merchant, 30, key=key(), kind="deposit",
                           expires_at=utcnow() + timedelta(days=1))
     runner = app.test_cli_runner()
 
@@ -60,7 +60,7 @@ def test_expire_holds_releases_holds_past_their_deadline_and_a_second_run_releas
 def test_expire_holds_works_through_several_batches(app, session, make_account):
     volunteer, merchant = make_account(points=100), make_account()
     past = utcnow() - timedelta(days=2)
-    holds = [ledger.hold(session, volunteer, merchant, 1, key=key(), kind="redemption",
+    holds = [ledger.hold(session, volunteer, merchant, 1, key=key(), kind="deposit",
                          now=past, expires_at=past + timedelta(hours=1)) for _ in range(5)]
 
     result = app.test_cli_runner().invoke(args=["ledger", "expire-holds", "--batch", "2"])
