@@ -9,9 +9,7 @@ import sqlalchemy as sa
 import sqlalchemy.orm as so
 from pypinyin import lazy_pinyin
 
-from pointsmall.earning import tiers
-from pointsmall.earning.models import Activity, Attendance
-from pointsmall.people import service
+from pointsmall.people import figures, service
 from pointsmall.people.models import Volunteer
 
 TIERS = ("gold", "silver", "bronze", "none")
@@ -96,15 +94,14 @@ def rows(session: so.Session, community_id: int, filters: Filters) -> list[Row]:
     volunteers = list(session.scalars(service.search_volunteers(
         session, community_id, q=filters.q, grid_id=filters.grid_id, status=filters.status)))
     balances = service.volunteer_balances(session, volunteers)
-    standings = tiers.standings(session, community_id, volunteer_ids=[v.id for v in volunteers])
-    hours, last = _attendance(session, community_id)
+    standings = figures.standings(session, community_id, [v.id for v in volunteers])
+    nobody = figures.Standing(None, 0.0, None)
     found = []
     for volunteer in volunteers:
         points, merit = balances[volunteer.id]
-        standing = standings.get(volunteer.id)
-        tier = standing.tier if standing else None
-        row = Row(volunteer, points.available, points.pending, merit.posted, tier,
-                  round(hours.get(volunteer.id, 0.0), 1), last.get(volunteer.id))
+        standing = standings.get(volunteer.id, nobody)
+        row = Row(volunteer, points.available, points.pending, merit.posted, standing.tier,
+                  round(standing.hours, 1), standing.last_activity)
         if filters.tier and (row.tier or "none") != filters.tier:
             continue
         if filters.min_points is not None and row.points < filters.min_points:
@@ -140,19 +137,3 @@ def export_query(session: so.Session, community_id: int, filters: Filters) -> sa
         ids = [row.volunteer.id for row in rows(session, community_id, filters)]
         query = query.where(Volunteer.id.in_(ids))
     return query
-
-
-def _attendance(session: so.Session, community_id: int
-                ) -> tuple[dict[int, float], dict[int, datetime]]:
-    """Return each volunteer's hours at activities they attended, and their last one."""
-    hours: dict[int, float] = {}
-    last: dict[int, datetime] = {}
-    for volunteer_id, starts, ends in session.execute(
-            sa.select(Attendance.volunteer_id, Activity.starts_at, Activity.ends_at)
-            .join(Activity, Activity.id == Attendance.activity_id)
-            .where(Activity.community_id == community_id, Attendance.present,
-                   sa.not_(Activity.cancelled))):
-        hours[volunteer_id] = hours.get(volunteer_id, 0.0) + (ends - starts).total_seconds() / 3600
-        if volunteer_id not in last or starts > last[volunteer_id]:
-            last[volunteer_id] = starts
-    return hours, last

@@ -33,8 +33,8 @@ from pointsmall.jobs import work
 from pointsmall.people import (
     communities,
     export,
+    figures,
     importer,
-    overview,
     service,
     table,
     use_cases,
@@ -133,7 +133,7 @@ def edit(volunteer_id: int):
             return redirect(url_for("volunteers.edit", volunteer_id=volunteer.id))
     return render_template("people/form.html", form=form, volunteer=volunteer,
                            action_form=EmptyForm(), statuses=VOLUNTEER_STATUS_LABELS,
-                           overview=overview.points_overview(
+                           overview=figures.card(
                                db.session, volunteer, before=request.args.get("before", type=int))
                            ), (422 if form.errors else 200)
 
