@@ -1,3 +1,4 @@
+
 """The tests' one set of builders: places, people, shops, items, redemptions, activities and
 tasks; signing in; and reading back what a user notices (balances, pages, audit rows).
 
@@ -12,6 +13,7 @@ requests see them.
 import io
 import itertools
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
@@ -410,3 +412,20 @@ def pdf_text(data: bytes) -> str:
     as NUL + character, poppler as the character: drop the NULs)."""
     pages = PdfReader(io.BytesIO(data)).pages
     return re.sub(r"[\s\x00]+", "", "".join(page.extract_text() for page in pages))
+
+
+@contextmanager
+def joined_to(app, connection: sa.Connection):
+    """Push an app context whose db.session works in savepoints of `connection` (a test's
+    transaction, rolled back after it)."""
+    with app.app_context():
+        engines = db.engines
+        original = engines[None]
+        engines[None] = connection
+        db.session.remove()
+        db.session.configure(join_transaction_mode="create_savepoint")
+        try:
+            yield app
+        finally:
+            db.session.remove()
+            engines[None] = original

@@ -26,6 +26,7 @@ from pointsmall import create_app
 from pointsmall.config import database_url as normalise_url
 from pointsmall.core import embedded_db
 from pointsmall.extensions import db
+from tests.builders import joined_to
 
 PG_URL = os.environ.get("TEST_DATABASE_URL")
 
@@ -100,9 +101,20 @@ def migrated_app(database_url: str, **config):
 
 
 @pytest.fixture(scope="session")
-def make_app():
-    """Build an app of a test's own: `make_app(url, **config)` (see migrated_app)."""
-    return migrated_app
+def own_app(own_database):
+    """Build an app on a database of its own: `with own_app("jobs", **config) as app:`
+    (its connections closed and the database dropped after)."""
+    @contextmanager
+    def build(prefix: str, **config) -> Iterator:
+        with own_database(prefix) as url:
+            app = migrated_app(url, **config)
+            try:
+                yield app
+            finally:
+                with app.app_context():
+                    db.session.remove()
+                    db.engine.dispose()
+    return build
 
 
 @pytest.fixture(scope="session")
@@ -152,17 +164,8 @@ def session(connection) -> Iterator[so.Session]:
 @pytest.fixture
 def app(base_app, connection):
     """The app, its db.session joined to the test's rolled-back transaction."""
-    with base_app.app_context():
-        engines = db.engines
-        original = engines[None]
-        engines[None] = connection
-        db.session.remove()
-        db.session.configure(join_transaction_mode="create_savepoint")
-        try:
-            yield base_app
-        finally:
-            db.session.remove()
-            engines[None] = original
+    with joined_to(base_app, connection):
+        yield base_app
 
 
 @pytest.fixture

@@ -78,17 +78,11 @@ def crawl(client, start: list[str]) -> dict[str, int]:
 
 
 @pytest.fixture(scope="module")
-def crawl_app(own_database, make_app):
+def crawl_app(own_app):
     """The demo in a database of its own. The demo seeds only an empty database, and the
     shared one may hold rows that tests of concurrent transactions committed for real."""
-    with own_database("crawl") as url:
-        app = make_app(url)
-        try:
-            yield app
-        finally:
-            with app.app_context():
-                db.session.remove()
-                db.engine.dispose()
+    with own_app("crawl") as app:
+        yield app
 
 
 @pytest.fixture

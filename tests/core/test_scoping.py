@@ -13,7 +13,6 @@ import io
 import json
 import re
 from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -40,6 +39,7 @@ from tests.builders import (
     build_merchant_staff,
     build_staff,
     build_volunteer,
+    joined_to,
     new_phone,
 )
 from tests.core import task_routes
@@ -417,28 +417,12 @@ def build_world() -> World:
         tokens=tokens, sessions={caller: user.get_id() for caller, user in callers.items()})
 
 
-@contextmanager
-def bound(app, connection: sa.Connection):
-    """Push an app context whose db.session works in savepoints of `connection`."""
-    with app.app_context():
-        engines = db.engines
-        original = engines[None]
-        engines[None] = connection
-        db.session.remove()
-        db.session.configure(join_transaction_mode="create_savepoint")
-        try:
-            yield app
-        finally:
-            db.session.remove()
-            engines[None] = original
-
-
 @pytest.fixture(scope="module")
 def built(base_app, engine):
     """Build the world once, in a transaction rolled back when the module is done."""
     with engine.connect() as connection:
         outer = connection.begin()
-        with bound(base_app, connection):
+        with joined_to(base_app, connection):
             world = build_world()
         yield connection, world
         outer.rollback()
@@ -449,7 +433,7 @@ def world_app(base_app, built):
     """The app and the world; whatever a test writes is rolled back after it."""
     connection, world = built
     savepoint = connection.begin_nested()
-    with bound(base_app, connection) as app:
+    with joined_to(base_app, connection) as app:
         yield app, world
     savepoint.rollback()
 

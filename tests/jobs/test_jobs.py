@@ -39,16 +39,10 @@ ZH_JOURNAL = ["交易编号", "时间", "类型", "摘要", "账户", "资产", 
 
 
 @pytest.fixture(scope="module")
-def jobs_app(own_database, make_app):
-    with own_database("jobs") as url:
-        app = make_app(url, WTF_CSRF_ENABLED=False, EXPORT_JOB_ROWS=ROWS,
-                       IMPORT_JOB_BYTES=IMPORT_BYTES, REPORT_JOB_VOLUNTEERS=REPORT_VOLUNTEERS)
-        try:
-            yield app
-        finally:
-            with app.app_context():
-                db.session.remove()
-                db.engine.dispose()
+def jobs_app(own_app):
+    with own_app("jobs", WTF_CSRF_ENABLED=False, EXPORT_JOB_ROWS=ROWS,
+                 IMPORT_JOB_BYTES=IMPORT_BYTES, REPORT_JOB_VOLUNTEERS=REPORT_VOLUNTEERS) as app:
+        yield app
 
 
 @pytest.fixture
