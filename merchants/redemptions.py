@@ -260,7 +260,10 @@ def find_by_code(session: so.Session, merchant_id: int, code: str, *,
 
 def by_code(code: str, *, lock: bool = False) -> sa.Select:
     """The statement that reads the redemption with a code (any merchant's), as find_by_code."""
-    query = sa.select(Redemption).where(Redemption.code == normalise_code(code))
+    # The item and its merchant come in the same round trip: the counter shows the item,
+    # and the confirmation's record names the merchant's community.
+    query = (sa.select(Redemption).where(Redemption.code == normalise_code(code))
+             .options(so.joinedload(Redemption.item).joinedload(Item.merchant)))
     if lock:
         query = query.with_for_update(of=Redemption).execution_options(populate_existing=True)
     return query
