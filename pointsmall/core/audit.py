@@ -28,11 +28,17 @@ class AuditEntry(db.Model):
 
 
 def record(session: so.Session, action: str, target: str = "", *,
-           community_id: int | None = None, actor=None, **detail: Any) -> AuditEntry:
-    """Append an audit entry for the signed-in user (or `actor`) in the same transaction."""
+           community_id: int | None = None, actor=None, **detail: Any) -> None:
+    """Append an audit entry for the signed-in user (or `actor`) in the same transaction.
+
+    One INSERT statement rather than an object for the unit of work: the entry is never
+    read back where it is written, and the mall writes one per redemption and per
+    confirmation.
+    """
     actor = actor if actor is not None else (current_user if has_request_context() else None)
     signed_in = actor is not None and getattr(actor, "is_authenticated", False)
-    entry = AuditEntry(
+    session.execute(sa.insert(AuditEntry).values(
+        at=utcnow(),
         actor_id=actor.id if signed_in else None,
         actor_name=actor.username if signed_in else "",
         community_id=community_id,
@@ -40,9 +46,7 @@ def record(session: so.Session, action: str, target: str = "", *,
         target=target,
         detail=detail,
         address=(request.remote_addr or "") if has_request_context() else "cli",
-    )
-    session.add(entry)
-    return entry
+    ))
 
 
 def search(session: so.Session, *, action: str | None = None, actor: str | None = None,
